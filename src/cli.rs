@@ -1,0 +1,250 @@
+//! Command-line interface (SPEC §5): subcommands, flags with `CUSTOMER_VALUE_*` environment
+//! twins, logging setup, and the mapping of errors to exit codes.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config, ConfigError, Validated};
+use crate::generate::{self, GenFormat, GenerateOptions};
+use crate::job::{self, RunOptions};
+use crate::{schema, Error, Result};
+
+/// Default config path when --config is not given.
+pub const DEFAULT_CONFIG: &str = "config/default.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "customer-value", version, about = "Customer retention (CRR), LTV/CLV, churn cohorts and per-customer tables from transaction exports, per segment.")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "CUSTOMER_VALUE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true, env = "CUSTOMER_VALUE_THREADS")]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute every table for one as_of date and publish it.
+    Run(RunArgs),
+    /// Check the config and that every input is readable with the mapped columns; writes nothing.
+    Validate(ConfigArgs),
+    /// Print every output table's columns, types and meaning.
+    Schema(SchemaArgs),
+    /// Write a deterministic synthetic transaction export.
+    Generate(GenerateArgs),
+}
+
+/// Flags that locate and override the configuration.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Config file (TOML).
+    #[arg(long, env = "CUSTOMER_VALUE_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Input paths, replacing input.paths (repeatable; comma-separated in the environment).
+    #[arg(long = "input", env = "CUSTOMER_VALUE_INPUT", value_delimiter = ',')]
+    pub inputs: Vec<String>,
+    /// Output folder, replacing output.path.
+    #[arg(long, env = "CUSTOMER_VALUE_OUTPUT")]
+    pub output: Option<String>,
+    /// Replaces input.max_reject_ratio.
+    #[arg(long, env = "CUSTOMER_VALUE_MAX_REJECT_RATIO")]
+    pub max_reject_ratio: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// As-of date YYYY-MM-DD (default: yesterday in the configured timezone).
+    #[arg(long, env = "CUSTOMER_VALUE_AS_OF")]
+    pub as_of: Option<String>,
+    /// Never show a progress bar.
+    #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS")]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "markdown", env = "CUSTOMER_VALUE_SCHEMA_FORMAT")]
+    pub format: SchemaFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Output file (`.csv`, `.csv.gz`, `.csv.zst` or `.parquet`).
+    #[arg(long, env = "CUSTOMER_VALUE_GEN_OUTPUT")]
+    pub output: PathBuf,
+    /// File format (default: by extension).
+    #[arg(long, value_enum, env = "CUSTOMER_VALUE_GEN_FORMAT")]
+    pub format: Option<GenFormat>,
+    #[arg(long, default_value_t = 10_000, env = "CUSTOMER_VALUE_GEN_CUSTOMERS")]
+    pub customers: u64,
+    /// Approximate number of rows (lines).
+    #[arg(long, default_value_t = 100_000, env = "CUSTOMER_VALUE_GEN_ROWS")]
+    pub rows: u64,
+    #[arg(long, default_value_t = 42, env = "CUSTOMER_VALUE_GEN_SEED")]
+    pub seed: u64,
+    /// First month (YYYY-MM-DD).
+    #[arg(long, default_value = "2023-01-01", env = "CUSTOMER_VALUE_GEN_START")]
+    pub start: String,
+    #[arg(long, default_value_t = 24, env = "CUSTOMER_VALUE_GEN_MONTHS")]
+    pub months: u32,
+    /// Segment columns (channel, region, plan).
+    #[arg(long, value_delimiter = ',', default_value = "channel,region", env = "CUSTOMER_VALUE_GEN_SEGMENTS")]
+    pub segments: Vec<String>,
+    /// Share of orders refunded (partly or fully) later.
+    #[arg(long, default_value_t = 0.05, env = "CUSTOMER_VALUE_GEN_REFUNDS")]
+    pub refunds: f64,
+    /// Share of orders with several lines.
+    #[arg(long, default_value_t = 0.3, env = "CUSTOMER_VALUE_GEN_MULTI_LINE")]
+    pub multi_line: f64,
+    /// Leave out the cost column.
+    #[arg(long, env = "CUSTOMER_VALUE_GEN_NO_COST")]
+    pub no_cost: bool,
+}
+
+impl ConfigArgs {
+    /// Loads the file, applies the flags, validates everything.
+    pub fn load(&self) -> std::result::Result<Validated, ConfigError> {
+        let mut cfg = Config::from_file(&self.config)?;
+        if !self.inputs.is_empty() {
+            cfg.input.paths = self.inputs.clone();
+        }
+        if let Some(o) = &self.output {
+            cfg.output.path = o.clone();
+        }
+        if let Some(r) = self.max_reject_ratio {
+            cfg.input.max_reject_ratio = r;
+        }
+        cfg.validate()
+    }
+}
+
+/// Sets up logging on stderr.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOMER_VALUE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+}
+
+/// Executes the parsed command.
+pub fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let cfg = args.config.load()?;
+            let as_of: Option<NaiveDate> = args
+                .as_of
+                .as_deref()
+                .map(config::parse_as_of)
+                .transpose()?;
+            let summary = job::run(
+                &cfg,
+                &RunOptions {
+                    as_of,
+                    progress: !args.no_progress,
+                },
+            )?;
+            let m = &summary.manifest;
+            println!(
+                "as_of {}: {} rows read, {} used, {} rejected, {} after as_of; {} customers; manifest {}",
+                m.as_of,
+                m.rows_read,
+                m.rows_used,
+                m.rows_rejected,
+                m.rows_after_as_of,
+                m.customers,
+                summary.manifest_path.display()
+            );
+            for (name, t) in &m.tables {
+                println!("  {name}: {} rows", t.rows);
+            }
+            Ok(())
+        }
+        Command::Validate(args) => {
+            let cfg = args.load()?;
+            let checked = job::validate(&cfg)?;
+            let bytes: u64 = checked.iter().map(|c| c.size).sum();
+            for c in &checked {
+                println!("ok {} ({}, {} bytes)", c.path, c.format, c.size);
+            }
+            println!(
+                "config {} is valid; {} input file(s), {bytes} bytes, all mapped columns present",
+                args.config.display(),
+                checked.len()
+            );
+            Ok(())
+        }
+        Command::Schema(args) => {
+            match args.format {
+                SchemaFormat::Markdown => print!("{}", schema::markdown()),
+                SchemaFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema::json()).unwrap_or_default()
+                ),
+            }
+            Ok(())
+        }
+        Command::Generate(a) => {
+            let start = config::parse_as_of(&a.start).map_err(|_| {
+                Error::Config(ConfigError::Invalid(vec![format!(
+                    "--start: '{}' is not a date of the form YYYY-MM-DD",
+                    a.start
+                )]))
+            })?;
+            let format = a.format.unwrap_or_else(|| {
+                if a.output.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+                    GenFormat::Parquet
+                } else {
+                    GenFormat::Csv
+                }
+            });
+            let report = generate::generate(&GenerateOptions {
+                output: a.output.clone(),
+                format,
+                customers: a.customers,
+                rows: a.rows,
+                seed: a.seed,
+                start,
+                months: a.months,
+                segments: a.segments.clone(),
+                refund_rate: a.refunds,
+                multi_line_rate: a.multi_line,
+                cost: !a.no_cost,
+            })?;
+            println!(
+                "wrote {}: {} rows, {} orders, {} customers, {} bytes",
+                a.output.display(),
+                report.rows,
+                report.orders,
+                report.customers,
+                report.bytes
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! The job's TOML configuration (SPEC §5): serde structs that are also the user documentation,
+//! plus a validation pass that reports every problem at once, before any I/O.
+
+use std::fmt;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::time::Period;
+
+/// Column names the customers table uses itself; a segment column may not take one of them.
+const RESERVED_COLUMNS: &[&str] = &[
+    "customer_id",
+    "cohort",
+    "first_purchase_at",
+    "last_purchase_at",
+    "orders",
+    "revenue",
+    "refunds",
+    "cost",
+    "margin",
+    "avg_order_value",
+    "lifespan_months",
+    "purchases_per_month",
+    "ltv",
+    "days_since_last_purchase",
+    "status",
+    "churned_at",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_segment",
+    "segment",
+    "segment_by",
+    "as_of",
+];
+
+/// Problems with the configuration. Each names the key (or file) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+/// Whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the transaction exports are and how to read them.
+    pub input: InputConfig,
+    /// How the metrics are defined (period, churn window, timezone, margin, segments).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Where the tables are written.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// `[input]`: files, format, parsing and the reject gate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Files, glob patterns or folders (read recursively; `key=value` folders become columns).
+    pub paths: Vec<String>,
+    /// `auto` (by file extension), `csv`, `parquet` or `ndjson`.
+    #[serde(default)]
+    pub format: InputFormat,
+    /// Mapping from the logical fields of SPEC §1 to the input's column names.
+    pub columns: ColumnsConfig,
+    /// CSV dialect.
+    #[serde(default)]
+    pub csv: CsvConfig,
+    /// chrono strftime format of `ts` when it is text; empty = ISO 8601 date, date-time, or
+    /// date-time with offset, detected per value.
+    #[serde(default)]
+    pub ts_format: String,
+    /// Decimal places of money in the input; amounts are summed exactly in these minor units.
+    #[serde(default = "default_amount_decimals")]
+    pub amount_decimals: u32,
+    /// The run fails when rejected rows / rows read exceeds this share (0–1).
+    #[serde(default = "default_max_reject_ratio")]
+    pub max_reject_ratio: f64,
+}
+
+/// `[input.columns]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnsConfig {
+    /// Customer identifier (string or integer).
+    pub customer_id: String,
+    /// Transaction timestamp or date.
+    pub ts: String,
+    /// Net revenue of the line; negative = refund.
+    pub amount: String,
+    /// Optional order identifier grouping lines into orders.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// Optional cost of the line (gives the margin P).
+    #[serde(default)]
+    pub cost: Option<String>,
+    /// Zero or more segment columns.
+    #[serde(default)]
+    pub segments: Vec<String>,
+}
+
+/// `[input.csv]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CsvConfig {
+    /// Field delimiter, one ASCII character.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Quote character, one ASCII character; empty = no quoting.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// Whether the first line is a header (without one, columns are `column_1`, `column_2`, …).
+    #[serde(default = "default_true")]
+    pub has_header: bool,
+}
+
+impl Default for CsvConfig {
+    fn default() -> Self {
+        Self {
+            delimiter: default_delimiter(),
+            quote: default_quote(),
+            has_header: true,
+        }
+    }
+}
+
+/// Input file format.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    #[default]
+    Auto,
+    Csv,
+    Parquet,
+    Ndjson,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `week` (ISO, Monday), `month`, `quarter` or `year`.
+    #[serde(default)]
+    pub period: Period,
+    /// Days after the last purchase during which a customer is still active.
+    #[serde(default = "default_churn_window")]
+    pub churn_window_days: u32,
+    /// IANA timezone for periods, days, and naive timestamps.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Margin P used when the input has no cost column (0–1).
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Which value of a segment column a customer gets: `first`, `last` or `most_frequent`
+    /// (over their purchases).
+    #[serde(default)]
+    pub segment_assignment: SegmentAssignment,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            period: Period::default(),
+            churn_window_days: default_churn_window(),
+            timezone: default_timezone(),
+            margin: default_margin(),
+            segment_assignment: SegmentAssignment::default(),
+        }
+    }
+}
+
+/// How a customer's segment value is chosen.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentAssignment {
+    #[default]
+    First,
+    Last,
+    MostFrequent,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Folder that receives `{table}/as_of=YYYY-MM-DD/` partitions and `_manifests/`.
+    #[serde(default = "default_output_path")]
+    pub path: String,
+    /// zstd level of the Parquet files (1–22).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Maximum rows per Parquet row group.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            path: default_output_path(),
+            zstd_level: default_zstd_level(),
+            row_group_rows: default_row_group_rows(),
+        }
+    }
+}
+
+fn default_amount_decimals() -> u32 {
+    2
+}
+fn default_max_reject_ratio() -> f64 {
+    0.01
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_churn_window() -> u32 {
+    90
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_margin() -> f64 {
+    1.0
+}
+fn default_output_path() -> String {
+    "out".into()
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_row_group_rows() -> usize {
+    1 << 20
+}
+
+/// A configuration that passed validation, with its parsed values ready for the job.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub config: Config,
+    pub tz: Tz,
+    pub delimiter: u8,
+    pub quote: Option<u8>,
+    /// sha256 of the canonical (re-serialized) configuration.
+    pub hash: String,
+}
+
+impl Config {
+    /// Reads and parses a TOML file (unknown keys are errors).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is one line naming the key.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+    }
+
+    /// Checks every rule and reports all problems at once.
+    pub fn validate(self) -> Result<Validated, ConfigError> {
+        let mut problems = Vec::new();
+        let i = &self.input;
+        if i.paths.is_empty() {
+            problems.push("input.paths: must list at least one file, glob or folder".to_string());
+        }
+        if i.paths.iter().any(|p| p.trim().is_empty()) {
+            problems.push("input.paths: contains an empty path".to_string());
+        }
+        let c = &i.columns;
+        for (key, value) in [
+            ("input.columns.customer_id", &c.customer_id),
+            ("input.columns.ts", &c.ts),
+            ("input.columns.amount", &c.amount),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("{key}: mapping is required and may not be empty"));
+            }
+        }
+        for (key, value) in [
+            ("input.columns.order_id", &c.order_id),
+            ("input.columns.cost", &c.cost),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                problems.push(format!("{key}: empty column name (leave the key out instead)"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &c.segments {
+            if s.trim().is_empty() {
+                problems.push("input.columns.segments: contains an empty column name".into());
+            } else if RESERVED_COLUMNS.contains(&s.as_str()) {
+                problems.push(format!(
+                    "input.columns.segments: '{s}' is a reserved output column name; rename it in the input or choose another column"
+                ));
+            } else if !seen.insert(s.as_str()) {
+                problems.push(format!("input.columns.segments: '{s}' is listed twice"));
+            }
+        }
+        if i.amount_decimals > 9 {
+            problems.push(format!(
+                "input.amount_decimals: {} is out of range (0–9)",
+                i.amount_decimals
+            ));
+        }
+        if !(0.0..=1.0).contains(&i.max_reject_ratio) {
+            problems.push(format!(
+                "input.max_reject_ratio: {} is out of range (0–1)",
+                i.max_reject_ratio
+            ));
+        }
+        if !i.ts_format.is_empty() {
+            let items: Vec<_> = chrono::format::StrftimeItems::new(&i.ts_format).collect();
+            if items
+                .iter()
+                .any(|it| matches!(it, chrono::format::Item::Error))
+            {
+                problems.push(format!(
+                    "input.ts_format: '{}' is not a valid strftime format",
+                    i.ts_format
+                ));
+            }
+        }
+        let delimiter = single_byte(&i.csv.delimiter);
+        if delimiter.is_none() {
+            problems.push(format!(
+                "input.csv.delimiter: '{}' must be exactly one ASCII character",
+                i.csv.delimiter
+            ));
+        }
+        let quote = if i.csv.quote.is_empty() {
+            Some(None)
+        } else {
+            single_byte(&i.csv.quote).map(Some)
+        };
+        if quote.is_none() {
+            problems.push(format!(
+                "input.csv.quote: '{}' must be one ASCII character or empty",
+                i.csv.quote
+            ));
+        }
+        let m = &self.metrics;
+        let tz: Option<Tz> = m.timezone.parse().ok();
+        if tz.is_none() {
+            problems.push(format!(
+                "metrics.timezone: '{}' is not an IANA timezone (e.g. UTC, Europe/Berlin)",
+                m.timezone
+            ));
+        }
+        let longest = m.period.longest_days();
+        if m.churn_window_days < longest {
+            problems.push(format!(
+                "metrics.churn_window_days: {} is shorter than the longest {} ({longest} days); use at least {longest}",
+                m.churn_window_days, m.period
+            ));
+        }
+        if m.churn_window_days > 36_600 {
+            problems.push(format!(
+                "metrics.churn_window_days: {} is out of range (at most 36600)",
+                m.churn_window_days
+            ));
+        }
+        if !m.margin.is_finite() || !(0.0..=1.0).contains(&m.margin) {
+            problems.push(format!(
+                "metrics.margin: {} is out of range (0–1)",
+                m.margin
+            ));
+        }
+        let o = &self.output;
+        if o.path.trim().is_empty() {
+            problems.push("output.path: may not be empty".into());
+        }
+        if !(1..=22).contains(&o.zstd_level) {
+            problems.push(format!(
+                "output.zstd_level: {} is out of range (1–22)",
+                o.zstd_level
+            ));
+        }
+        if o.row_group_rows == 0 {
+            problems.push("output.row_group_rows: must be at least 1".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        let hash = {
+            use sha2::Digest;
+            let canonical = serde_json::to_string(&self).unwrap_or_default();
+            let digest = sha2::Sha256::digest(canonical.as_bytes());
+            format!("sha256:{}", hex(&digest))
+        };
+        Ok(Validated {
+            tz: tz.unwrap_or(Tz::UTC),
+            delimiter: delimiter.unwrap_or(b','),
+            quote: quote.unwrap_or(Some(b'"')),
+            config: self,
+            hash,
+        })
+    }
+}
+
+/// Parses an as-of date given on the command line or in the environment.
+pub fn parse_as_of(text: &str) -> Result<NaiveDate, ConfigError> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+        ConfigError::Invalid(vec![format!(
+            "as_of: '{text}' is not a date of the form YYYY-MM-DD"
+        )])
+    })
+}
+
+fn single_byte(s: &str) -> Option<u8> {
+    let b = s.as_bytes();
+    (b.len() == 1 && b[0].is_ascii()).then(|| b[0])
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputFormat::Auto => "auto",
+            InputFormat::Csv => "csv",
+            InputFormat::Parquet => "parquet",
+            InputFormat::Ndjson => "ndjson",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> String {
+        r#"
+[input]
+paths = ["x.csv"]
+[input.columns]
+customer_id = "c"
+ts = "t"
+amount = "a"
+"#
+        .to_string()
+    }
+
+    #[test]
+    fn default_config_file_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let cfg = Config::from_file(&path).expect("config/default.toml parses");
+        cfg.validate().expect("config/default.toml is valid");
+    }
+
+    #[test]
+    fn minimal_config_gets_spec_defaults() {
+        let cfg = Config::from_toml(&minimal()).unwrap();
+        assert_eq!(cfg.metrics.period, Period::Month);
+        assert_eq!(cfg.metrics.churn_window_days, 90);
+        assert_eq!(cfg.metrics.timezone, "UTC");
+        assert_eq!(cfg.metrics.margin, 1.0);
+        assert_eq!(cfg.metrics.segment_assignment, SegmentAssignment::First);
+        assert_eq!(cfg.input.max_reject_ratio, 0.01);
+        assert_eq!(cfg.output.path, "out");
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = minimal() + "[metrics]\nchurn_windw_days = 3\n";
+        let err = Config::from_toml(&text).unwrap_err();
+        assert!(err.contains("churn_windw_days"), "{err}");
+    }
+
+    #[test]
+    fn missing_mapping_is_named() {
+        let text = "[input]\npaths=[\"a\"]\n[input.columns]\ncustomer_id=\"c\"\nts=\"t\"\n";
+        let err = Config::from_toml(text).unwrap_err();
+        assert!(err.contains("amount"), "{err}");
+    }
+
+    #[test]
+    fn all_problems_reported_at_once() {
+        let text = minimal()
+            + "[metrics]\nperiod = \"quarter\"\nchurn_window_days = 30\ntimezone = \"Mars/Base\"\nmargin = 2.0\n";
+        let err = Config::from_toml(&text).unwrap().validate().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("metrics.churn_window_days: 30"), "{msg}");
+        assert!(msg.contains("92"), "{msg}");
+        assert!(msg.contains("metrics.timezone: 'Mars/Base'"), "{msg}");
+        assert!(msg.contains("metrics.margin: 2"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+    }
+
+    #[test]
+    fn churn_window_must_cover_the_longest_period() {
+        for (period, ok, bad) in [
+            ("week", 7, 6),
+            ("month", 31, 30),
+            ("quarter", 92, 91),
+            ("year", 366, 365),
+        ] {
+            let text = |w: u32| {
+                minimal() + &format!("[metrics]\nperiod=\"{period}\"\nchurn_window_days={w}\n")
+            };
+            assert!(Config::from_toml(&text(ok)).unwrap().validate().is_ok());
+            assert!(Config::from_toml(&text(bad)).unwrap().validate().is_err());
+        }
+    }
+
+    #[test]
+    fn bad_as_of_is_a_config_error() {
+        assert!(parse_as_of("2024-02-30").is_err());
+        assert!(parse_as_of("yesterday").is_err());
+        assert_eq!(
+            parse_as_of("2024-02-29").unwrap(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
+    }
+
+    #[test]
+    fn reserved_segment_names_rejected() {
+        let text = minimal().replace("amount = \"a\"", "amount = \"a\"\nsegments = [\"revenue\", \"x\", \"x\"]");
+        let msg = Config::from_toml(&text).unwrap().validate().unwrap_err().to_string();
+        assert!(msg.contains("'revenue' is a reserved"), "{msg}");
+        assert!(msg.contains("'x' is listed twice"), "{msg}");
+    }
+}

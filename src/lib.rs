@@ -1,0 +1,17 @@
+//! customer-value: transaction exports in, customer-value tables (customers, retention, cohorts,
+//! ltv, rejects) and a run manifest out. The modules follow the pipeline:
+//! config → source (read + normalize) → orders → metrics (one file per table) → sink.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod job;
+pub mod metrics;
+pub mod orders;
+pub mod schema;
+pub mod sink;
+pub mod source;
+pub mod time;
+
+pub use error::{Error, Result};

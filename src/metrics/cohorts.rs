@@ -1,0 +1,97 @@
+//! cohorts table (SPEC §4): the churn-cohort triangle per segment × cohort × period_offset.
+
+use arrow::array::{BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+
+use crate::schema;
+use crate::time::date_to_days;
+
+use super::retention::rate;
+use super::{arc, Acc, Ctx};
+
+/// One cohort-table row (money in minor units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CohortRow {
+    pub slot: usize,
+    pub cohort: usize,
+    pub offset: usize,
+    pub size: i64,
+    pub active: i64,
+    pub churned: i64,
+    pub revenue: i64,
+    pub cost: i64,
+    pub purchases: i64,
+    pub cumulative_revenue: i64,
+    pub cumulative_cost: i64,
+}
+
+/// Rows in grain-key order (segment_by, segment, cohort, period_offset).
+pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
+    let mut keys: Vec<(u32, u32)> = acc.cohorts.keys().copied().collect();
+    let order = ctx.slots.sorted();
+    let mut rank = vec![0usize; order.len()];
+    for (r, &s) in order.iter().enumerate() {
+        rank[s] = r;
+    }
+    keys.sort_by_key(|&(s, c)| (rank[s as usize], c));
+    let mut out = Vec::new();
+    for (slot, cohort) in keys {
+        let c = &acc.cohorts[&(slot, cohort)];
+        let (mut cum_rev, mut cum_cost, mut active_end) = (0, 0, 0);
+        for k in 0..c.active.len() {
+            cum_rev += c.revenue[k];
+            cum_cost += c.cost[k];
+            active_end += c.end_diff[k];
+            out.push(CohortRow {
+                slot: slot as usize,
+                cohort: cohort as usize,
+                offset: k,
+                size: c.size,
+                active: c.active[k],
+                churned: c.size - active_end,
+                revenue: c.revenue[k],
+                cost: c.cost[k],
+                purchases: c.purchases[k],
+                cumulative_revenue: cum_rev,
+                cumulative_cost: cum_cost,
+            });
+        }
+    }
+    out
+}
+
+/// Builds the cohorts table.
+pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
+    let rows = rows(acc, ctx);
+    let f = &ctx.frame;
+    let ints = |g: &dyn Fn(&CohortRow) -> i64| arc(Int64Array::from_iter_values(rows.iter().map(g)));
+    let floats = |g: &dyn Fn(&CohortRow) -> f64| arc(Float64Array::from_iter_values(rows.iter().map(g)));
+    let period = |r: &CohortRow| r.cohort + r.offset;
+    let ltv_to_date = |r: &CohortRow| {
+        let profit = if ctx.has_cost {
+            ctx.money(r.cumulative_revenue - r.cumulative_cost)
+        } else {
+            ctx.money(r.cumulative_revenue) * ctx.margin
+        };
+        profit / r.size as f64
+    };
+    let cols = vec![
+        arc(StringArray::from_iter_values(rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()))),
+        arc(StringArray::from_iter_values(rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()))),
+        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_start(r.cohort))))),
+        ints(&|r| r.offset as i64),
+        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_start(period(r)))))),
+        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_end(period(r)))))),
+        arc(BooleanArray::from(rows.iter().map(|r| f.is_complete(period(r))).collect::<Vec<_>>())),
+        ints(&|r| r.size),
+        ints(&|r| r.active),
+        floats(&|r| rate(r.active, r.size).unwrap_or(0.0)),
+        ints(&|r| r.churned),
+        floats(&|r| 100.0 - rate(r.churned, r.size).unwrap_or(0.0)),
+        floats(&|r| ctx.money(r.revenue)),
+        ints(&|r| r.purchases),
+        floats(&|r| ctx.money(r.cumulative_revenue)),
+        floats(&ltv_to_date),
+    ];
+    RecordBatch::try_new(schema::arrow_schema(schema::COHORTS, &[]), cols)
+        .expect("cohorts columns match the documented schema")
+}

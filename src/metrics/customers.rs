@@ -1,0 +1,94 @@
+//! customers table (SPEC §4): one row per customer as of as_of, in customer_id order.
+
+use arrow::array::{
+    Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+
+use crate::schema;
+use crate::source::Ingested;
+use crate::time::date_to_days;
+
+use super::{arc, Ctx, CustomerRow};
+
+/// Builds the customers table.
+pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        ingested
+            .customers
+            .get(rows[a].cust)
+            .cmp(ingested.customers.get(rows[b].cust))
+    });
+    let rows: Vec<&CustomerRow> = order.iter().map(|&i| &rows[i]).collect();
+    let money = |v: i64| ctx.money(v);
+    let ts = |v: Vec<Option<i64>>| arc(TimestampMicrosecondArray::from(v).with_timezone("UTC"));
+    let ints = |f: &dyn Fn(&CustomerRow) -> Option<i64>| {
+        arc(Int64Array::from(rows.iter().map(|r| f(r)).collect::<Vec<_>>()))
+    };
+    let floats = |f: &dyn Fn(&CustomerRow) -> Option<f64>| {
+        arc(Float64Array::from(rows.iter().map(|r| f(r)).collect::<Vec<_>>()))
+    };
+    let margin = |r: &CustomerRow| -> Option<f64> {
+        if ctx.has_cost {
+            (r.revenue != 0).then(|| (r.revenue - r.cost) as f64 / r.revenue as f64)
+        } else {
+            Some(ctx.margin)
+        }
+    };
+    let gross_profit = |r: &CustomerRow| -> f64 {
+        if ctx.has_cost {
+            money(r.revenue - r.cost)
+        } else {
+            money(r.revenue) * ctx.margin
+        }
+    };
+
+    let mut cols = vec![arc(StringArray::from_iter_values(
+        rows.iter().map(|r| ingested.customers.get(r.cust)),
+    ))];
+    for d in 0..ctx.n_dims {
+        cols.push(arc(StringArray::from_iter_values(
+            rows.iter().map(|r| ingested.segments[d].get(r.segs[d])),
+        )));
+    }
+    cols.push(arc(Date32Array::from(
+        rows.iter()
+            .map(|r| r.cohort.map(|c| date_to_days(ctx.frame.period_start(c))))
+            .collect::<Vec<_>>(),
+    )));
+    cols.push(ts(rows.iter().map(|r| r.first_utc).collect()));
+    cols.push(ts(rows.iter().map(|r| r.last_utc).collect()));
+    cols.push(ints(&|r| Some(r.purchases)));
+    cols.push(floats(&|r| Some(money(r.revenue))));
+    cols.push(floats(&|r| Some(money(r.refunds))));
+    cols.push(floats(&|r| ctx.has_cost.then(|| money(r.cost))));
+    cols.push(floats(&margin));
+    cols.push(floats(&|r| {
+        (r.purchases > 0).then(|| money(r.revenue) / r.purchases as f64)
+    }));
+    cols.push(ints(&|r| r.lifespan_months));
+    cols.push(floats(&|r| {
+        r.lifespan_months.map(|l| r.purchases as f64 / l as f64)
+    }));
+    cols.push(floats(&|r| Some(gross_profit(r))));
+    cols.push(ints(&|r| r.days_since_last));
+    cols.push(arc(StringArray::from(
+        rows.iter()
+            .map(|r| r.active.map(|a| if a { "active" } else { "churned" }))
+            .collect::<Vec<_>>(),
+    )));
+    cols.push(ts(rows.iter().map(|r| r.churned_at_utc).collect()));
+    cols.push(ints(&|r| r.frequency));
+    cols.push(ints(&|r| r.recency));
+    cols.push(ints(&|r| r.t));
+    cols.push(floats(&|r| r.monetary.map(|m| m / ctx.money_scale)));
+    for k in 0..3 {
+        cols.push(ints(&|r| r.rfm.map(|s| s[k] as i64)));
+    }
+    cols.push(arc(StringArray::from(
+        rows.iter().map(|r| r.rfm_segment).collect::<Vec<_>>(),
+    )));
+    RecordBatch::try_new(schema::arrow_schema(schema::CUSTOMERS, &ctx.dim_names), cols)
+        .expect("customers columns match the documented schema")
+}

@@ -1,0 +1,359 @@
+//! The per-customer fold: one walk over a customer's orders yields their customers-table row and
+//! their contributions to the retention and cohort accumulators of every segment they belong to.
+//!
+//! Activity is tracked at period boundaries B_0 … B_n (B_j = start of period j, B_n = the
+//! cutoff after as_of). A customer is active at B_j when some purchase p has p < B_j ≤ p + W
+//! (SPEC §2). Each purchase makes a contiguous run of boundaries active; the union of those runs
+//! gives, per run [lo, hi]: new (first run) or reactivated in period lo − 1, churned in period hi
+//! (when hi < n). So E = S − churned + reactivated + N holds by construction.
+
+use rustc_hash::FxHashMap;
+
+use crate::config::SegmentAssignment;
+use crate::orders::Order;
+use crate::time::{local_micros_to_date, local_micros_to_day};
+
+use super::Ctx;
+
+/// One row of the customers table before RFM scoring. Money in minor units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerRow {
+    pub cust: u32,
+    /// Assigned segment value id per dimension.
+    pub segs: Box<[u32]>,
+    /// Position of the cohort period in the frame; None when the customer never purchased.
+    pub cohort: Option<usize>,
+    pub first_utc: Option<i64>,
+    pub last_utc: Option<i64>,
+    pub purchases: i64,
+    pub revenue: i64,
+    pub refunds: i64,
+    pub cost: i64,
+    pub lifespan_months: Option<i64>,
+    pub days_since_last: Option<i64>,
+    /// Active at the cutoff; None when never acquired.
+    pub active: Option<bool>,
+    pub churned_at_utc: Option<i64>,
+    pub frequency: Option<i64>,
+    pub recency: Option<i64>,
+    pub t: Option<i64>,
+    /// Mean value per repeat purchase day, minor units.
+    pub monetary: Option<f64>,
+    pub rfm: Option<[u8; 3]>,
+    pub rfm_segment: Option<&'static str>,
+}
+
+/// Additive accumulators of one customer shard; shards merge by addition.
+#[derive(Debug, Clone)]
+pub struct Acc {
+    pub n_periods: usize,
+    /// Customers assigned to each slot (any status).
+    pub slot_customers: Vec<i64>,
+    /// Per slot, difference array over boundaries (n_periods + 2 entries).
+    pub active_diff: Vec<i64>,
+    /// Per slot × period.
+    pub new: Vec<i64>,
+    pub churned: Vec<i64>,
+    pub reactivated: Vec<i64>,
+    pub revenue: Vec<i64>,
+    pub purchases: Vec<i64>,
+    /// (slot, cohort position) → cohort accumulators.
+    pub cohorts: FxHashMap<(u32, u32), CohortAcc>,
+}
+
+/// One cohort of one segment; vectors are indexed by period offset k.
+#[derive(Debug, Clone, Default)]
+pub struct CohortAcc {
+    pub size: i64,
+    /// Customers with a purchase in period k.
+    pub active: Vec<i64>,
+    /// Difference array of "active at the end of period k".
+    pub end_diff: Vec<i64>,
+    pub revenue: Vec<i64>,
+    pub cost: Vec<i64>,
+    pub purchases: Vec<i64>,
+}
+
+impl CohortAcc {
+    fn new(len: usize) -> Self {
+        CohortAcc {
+            size: 0,
+            active: vec![0; len],
+            end_diff: vec![0; len + 1],
+            revenue: vec![0; len],
+            cost: vec![0; len],
+            purchases: vec![0; len],
+        }
+    }
+
+    fn merge(&mut self, o: &CohortAcc) {
+        self.size += o.size;
+        add(&mut self.active, &o.active);
+        add(&mut self.end_diff, &o.end_diff);
+        add(&mut self.revenue, &o.revenue);
+        add(&mut self.cost, &o.cost);
+        add(&mut self.purchases, &o.purchases);
+    }
+}
+
+fn add(a: &mut [i64], b: &[i64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+impl Acc {
+    pub fn new(ctx: &Ctx) -> Self {
+        let s = ctx.slots.len();
+        let p = ctx.frame.n_periods;
+        Acc {
+            n_periods: p,
+            slot_customers: vec![0; s],
+            active_diff: vec![0; s * (p + 2)],
+            new: vec![0; s * p],
+            churned: vec![0; s * p],
+            reactivated: vec![0; s * p],
+            revenue: vec![0; s * p],
+            purchases: vec![0; s * p],
+            cohorts: FxHashMap::default(),
+        }
+    }
+
+    pub fn merge(&mut self, o: Acc) {
+        add(&mut self.slot_customers, &o.slot_customers);
+        add(&mut self.active_diff, &o.active_diff);
+        add(&mut self.new, &o.new);
+        add(&mut self.churned, &o.churned);
+        add(&mut self.reactivated, &o.reactivated);
+        add(&mut self.revenue, &o.revenue);
+        add(&mut self.purchases, &o.purchases);
+        for (k, v) in o.cohorts {
+            match self.cohorts.get_mut(&k) {
+                Some(mine) => mine.merge(&v),
+                None => {
+                    self.cohorts.insert(k, v);
+                }
+            }
+        }
+    }
+
+    /// Customers active at each boundary 0..=n_periods for a slot.
+    pub fn active_at_boundaries(&self, slot: usize) -> Vec<i64> {
+        let p = self.n_periods;
+        let diff = &self.active_diff[slot * (p + 2)..(slot + 1) * (p + 2)];
+        let mut run = 0;
+        diff[..=p]
+            .iter()
+            .map(|d| {
+                run += d;
+                run
+            })
+            .collect()
+    }
+}
+
+/// Picks the segment value of one dimension from the customer's orders.
+fn assign(
+    orders: &[Order],
+    segs: &[u32],
+    n_dims: usize,
+    d: usize,
+    how: SegmentAssignment,
+    only_purchases: bool,
+) -> u32 {
+    let candidates = || {
+        orders
+            .iter()
+            .enumerate()
+            .filter(move |(_, o)| !only_purchases || o.is_purchase())
+            .map(move |(i, _)| segs[i * n_dims + d])
+    };
+    match how {
+        SegmentAssignment::First => candidates().next().unwrap_or(0),
+        SegmentAssignment::Last => candidates().last().unwrap_or(0),
+        SegmentAssignment::MostFrequent => {
+            // Most purchases; ties go to the value seen first.
+            let mut counts: Vec<(u32, u32)> = Vec::new();
+            for v in candidates() {
+                match counts.iter_mut().find(|(x, _)| *x == v) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((v, 1)),
+                }
+            }
+            let mut best = counts.first().copied().unwrap_or((0, 0));
+            for &(v, n) in &counts {
+                if n > best.1 {
+                    best = (v, n);
+                }
+            }
+            best.0
+        }
+    }
+}
+
+/// Folds one customer's time-ordered orders into their row and the accumulators.
+pub fn fold_customer(
+    cust: u32,
+    orders: &[Order],
+    segs: &[u32],
+    ctx: &Ctx,
+    acc: &mut Acc,
+) -> CustomerRow {
+    let f = &ctx.frame;
+    let np = f.n_periods;
+    let has_purchase = orders.iter().any(Order::is_purchase);
+    let my_segs: Box<[u32]> = (0..ctx.n_dims)
+        .map(|d| assign(orders, segs, ctx.n_dims, d, ctx.assignment, has_purchase))
+        .collect();
+    let mut slots: Vec<usize> = Vec::with_capacity(1 + ctx.n_dims);
+    slots.push(0);
+    for (d, &v) in my_segs.iter().enumerate() {
+        slots.push((ctx.slots.base[d] + v) as usize);
+    }
+    for &s in &slots {
+        acc.slot_customers[s] += 1;
+    }
+
+    let mut row = CustomerRow {
+        cust,
+        segs: my_segs,
+        cohort: None,
+        first_utc: None,
+        last_utc: None,
+        purchases: 0,
+        revenue: 0,
+        refunds: 0,
+        cost: 0,
+        lifespan_months: None,
+        days_since_last: None,
+        active: None,
+        churned_at_utc: None,
+        frequency: None,
+        recency: None,
+        t: None,
+        monetary: None,
+        rfm: None,
+        rfm_segment: None,
+    };
+
+    // Revenue and purchases per period, for every order (refund orders included: revenue is net).
+    for o in orders {
+        row.revenue += o.value;
+        row.refunds += o.refunds;
+        row.cost += o.cost;
+        let j = f.period_of(o.ts_local);
+        let p = o.is_purchase() as i64;
+        row.purchases += p;
+        for &s in &slots {
+            acc.revenue[s * np + j] += o.value;
+            acc.purchases[s * np + j] += p;
+        }
+    }
+    if !has_purchase {
+        return row;
+    }
+
+    // Activity runs over boundaries.
+    let b = &f.boundaries;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for o in orders.iter().filter(|o| o.is_purchase()) {
+        let lo = b.partition_point(|&x| x <= o.ts_local);
+        let hi = b.partition_point(|&x| x <= o.ts_local + ctx.window_us) - 1;
+        debug_assert!(lo <= hi, "window shorter than a period");
+        match runs.last_mut() {
+            Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
+            _ => runs.push((lo, hi)),
+        }
+    }
+    let first = orders.iter().find(|o| o.is_purchase()).copied().unwrap_or(orders[0]);
+    let last = orders.iter().rev().find(|o| o.is_purchase()).copied().unwrap_or(first);
+    let cohort = f.period_of(first.ts_local);
+    debug_assert_eq!(runs[0].0, cohort + 1);
+    for (ri, &(lo, hi)) in runs.iter().enumerate() {
+        for &s in &slots {
+            let base = s * (np + 2);
+            acc.active_diff[base + lo] += 1;
+            acc.active_diff[base + hi + 1] -= 1;
+            if ri == 0 {
+                acc.new[s * np + lo - 1] += 1;
+            } else {
+                acc.reactivated[s * np + lo - 1] += 1;
+            }
+            if hi < np {
+                acc.churned[s * np + hi] += 1;
+            }
+        }
+    }
+
+    // Cohort triangle contributions.
+    let len = np - cohort;
+    for &s in &slots {
+        let c = acc
+            .cohorts
+            .entry((s as u32, cohort as u32))
+            .or_insert_with(|| CohortAcc::new(len));
+        c.size += 1;
+        let mut last_active_period = usize::MAX;
+        for o in orders {
+            let j = f.period_of(o.ts_local);
+            if j < cohort {
+                // A refund order dated before the first purchase has no cohort offset.
+                continue;
+            }
+            let k = j - cohort;
+            c.revenue[k] += o.value;
+            c.cost[k] += o.cost;
+            if o.is_purchase() {
+                c.purchases[k] += 1;
+                if last_active_period != j {
+                    c.active[k] += 1;
+                    last_active_period = j;
+                }
+            }
+        }
+        for &(lo, hi) in &runs {
+            // Active at the end of period k ⇔ boundary cohort + k + 1 ∈ [lo, hi].
+            c.end_diff[lo - cohort - 1] += 1;
+            c.end_diff[hi - cohort] -= 1;
+        }
+    }
+
+    // Per-customer measures.
+    let first_date = local_micros_to_date(first.ts_local);
+    let last_date = local_micros_to_date(last.ts_local);
+    use chrono::Datelike;
+    let months = |d: chrono::NaiveDate| d.year() as i64 * 12 + d.month0() as i64;
+    let as_of_day = (f.as_of - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days();
+    let active = runs.last().is_some_and(|r| r.1 == np);
+    row.cohort = Some(cohort);
+    row.first_utc = Some(first.ts_utc);
+    row.last_utc = Some(last.ts_utc);
+    row.lifespan_months = Some(months(last_date) - months(first_date) + 1);
+    row.days_since_last = Some(as_of_day - local_micros_to_day(last.ts_local));
+    row.active = Some(active);
+    if !active {
+        row.churned_at_utc = Some(ctx.zone.local_to_utc(last.ts_local + ctx.window_us));
+    }
+
+    // BTYD summary (lifetimes definitions, daily periods): purchase days and their revenue.
+    let mut days: Vec<(i64, i64)> = Vec::new();
+    for o in orders.iter().filter(|o| o.is_purchase()) {
+        let d = local_micros_to_day(o.ts_local);
+        match days.last_mut() {
+            Some(last) if last.0 == d => last.1 += o.value,
+            _ => days.push((d, o.value)),
+        }
+    }
+    let first_day = days[0].0;
+    let last_day = days[days.len() - 1].0;
+    let frequency = days.len() as i64 - 1;
+    row.frequency = Some(frequency);
+    row.recency = Some(last_day - first_day);
+    row.t = Some(as_of_day - first_day);
+    row.monetary = Some(if frequency == 0 {
+        0.0
+    } else {
+        days[1..].iter().map(|d| d.1).sum::<i64>() as f64 / frequency as f64
+    });
+    row
+}

@@ -1,0 +1,172 @@
+//! ltv table (SPEC §4): LTV = S × C × P × t and CLV = S × C × P per segment, and per segment ×
+//! cohort, over acquired customers. Segments here include the derived `rfm_segment`.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+
+use crate::schema;
+use crate::time::date_to_days;
+
+use super::{arc, Ctx, CustomerRow, ALL, ALL_SEGMENT};
+
+/// Sums over a group of acquired customers (money in minor units).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LtvAcc {
+    pub customers: i64,
+    pub revenue: i64,
+    pub cost: i64,
+    pub purchases: i64,
+    pub lifespan_months: i64,
+}
+
+/// The derived figures of one group (currency units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LtvFigures {
+    /// S: average check.
+    pub s: Option<f64>,
+    /// C: purchases per customer-month.
+    pub c: Option<f64>,
+    /// P: margin.
+    pub p: Option<f64>,
+    /// t: mean lifespan in months.
+    pub t: Option<f64>,
+    pub ltv: Option<f64>,
+    pub clv: Option<f64>,
+    pub avg_revenue_per_customer: Option<f64>,
+}
+
+impl LtvAcc {
+    /// S, C, P, t and the products. With a cost column the margin amount is revenue − cost, so
+    /// LTV = (revenue − cost) / customers, which equals S × C × P × t with P = (revenue − cost) / revenue.
+    pub fn figures(&self, has_cost: bool, margin: f64, scale: f64) -> LtvFigures {
+        let rev = self.revenue as f64 / scale;
+        let profit = if has_cost {
+            (self.revenue - self.cost) as f64 / scale
+        } else {
+            rev * margin
+        };
+        let div = |a: f64, b: i64| (b != 0).then(|| a / b as f64);
+        LtvFigures {
+            s: div(rev, self.purchases),
+            c: div(self.purchases as f64, self.lifespan_months),
+            p: if has_cost {
+                (self.revenue != 0).then(|| profit / rev)
+            } else {
+                Some(margin)
+            },
+            t: div(self.lifespan_months as f64, self.customers),
+            ltv: div(profit, self.customers),
+            clv: div(profit, self.lifespan_months),
+            avg_revenue_per_customer: div(rev, self.customers),
+        }
+    }
+}
+
+type Key = (String, String, Option<usize>);
+
+/// Groups acquired customers by segment (and segment × cohort).
+pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
+    let mut out: BTreeMap<Key, LtvAcc> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.cohort.is_some()) {
+        let mut keys: Vec<(&str, &str)> = vec![(ALL, ALL_SEGMENT)];
+        for d in 0..ctx.n_dims {
+            let (by, seg) = &ctx.slots.names[(ctx.slots.base[d] + r.segs[d]) as usize];
+            keys.push((by, seg));
+        }
+        if let Some(s) = r.rfm_segment {
+            keys.push(("rfm_segment", s));
+        }
+        for (by, seg) in keys {
+            for cohort in [None, r.cohort] {
+                let a = out
+                    .entry((by.to_string(), seg.to_string(), cohort))
+                    .or_default();
+                a.customers += 1;
+                a.revenue += r.revenue;
+                a.cost += r.cost;
+                a.purchases += r.purchases;
+                a.lifespan_months += r.lifespan_months.unwrap_or(0);
+            }
+        }
+    }
+    out
+}
+
+/// Builds the ltv table.
+pub fn table(rows: &[CustomerRow], ctx: &Ctx) -> RecordBatch {
+    let groups = groups(rows, ctx);
+    let figs: Vec<(&Key, &LtvAcc, LtvFigures)> = groups
+        .iter()
+        .map(|(k, a)| (k, a, a.figures(ctx.has_cost, ctx.margin, ctx.money_scale)))
+        .collect();
+    let opt = |g: &dyn Fn(&LtvFigures) -> Option<f64>| {
+        arc(Float64Array::from(figs.iter().map(|f| g(&f.2)).collect::<Vec<_>>()))
+    };
+    let cols = vec![
+        arc(StringArray::from_iter_values(figs.iter().map(|f| f.0 .0.as_str()))),
+        arc(StringArray::from_iter_values(figs.iter().map(|f| f.0 .1.as_str()))),
+        arc(Date32Array::from(
+            figs.iter()
+                .map(|f| f.0 .2.map(|c| date_to_days(ctx.frame.period_start(c))))
+                .collect::<Vec<_>>(),
+        )),
+        arc(Int64Array::from_iter_values(figs.iter().map(|f| f.1.customers))),
+        arc(Float64Array::from_iter_values(figs.iter().map(|f| ctx.money(f.1.revenue)))),
+        arc(Int64Array::from_iter_values(figs.iter().map(|f| f.1.purchases))),
+        opt(&|f| f.s),
+        opt(&|f| f.c),
+        opt(&|f| f.p),
+        opt(&|f| f.t),
+        opt(&|f| f.ltv),
+        opt(&|f| f.clv),
+        opt(&|f| f.avg_revenue_per_customer),
+    ];
+    RecordBatch::try_new(schema::arrow_schema(schema::LTV, &[]), cols)
+        .expect("ltv columns match the documented schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitness_club_example() {
+        // SPEC §4: S = 20, C = 1 per month, P = 1, t = 36 → ltv = 720.
+        // One customer, 36 monthly purchases of 20.00 (2000 minor units) over 36 months.
+        let a = LtvAcc {
+            customers: 1,
+            revenue: 36 * 2000,
+            cost: 0,
+            purchases: 36,
+            lifespan_months: 36,
+        };
+        let f = a.figures(false, 1.0, 100.0);
+        assert_eq!(f.s, Some(20.0)); // 720 / 36
+        assert_eq!(f.c, Some(1.0)); // 36 / 36
+        assert_eq!(f.t, Some(36.0)); // 36 / 1
+        assert_eq!(f.ltv, Some(720.0)); // 20 × 1 × 1 × 36
+        assert_eq!(f.clv, Some(20.0)); // 20 × 1 × 1
+    }
+
+    #[test]
+    fn cost_gives_the_margin() {
+        // Two customers: revenue 300.00, cost 120.00, 6 purchases, lifespans 2 + 4 = 6 months.
+        // P = (300 − 120) / 300 = 0.6; S = 50; C = 6 / 6 = 1; t = 3
+        // ltv = 50 × 1 × 0.6 × 3 = 90 = (300 − 120) / 2; clv = 50 × 1 × 0.6 = 30.
+        let a = LtvAcc {
+            customers: 2,
+            revenue: 30_000,
+            cost: 12_000,
+            purchases: 6,
+            lifespan_months: 6,
+        };
+        let f = a.figures(true, 1.0, 100.0);
+        assert_eq!(f.p, Some(0.6));
+        assert_eq!(f.s, Some(50.0));
+        assert_eq!(f.t, Some(3.0));
+        assert_eq!(f.ltv, Some(90.0));
+        assert_eq!(f.clv, Some(30.0));
+        assert_eq!(f.avg_revenue_per_customer, Some(150.0));
+    }
+}

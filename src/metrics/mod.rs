@@ -1,0 +1,180 @@
+//! Metrics stage: one parallel fold over customers (fold.rs) feeds every table; each table has
+//! its own file (customers.rs + rfm.rs, retention.rs, cohorts.rs, ltv.rs, rejects.rs).
+
+pub mod cohorts;
+pub mod customers;
+pub mod fold;
+pub mod ltv;
+pub mod rejects;
+pub mod retention;
+pub mod rfm;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use chrono::NaiveDate;
+use rayon::prelude::*;
+
+use crate::config::{SegmentAssignment, Validated};
+use crate::orders::Orders;
+use crate::source::Ingested;
+use crate::time::{Frame, Zone, MICROS_PER_DAY};
+
+pub use fold::{Acc, CustomerRow};
+
+/// Everything the fold needs to know about the run.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub frame: Frame,
+    pub zone: Zone,
+    /// Churn window in µs of local wall-clock time.
+    pub window_us: i64,
+    pub assignment: SegmentAssignment,
+    pub n_dims: usize,
+    /// Configured segment column names.
+    pub dim_names: Vec<String>,
+    pub has_cost: bool,
+    /// Configured margin P (used without a cost column).
+    pub margin: f64,
+    /// 10^amount_decimals, to turn minor units into currency.
+    pub money_scale: f64,
+    pub slots: Slots,
+}
+
+impl Ctx {
+    pub fn new(cfg: &Validated, as_of: NaiveDate, ingested: &Ingested, orders: &Orders) -> Self {
+        let earliest = orders.orders.iter().map(|o| o.ts_local).min();
+        let m = &cfg.config.metrics;
+        let dims: Vec<(String, Vec<String>)> = cfg
+            .config
+            .input
+            .columns
+            .segments
+            .iter()
+            .zip(&ingested.segments)
+            .map(|(name, dict)| (name.clone(), dict.values().iter().map(|v| v.to_string()).collect()))
+            .collect();
+        Ctx {
+            frame: Frame::new(m.period, as_of, earliest),
+            zone: Zone::new(cfg.tz),
+            window_us: m.churn_window_days as i64 * MICROS_PER_DAY,
+            assignment: m.segment_assignment,
+            n_dims: dims.len(),
+            dim_names: dims.iter().map(|d| d.0.clone()).collect(),
+            has_cost: ingested.has_cost,
+            margin: m.margin,
+            money_scale: 10f64.powi(cfg.config.input.amount_decimals as i32),
+            slots: Slots::new(&dims),
+        }
+    }
+
+    /// Minor units → currency.
+    pub fn money(&self, minor: i64) -> f64 {
+        minor as f64 / self.money_scale
+    }
+}
+
+/// The (segment_by, segment) pairs that segmented tables are computed for. Slot 0 is
+/// (`all`, `__all__`); then every value of every configured segment column.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    pub names: Vec<(String, String)>,
+    /// First slot of each segment dimension.
+    pub base: Vec<u32>,
+}
+
+pub const ALL: &str = "all";
+pub const ALL_SEGMENT: &str = "__all__";
+
+impl Slots {
+    pub fn new(dims: &[(String, Vec<String>)]) -> Self {
+        let mut names = vec![(ALL.to_string(), ALL_SEGMENT.to_string())];
+        let mut base = Vec::new();
+        for (dim, values) in dims {
+            base.push(names.len() as u32);
+            names.extend(values.iter().map(|v| (dim.clone(), v.clone())));
+        }
+        Slots { names, base }
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Slot ids sorted by (segment_by, segment), the grain-key order of the tables.
+    pub fn sorted(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.names.len()).collect();
+        v.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
+        v
+    }
+}
+
+/// The five output tables, as Arrow record batches.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub customers: RecordBatch,
+    pub retention: RecordBatch,
+    pub cohorts: RecordBatch,
+    pub ltv: RecordBatch,
+    pub rejects: RecordBatch,
+}
+
+impl Tables {
+    /// (name, batch) in publishing order.
+    pub fn iter(&self) -> [(&'static str, &RecordBatch); 5] {
+        [
+            ("customers", &self.customers),
+            ("retention", &self.retention),
+            ("cohorts", &self.cohorts),
+            ("ltv", &self.ltv),
+            ("rejects", &self.rejects),
+        ]
+    }
+}
+
+/// Customers per parallel fold shard.
+const SHARD: usize = 2048;
+
+/// Runs the fold over all customers in parallel and returns the per-customer rows (in customer
+/// id order) and the merged accumulators.
+pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
+    let n = orders.n_customers();
+    let parts: Vec<(Vec<CustomerRow>, Acc)> = (0..n.div_ceil(SHARD))
+        .into_par_iter()
+        .map(|s| {
+            let mut acc = Acc::new(ctx);
+            let rows = (s * SHARD..((s + 1) * SHARD).min(n))
+                .map(|c| fold::fold_customer(c as u32, orders.of(c), orders.seg_of(c), ctx, &mut acc))
+                .collect();
+            (rows, acc)
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(n);
+    let mut acc = Acc::new(ctx);
+    for (r, a) in parts {
+        rows.extend(r);
+        acc.merge(a);
+    }
+    (rows, acc)
+}
+
+/// Computes every table from the ingested data.
+pub fn compute(ingested: &Ingested, orders: &Orders, ctx: &Ctx) -> Tables {
+    let (mut rows, acc) = fold_all(orders, ctx);
+    rfm::score(&mut rows);
+    Tables {
+        customers: customers::table(&rows, ingested, ctx),
+        retention: retention::table(&acc, ctx),
+        cohorts: cohorts::table(&acc, ctx),
+        ltv: ltv::table(&rows, ctx),
+        rejects: rejects::table(&ingested.rejects),
+    }
+}
+
+pub(crate) fn arc<T: arrow::array::Array + 'static>(a: T) -> arrow::array::ArrayRef {
+    Arc::new(a)
+}

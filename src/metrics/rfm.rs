@@ -1,0 +1,137 @@
+//! RFM scores (SPEC §4): 1 + floor(5 × w / n) per measure, where w = customers strictly worse
+//! and n = all scored customers, so ties share a score and row order does not matter; then the
+//! named rfm_segment by the first rule that matches.
+
+use super::CustomerRow;
+
+/// Scores every customer with at least one purchase; others keep null scores.
+pub fn score(rows: &mut [CustomerRow]) {
+    let scored: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].cohort.is_some())
+        .collect();
+    let n = scored.len() as u64;
+    if n == 0 {
+        return;
+    }
+    let sorted = |f: &dyn Fn(&CustomerRow) -> i64| {
+        let mut v: Vec<i64> = scored.iter().map(|&i| f(&rows[i])).collect();
+        v.sort_unstable();
+        v
+    };
+    let recency = sorted(&|r| r.days_since_last.unwrap_or(0));
+    let freq = sorted(&|r| r.purchases);
+    let money = sorted(&|r| r.revenue);
+    let s = |w: usize| (1 + (5 * w as u64) / n) as u8;
+    for &i in &scored {
+        let r = &rows[i];
+        let d = r.days_since_last.unwrap_or(0);
+        // Recency: more days is worse → w = customers with strictly more days.
+        let w_r = recency.len() - recency.partition_point(|&x| x <= d);
+        // Frequency and monetary: less is worse → w = customers with strictly less.
+        let w_f = freq.partition_point(|&x| x < r.purchases);
+        let w_m = money.partition_point(|&x| x < r.revenue);
+        let scores = [s(w_r), s(w_f), s(w_m)];
+        rows[i].rfm = Some(scores);
+        rows[i].rfm_segment = Some(segment(scores));
+    }
+}
+
+/// Named RFM group of a score triple (R, F, M).
+pub fn segment([r, f, m]: [u8; 3]) -> &'static str {
+    if r >= 4 && f >= 4 && m >= 4 {
+        "champions"
+    } else if f >= 4 {
+        "loyal"
+    } else if r >= 4 && f <= 2 {
+        "promising"
+    } else if r <= 2 && f >= 3 {
+        "at_risk"
+    } else if r <= 2 {
+        "hibernating"
+    } else {
+        "needs_attention"
+    }
+}
+
+/// Every rfm_segment value, in rule order.
+pub const SEGMENTS: [&str; 6] = [
+    "champions",
+    "loyal",
+    "promising",
+    "at_risk",
+    "hibernating",
+    "needs_attention",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(days: i64, purchases: i64, revenue: i64) -> CustomerRow {
+        CustomerRow {
+            cust: 0,
+            segs: Box::new([]),
+            cohort: Some(0),
+            first_utc: None,
+            last_utc: None,
+            purchases,
+            revenue,
+            refunds: 0,
+            cost: 0,
+            lifespan_months: Some(1),
+            days_since_last: Some(days),
+            active: Some(true),
+            churned_at_utc: None,
+            frequency: Some(0),
+            recency: Some(0),
+            t: Some(0),
+            monetary: Some(0.0),
+            rfm: None,
+            rfm_segment: None,
+        }
+    }
+
+    #[test]
+    fn scores_by_hand() {
+        // Five customers, n = 5, so score = 1 + w (w = customers strictly worse).
+        // days:     1, 2, 2, 9, 30   → strictly more days: 4, 2, 2, 1, 0 → R 5,3,3,2,1
+        // orders:   9, 1, 1, 3, 2    → strictly fewer:     4, 0, 0, 3, 2 → F 5,1,1,4,3
+        // revenue: 90,10,10,30,-5    → strictly less:      4, 1, 1, 3, 0 → M 5,2,2,4,1
+        let mut rows = vec![
+            row(1, 9, 90),
+            row(2, 1, 10),
+            row(2, 1, 10),
+            row(9, 3, 30),
+            row(30, 2, -5),
+        ];
+        score(&mut rows);
+        let got: Vec<[u8; 3]> = rows.iter().map(|r| r.rfm.unwrap()).collect();
+        assert_eq!(got, vec![[5, 5, 5], [3, 1, 2], [3, 1, 2], [2, 4, 4], [1, 3, 1]]);
+        let seg: Vec<&str> = rows.iter().map(|r| r.rfm_segment.unwrap()).collect();
+        // [5,5,5] champions; [3,1,2] needs_attention (R=3 is neither ≥4 nor ≤2);
+        // [2,4,4] loyal (F ≥ 4 is checked before at_risk); [1,3,1] at_risk (R ≤ 2, F ≥ 3).
+        assert_eq!(seg, vec!["champions", "needs_attention", "needs_attention", "loyal", "at_risk"]);
+    }
+
+    #[test]
+    fn ten_customers_use_floor_of_five_w_over_n() {
+        // n = 10 with distinct revenue 1..=10: w = 0..=9, M = 1 + floor(w/2) = 1,1,2,2,…,5,5.
+        let mut rows: Vec<CustomerRow> = (1..=10).map(|i| row(0, 1, i)).collect();
+        score(&mut rows);
+        let m: Vec<u8> = rows.iter().map(|r| r.rfm.unwrap()[2]).collect();
+        assert_eq!(m, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        // All tie on R and F: nobody is strictly worse → score 1 for everyone.
+        assert!(rows.iter().all(|r| r.rfm.unwrap()[0] == 1 && r.rfm.unwrap()[1] == 1));
+    }
+
+    #[test]
+    fn rules_in_order() {
+        assert_eq!(segment([4, 4, 4]), "champions");
+        assert_eq!(segment([1, 5, 1]), "loyal");
+        assert_eq!(segment([5, 2, 5]), "promising");
+        assert_eq!(segment([2, 3, 1]), "at_risk");
+        assert_eq!(segment([1, 1, 1]), "hibernating");
+        assert_eq!(segment([3, 3, 3]), "needs_attention");
+        assert_eq!(segment([5, 3, 1]), "needs_attention");
+    }
+}

@@ -1,0 +1,241 @@
+//! The output contract (SPEC §4–5): every table's columns, Arrow types and meanings. Table
+//! builders take their Arrow schema from here, so `customer-value schema` cannot drift from what
+//! is written.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// One documented column.
+#[derive(Debug, Clone, Copy)]
+pub struct Col {
+    pub name: &'static str,
+    pub dtype: Ty,
+    pub nullable: bool,
+    pub doc: &'static str,
+}
+
+/// Logical output types (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Str,
+    Int,
+    Money,
+    Rate,
+    Float,
+    Date,
+    Instant,
+    Bool,
+}
+
+impl Ty {
+    pub fn arrow(self) -> DataType {
+        match self {
+            Ty::Str => DataType::Utf8,
+            Ty::Int => DataType::Int64,
+            Ty::Money | Ty::Rate | Ty::Float => DataType::Float64,
+            Ty::Date => DataType::Date32,
+            Ty::Instant => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Ty::Bool => DataType::Boolean,
+        }
+    }
+
+    pub fn parquet_name(self) -> &'static str {
+        match self {
+            Ty::Str => "STRING",
+            Ty::Int => "INT64",
+            Ty::Money => "FLOAT64 (money)",
+            Ty::Rate => "FLOAT64 (percent 0–100)",
+            Ty::Float => "FLOAT64",
+            Ty::Date => "DATE",
+            Ty::Instant => "TIMESTAMP (µs, UTC)",
+            Ty::Bool => "BOOLEAN",
+        }
+    }
+}
+
+const fn c(name: &'static str, dtype: Ty, nullable: bool, doc: &'static str) -> Col {
+    Col {
+        name,
+        dtype,
+        nullable,
+        doc,
+    }
+}
+
+const SEGMENT_BY: Col = c(
+    "segment_by",
+    Ty::Str,
+    false,
+    "Segment dimension: a configured segment column's name, `rfm_segment` (ltv only), or `all`.",
+);
+const SEGMENT: Col = c(
+    "segment",
+    Ty::Str,
+    false,
+    "Segment value; `__all__` when segment_by = `all`, `__unknown__` for a null value.",
+);
+
+/// Placeholder in the customers schema for the configured segment columns.
+pub const SEGMENT_COLUMNS_PLACEHOLDER: &str = "<segment columns>";
+
+pub const CUSTOMERS: &[Col] = &[
+    c("customer_id", Ty::Str, false, "Customer id as in the input, trimmed."),
+    c(SEGMENT_COLUMNS_PLACEHOLDER, Ty::Str, false, "One column per configured segment column, named like it: the customer's value by segment_assignment (`__unknown__` for null)."),
+    c("cohort", Ty::Date, true, "Start of the period of the first purchase; null if the customer never purchased (refund or zero orders only)."),
+    c("first_purchase_at", Ty::Instant, true, "Time of the first purchase (order with value > 0)."),
+    c("last_purchase_at", Ty::Instant, true, "Time of the last purchase."),
+    c("orders", Ty::Int, false, "Purchases: orders with net value > 0."),
+    c("revenue", Ty::Money, false, "Net revenue of all orders (refunds included)."),
+    c("refunds", Ty::Money, false, "Sum of the refund (negative) lines, as a positive amount."),
+    c("cost", Ty::Money, true, "Sum of line costs; null without a cost column."),
+    c("margin", Ty::Float, true, "Margin P: (revenue − cost) / revenue with a cost column (null when revenue = 0), else the configured margin."),
+    c("avg_order_value", Ty::Money, true, "S = revenue / orders; null without purchases."),
+    c("lifespan_months", Ty::Int, true, "Calendar months from the first to the last purchase month, inclusive (≥ 1)."),
+    c("purchases_per_month", Ty::Float, true, "C = orders / lifespan_months."),
+    c("ltv", Ty::Money, false, "S × C × P × t = revenue × P (with a cost column: revenue − cost)."),
+    c("days_since_last_purchase", Ty::Int, true, "as_of − local date of the last purchase, in days."),
+    c("status", Ty::Str, true, "`active` or `churned` at the end of as_of (last purchase within churn_window_days); null if never purchased."),
+    c("churned_at", Ty::Instant, true, "Last purchase + churn window, when churned."),
+    c("frequency", Ty::Int, true, "BTYD: distinct purchase days − 1."),
+    c("recency", Ty::Int, true, "BTYD: days from the first to the last purchase day."),
+    c("T", Ty::Int, true, "BTYD: days from the first purchase day to as_of."),
+    c("monetary_value", Ty::Money, true, "BTYD: mean revenue per repeat purchase day (first day excluded); 0 when frequency = 0."),
+    c("rfm_r", Ty::Int, true, "Recency score 1–5 (5 = fewest days since last purchase), 1 + floor(5 × worse / customers)."),
+    c("rfm_f", Ty::Int, true, "Frequency score 1–5 on orders."),
+    c("rfm_m", Ty::Int, true, "Monetary score 1–5 on revenue."),
+    c("rfm_segment", Ty::Str, true, "champions, loyal, promising, at_risk, hibernating or needs_attention (first rule that matches)."),
+];
+
+pub const RETENTION: &[Col] = &[
+    SEGMENT_BY,
+    SEGMENT,
+    c("period_start", Ty::Date, false, "First day of the period."),
+    c("period_end", Ty::Date, false, "Exclusive end: next period's start, or as_of + 1 for the partial last period."),
+    c("is_complete", Ty::Bool, false, "False for the period that contains as_of unless as_of is its last day."),
+    c("customers_start", Ty::Int, false, "S: customers active at period_start."),
+    c("customers_end", Ty::Int, false, "E: customers active at period_end."),
+    c("customers_new", Ty::Int, false, "N: customers whose first purchase is in the period."),
+    c("churned", Ty::Int, false, "Active at the start, not at the end."),
+    c("reactivated", Ty::Int, false, "Active at the end, not at the start, not new."),
+    c("crr", Ty::Rate, true, "Customer retention rate (E − N) / S × 100; null when S = 0."),
+    c("strict_retention", Ty::Rate, true, "(S − churned) / S × 100; null when S = 0."),
+    c("churn_rate", Ty::Rate, true, "churned / S × 100; null when S = 0."),
+    c("revenue", Ty::Money, false, "Net revenue of the orders placed in the period."),
+    c("purchases", Ty::Int, false, "Purchases (orders with value > 0) placed in the period."),
+];
+
+pub const COHORTS: &[Col] = &[
+    SEGMENT_BY,
+    SEGMENT,
+    c("cohort", Ty::Date, false, "Acquisition period start."),
+    c("period_offset", Ty::Int, false, "k: periods since the cohort period (0 = acquisition period)."),
+    c("period_start", Ty::Date, false, "Start of period k."),
+    c("period_end", Ty::Date, false, "Exclusive end of period k (as_of + 1 for the partial last period)."),
+    c("is_complete", Ty::Bool, false, "False for the period that contains as_of unless as_of is its last day."),
+    c("cohort_size", Ty::Int, false, "Customers acquired in the cohort period."),
+    c("active_customers", Ty::Int, false, "Customers of the cohort with a purchase in period k."),
+    c("retention_rate", Ty::Rate, false, "active_customers / cohort_size × 100."),
+    c("churned_customers", Ty::Int, false, "Customers of the cohort not active at the end of period k (churn window rule)."),
+    c("survival_rate", Ty::Rate, false, "(1 − churned_customers / cohort_size) × 100."),
+    c("revenue", Ty::Money, false, "Net revenue of the cohort's orders in period k."),
+    c("purchases", Ty::Int, false, "Purchases of the cohort in period k."),
+    c("cumulative_revenue", Ty::Money, false, "Revenue of periods 0..=k."),
+    c("ltv_to_date", Ty::Money, false, "cumulative_revenue × P / cohort_size (with a cost column: cumulative (revenue − cost) / cohort_size)."),
+];
+
+pub const LTV: &[Col] = &[
+    SEGMENT_BY,
+    SEGMENT,
+    c("cohort", Ty::Date, true, "Acquisition period start for segment × cohort rows; null on the row that covers all cohorts of the segment."),
+    c("customers", Ty::Int, false, "Acquired customers (at least one purchase)."),
+    c("revenue", Ty::Money, false, "Their net revenue."),
+    c("purchases", Ty::Int, false, "Their purchases."),
+    c("avg_order_value", Ty::Money, true, "S = revenue / purchases (average check)."),
+    c("purchases_per_month", Ty::Float, true, "C = purchases / Σ lifespan_months (purchases per customer-month)."),
+    c("margin", Ty::Float, true, "P: configured margin, or (revenue − cost) / revenue with a cost column (null when revenue = 0)."),
+    c("lifespan_months", Ty::Float, true, "t = mean lifespan_months."),
+    c("ltv", Ty::Money, true, "S × C × P × t = revenue × P / customers."),
+    c("clv", Ty::Money, true, "S × C × P: value per active customer-month."),
+    c("avg_revenue_per_customer", Ty::Money, true, "revenue / customers."),
+];
+
+pub const REJECTS: &[Col] = &[
+    c("source_file", Ty::Str, false, "Input file the row came from."),
+    c("source_row", Ty::Int, false, "1-based data row in that file (header excluded)."),
+    c("reason", Ty::Str, false, "Why the row could not be used, e.g. `amount: not a number`."),
+    c("customer_id", Ty::Str, true, "Raw customer_id value."),
+    c("ts", Ty::Str, true, "Raw ts value."),
+    c("amount", Ty::Str, true, "Raw amount value."),
+];
+
+/// All tables with their grain, in publishing order.
+pub const TABLES: &[(&str, &str, &[Col])] = &[
+    ("customers", "customer × as_of", CUSTOMERS),
+    ("retention", "segment × period", RETENTION),
+    ("cohorts", "segment × cohort × period_offset", COHORTS),
+    ("ltv", "segment (cohort null) and segment × cohort", LTV),
+    ("rejects", "rejected input row", REJECTS),
+];
+
+/// Arrow schema of a table; `segments` replaces the customers placeholder.
+pub fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
+    let mut fields = Vec::new();
+    for col in cols {
+        if col.name == SEGMENT_COLUMNS_PLACEHOLDER {
+            fields.extend(
+                segments
+                    .iter()
+                    .map(|s| Field::new(s.as_str(), DataType::Utf8, false)),
+            );
+        } else {
+            let mut f = Field::new(col.name, col.dtype.arrow(), col.nullable);
+            f.set_metadata(
+                [("description".to_string(), col.doc.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+            fields.push(f);
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Markdown description of every table.
+pub fn markdown() -> String {
+    let mut out = String::from("# customer-value output tables\n\nLayout: `{output}/{table}/as_of=YYYY-MM-DD/*.parquet`; manifest at `{output}/_manifests/as_of=YYYY-MM-DD.json`.\n");
+    for (name, grain, cols) in TABLES {
+        out.push_str(&format!("\n## {name}\nGrain: {grain}.\n\n| column | type | null | meaning |\n|---|---|---|---|\n"));
+        for col in *cols {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                col.name,
+                col.dtype.parquet_name(),
+                if col.nullable { "yes" } else { "no" },
+                col.doc
+            ));
+        }
+    }
+    out
+}
+
+/// JSON description of every table.
+pub fn json() -> serde_json::Value {
+    serde_json::Value::Array(
+        TABLES
+            .iter()
+            .map(|(name, grain, cols)| {
+                serde_json::json!({
+                    "table": name,
+                    "grain": grain,
+                    "columns": cols.iter().map(|c| serde_json::json!({
+                        "name": c.name,
+                        "type": c.dtype.parquet_name(),
+                        "nullable": c.nullable,
+                        "description": c.doc,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,190 @@
+//! Publishing protocol on local disk. Files are written under `{output}/_staging/{run_id}/`
+//! (readers skip `_`-prefixed folders), then each table's staged partition folder is swapped
+//! with the live `{table}/as_of=D` folder by an atomic `renameat2(RENAME_EXCHANGE)` (plain
+//! rename when the partition is new), then the manifest is written, then the replaced folders
+//! are deleted. A failure before the manifest swaps every table back, so readers see either the
+//! old partition set or the new one, never a half-written folder.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use tracing::{info, warn};
+
+use super::manifest::{FileEntry, TableEntry};
+use super::parquet::{write, FileMeta};
+use super::SinkError;
+
+/// Settings for one publish.
+#[derive(Debug, Clone)]
+pub struct PublishOptions<'a> {
+    pub root: &'a Path,
+    pub as_of: &'a str,
+    pub run_id: &'a str,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+}
+
+/// A publish in progress: tables swapped in, manifest not yet written.
+#[derive(Debug)]
+pub struct Published {
+    staging: PathBuf,
+    /// (live partition, staged folder that now holds the old one, whether an old one existed).
+    swapped: Vec<(PathBuf, PathBuf, bool)>,
+    pub tables: Vec<(String, TableEntry)>,
+}
+
+/// Grain key of each table (for `sorting_columns`).
+fn sorted_by(table: &str) -> &'static [&'static str] {
+    match table {
+        "customers" => &["customer_id"],
+        "retention" => &["segment_by", "segment", "period_start"],
+        "cohorts" => &["segment_by", "segment", "cohort", "period_offset"],
+        "ltv" => &["segment_by", "segment", "cohort"],
+        "rejects" => &["source_file", "source_row"],
+        _ => &[],
+    }
+}
+
+/// Writes all tables to staging and swaps them into place. Call [`Published::commit`] after the
+/// manifest is written, or [`Published::rollback`] if it could not be.
+pub fn publish(
+    opts: &PublishOptions<'_>,
+    tables: &[(&'static str, &RecordBatch)],
+) -> Result<Published, SinkError> {
+    let staging = opts.root.join("_staging").join(opts.run_id);
+    std::fs::create_dir_all(&staging).map_err(|e| super::io(&staging, e))?;
+    let mut published = Published {
+        staging: staging.clone(),
+        swapped: Vec::new(),
+        tables: Vec::new(),
+    };
+    let partition = format!("as_of={}", opts.as_of);
+    let mut staged = Vec::new();
+    for (name, batch) in tables {
+        let dir = staging.join(name).join(&partition);
+        let result = std::fs::create_dir_all(&dir)
+            .map_err(|e| super::io(&dir, e))
+            .and_then(|_| {
+                let file = format!("part-{}.parquet", opts.run_id);
+                let bytes = write(
+                    &dir.join(&file),
+                    batch,
+                    &FileMeta {
+                        table: name,
+                        as_of: opts.as_of,
+                        run_id: opts.run_id,
+                        zstd_level: opts.zstd_level,
+                        row_group_rows: opts.row_group_rows,
+                        sorted_by: sorted_by(name),
+                    },
+                )?;
+                Ok(FileEntry {
+                    path: format!("{name}/{partition}/{file}"),
+                    rows: batch.num_rows() as u64,
+                    bytes,
+                })
+            });
+        match result {
+            Ok(entry) => {
+                staged.push((name.to_string(), dir));
+                published.tables.push((
+                    name.to_string(),
+                    TableEntry {
+                        partition: format!("{name}/{partition}"),
+                        rows: entry.rows,
+                        files: vec![entry],
+                    },
+                ));
+            }
+            Err(e) => {
+                published.rollback();
+                return Err(e);
+            }
+        }
+    }
+    for (name, dir) in staged {
+        let parent = opts.root.join(&name);
+        let live = parent.join(&partition);
+        let result = std::fs::create_dir_all(&parent)
+            .map_err(|e| super::io(&parent, e))
+            .and_then(|_| swap_in(&dir, &live));
+        match result {
+            Ok(existed) => published.swapped.push((live, dir, existed)),
+            Err(e) => {
+                published.rollback();
+                return Err(e);
+            }
+        }
+    }
+    info!(tables = published.tables.len(), partition = %partition, "Swapped partitions into place.");
+    Ok(published)
+}
+
+impl Published {
+    /// Deletes the replaced partitions and the staging folder.
+    pub fn commit(self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.staging) {
+            warn!(path = %self.staging.display(), error = %e, "Could not remove the staging folder.");
+        }
+    }
+
+    /// Puts every swapped table back as it was, then deletes the staging folder.
+    pub fn rollback(mut self) {
+        for (live, staged, existed) in self.swapped.drain(..).rev() {
+            let result = if existed {
+                exchange(&staged, &live).map(|_| ())
+            } else {
+                std::fs::rename(&live, &staged)
+            };
+            if let Err(e) = result {
+                warn!(path = %live.display(), error = %e, "Could not restore the previous partition.");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.staging);
+    }
+}
+
+/// Moves `staged` to `live`; if `live` exists the two are exchanged atomically (the old
+/// partition ends up at `staged`). Returns whether an old partition existed.
+fn swap_in(staged: &Path, live: &Path) -> Result<bool, SinkError> {
+    if live.exists() {
+        exchange(staged, live).map_err(|e| super::io(live, e))?;
+        Ok(true)
+    } else {
+        std::fs::rename(staged, live).map_err(|e| super::io(live, e))?;
+        Ok(false)
+    }
+}
+
+/// Atomically exchanges two paths (Linux `renameat2(RENAME_EXCHANGE)`); where the filesystem
+/// cannot, falls back to two renames (the partition is briefly absent, never half-written).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let ca = CString::new(a.as_os_str().as_bytes())?;
+        let cb = CString::new(b.as_os_str().as_bytes())?;
+        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD makes them relative to the cwd.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+            return Err(err);
+        }
+    }
+    let tmp = a.with_extension("swap");
+    std::fs::rename(b, &tmp)?;
+    std::fs::rename(a, b)?;
+    std::fs::rename(&tmp, a)
+}

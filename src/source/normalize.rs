@@ -1,0 +1,447 @@
+//! Streams each input file through polars in batches and turns every row into a typed line, a
+//! reject with its reason, or an "after as_of" count. Parsing runs in parallel (rayon) within a
+//! batch; interning customer/order/segment strings is the only sequential step.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use polars::prelude::*;
+use rayon::prelude::*;
+use tracing::{debug, info, info_span};
+
+use crate::config::Validated;
+use crate::time::Zone;
+
+use super::parse::{self, MoneyError, Ts};
+use super::read::{self, MoneyKind, Scan, TsKind};
+use super::{
+    Dict, FileStats, InputFile, IngestStats, Ingested, Lines, Reject, SourceError,
+    ROW_ORDER_BASE, UNKNOWN_SEGMENT,
+};
+
+/// What the source stage needs besides the config.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestOptions {
+    /// Local wall-clock µs of the cutoff: lines at or after it are "after as_of".
+    pub cutoff_local: i64,
+    pub zone: Zone,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// Reads every file and returns the normalized lines, rejects and accounting.
+pub fn ingest(
+    files: &[InputFile],
+    cfg: &Validated,
+    opts: IngestOptions,
+) -> Result<Ingested, SourceError> {
+    let n_dims = cfg.config.input.columns.segments.len();
+    let state = Arc::new(Mutex::new(State {
+        out: Ingested {
+            segments: (0..n_dims).map(|_| Dict::default()).collect(),
+            has_cost: cfg.config.input.columns.cost.is_some(),
+            ..Default::default()
+        },
+        orders: Dict::default(),
+        error: None,
+    }));
+    let bar = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
+    for (fi, file) in files.iter().enumerate() {
+        let span = info_span!("read", file = %file.path.display());
+        let _g = span.enter();
+        let started = Instant::now();
+        let scan = read::scan(file, cfg)?;
+        let kinds = Kinds {
+            ts: scan.ts,
+            amount: scan.amount,
+            cost: scan.cost,
+            has_order: scan.has_order,
+            n_dims,
+        };
+        {
+            let mut st = state.lock().expect("ingest state");
+            st.out.stats.files.push(FileStats {
+                url: file.path.display().to_string(),
+                format: file.format.to_string(),
+                size: file.size,
+                mtime: file.mtime.clone(),
+                ..Default::default()
+            });
+        }
+        let st2 = Arc::clone(&state);
+        let ctx = Ctx {
+            opts,
+            decimals: cfg.config.input.amount_decimals,
+            ts_format: cfg.config.input.ts_format.clone(),
+            file_name: file.path.display().to_string(),
+            file_index: fi,
+        };
+        let bar2 = bar.clone();
+        let Scan { frame, .. } = scan;
+        let callback = PlanCallback::new(move |df: DataFrame| {
+            let rows = df.height() as u64;
+            let mut st = st2.lock().expect("ingest state");
+            if let Err(e) = process_batch(&df, &kinds, &ctx, &mut st) {
+                st.error = Some(e);
+                return Ok(true);
+            }
+            if let Some(b) = &bar2 {
+                b.set_message(format!("{} rows", st.out.stats.rows_read + rows));
+            }
+            Ok(false)
+        });
+        let result = frame
+            .sink_batches(callback, true, None)
+            .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
+        let mut st = state.lock().expect("ingest state");
+        if let Some(e) = st.error.take() {
+            return Err(SourceError::Read {
+                file: file.path.display().to_string(),
+                message: e,
+            });
+        }
+        result.map_err(|e| SourceError::Read {
+            file: file.path.display().to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+        if let Some(b) = &bar {
+            b.inc(file.size);
+        }
+        let fs = st.out.stats.files.last().cloned().unwrap_or_default();
+        info!(
+            rows_read = fs.rows_read,
+            rows_used = fs.rows_used,
+            rows_rejected = fs.rows_rejected,
+            rows_after_as_of = fs.rows_after_as_of,
+            ms = started.elapsed().as_millis() as u64,
+            "Read input file."
+        );
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let st = Arc::try_unwrap(state)
+        .map_err(|_| SourceError::Read {
+            file: "(all)".into(),
+            message: "internal: reader still holds the state".into(),
+        })?
+        .into_inner()
+        .expect("ingest state");
+    let mut out = st.out;
+    let s = &mut out.stats;
+    s.rows_read = s.files.iter().map(|f| f.rows_read).sum();
+    s.rows_used = s.files.iter().map(|f| f.rows_used).sum();
+    s.rows_rejected = s.files.iter().map(|f| f.rows_rejected).sum();
+    s.rows_after_as_of = s.files.iter().map(|f| f.rows_after_as_of).sum();
+    debug_assert_eq!(
+        s.rows_read,
+        s.rows_used + s.rows_rejected + s.rows_after_as_of
+    );
+    Ok(out)
+}
+
+fn progress_bar(enabled: bool, total_bytes: u64) -> Option<indicatif::ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total_bytes);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} reading [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
+struct State {
+    out: Ingested,
+    orders: Dict,
+    error: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+struct Kinds {
+    ts: TsKind,
+    amount: MoneyKind,
+    cost: Option<MoneyKind>,
+    has_order: bool,
+    n_dims: usize,
+}
+
+struct Ctx {
+    opts: IngestOptions,
+    decimals: u32,
+    ts_format: String,
+    file_name: String,
+    file_index: usize,
+}
+
+enum Outcome {
+    Used {
+        ts_utc: i64,
+        ts_local: i64,
+        amount: i64,
+        cost: i64,
+    },
+    After,
+    Rejected(&'static str),
+}
+
+enum TsCol<'a> {
+    Text(&'a StringChunked),
+    Int(&'a Int64Chunked, bool),
+    Days(&'a Int32Chunked),
+}
+
+enum MoneyCol<'a> {
+    Text(&'a StringChunked),
+    Float(&'a Float64Chunked),
+    Int(&'a Int64Chunked),
+}
+
+impl MoneyCol<'_> {
+    fn raw(&self, i: usize) -> Option<String> {
+        match self {
+            MoneyCol::Text(c) => c.get(i).map(str::to_string),
+            MoneyCol::Float(c) => c.get(i).map(|v| v.to_string()),
+            MoneyCol::Int(c) => c.get(i).map(|v| v.to_string()),
+        }
+    }
+
+    fn parse(&self, i: usize, decimals: u32) -> Result<i64, MoneyError> {
+        match self {
+            MoneyCol::Text(c) => match c.get(i) {
+                None => Err(MoneyError::Missing),
+                Some(s) => parse::parse_money(s, decimals),
+            },
+            MoneyCol::Float(c) => match c.get(i) {
+                None => Err(MoneyError::Missing),
+                Some(f) => parse::money_from_f64(f, decimals),
+            },
+            MoneyCol::Int(c) => match c.get(i) {
+                None => Err(MoneyError::Missing),
+                Some(v) => parse::money_from_i64(v, decimals),
+            },
+        }
+    }
+}
+
+impl TsCol<'_> {
+    fn raw(&self, i: usize) -> Option<String> {
+        match self {
+            TsCol::Text(c) => c.get(i).map(str::to_string),
+            TsCol::Int(c, _) => c.get(i).map(|v| v.to_string()),
+            TsCol::Days(c) => c.get(i).map(|v| v.to_string()),
+        }
+    }
+}
+
+fn money_reason(field: &'static str, e: MoneyError) -> &'static str {
+    match (field, e) {
+        ("amount", MoneyError::Missing) => "amount: missing",
+        ("amount", MoneyError::Unparseable) => "amount: not a number",
+        ("amount", MoneyError::NonFinite) => "amount: not finite (NaN or infinity)",
+        ("amount", MoneyError::OutOfRange) => "amount: out of range",
+        (_, MoneyError::Missing) => "cost: missing",
+        (_, MoneyError::Unparseable) => "cost: not a number",
+        (_, MoneyError::NonFinite) => "cost: not finite (NaN or infinity)",
+        (_, MoneyError::OutOfRange) => "cost: out of range",
+    }
+}
+
+fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Series, String> {
+    df.column(name)
+        .map(|c| c.as_materialized_series())
+        .map_err(|e| e.to_string())
+}
+
+fn process_batch(
+    df: &DataFrame,
+    kinds: &Kinds,
+    ctx: &Ctx,
+    st: &mut State,
+) -> Result<(), String> {
+    let n = df.height();
+    if n == 0 {
+        return Ok(());
+    }
+    let e = |e: PolarsError| e.to_string();
+    let rows = column(df, read::ROW)?.cast(&DataType::UInt64).map_err(e)?;
+    let rows = rows.u64().map_err(e)?;
+    let cid = column(df, read::CID)?.str().map_err(e)?;
+    let ts_s = column(df, read::TS)?;
+    let ts = match kinds.ts {
+        TsKind::Text => TsCol::Text(ts_s.str().map_err(e)?),
+        TsKind::UtcMicros => TsCol::Int(ts_s.i64().map_err(e)?, true),
+        TsKind::LocalMicros => TsCol::Int(ts_s.i64().map_err(e)?, false),
+        TsKind::Days => TsCol::Days(ts_s.i32().map_err(e)?),
+    };
+    let money_col = |name: &str, kind: MoneyKind| -> Result<MoneyCol<'_>, String> {
+        let s = column(df, name)?;
+        Ok(match kind {
+            MoneyKind::Text => MoneyCol::Text(s.str().map_err(e)?),
+            MoneyKind::Float => MoneyCol::Float(s.f64().map_err(e)?),
+            MoneyKind::Int => MoneyCol::Int(s.i64().map_err(e)?),
+        })
+    };
+    let amount = money_col(read::AMOUNT, kinds.amount)?;
+    let cost = match kinds.cost {
+        Some(k) => Some(money_col(read::COST, k)?),
+        None => None,
+    };
+    let order = if kinds.has_order {
+        Some(column(df, read::ORDER)?.str().map_err(e)?)
+    } else {
+        None
+    };
+    let segs: Vec<&StringChunked> = (0..kinds.n_dims)
+        .map(|d| column(df, &read::seg_col(d)).and_then(|s| s.str().map_err(e)))
+        .collect::<Result<_, _>>()?;
+
+    let zone = ctx.opts.zone;
+    let cutoff = ctx.opts.cutoff_local;
+    let decimals = ctx.decimals;
+    let fmt = ctx.ts_format.as_str();
+    let classify = |i: usize| -> Outcome {
+        let parsed = match &ts {
+            TsCol::Text(c) => match c.get(i) {
+                None => return Outcome::Rejected("ts: missing"),
+                Some(s) if s.trim().is_empty() => return Outcome::Rejected("ts: missing"),
+                Some(s) => {
+                    let p = if fmt.is_empty() {
+                        parse::parse_ts_iso(s)
+                    } else {
+                        parse::parse_ts_format(s, fmt)
+                    };
+                    match p {
+                        Some(t) => t,
+                        None => return Outcome::Rejected("ts: not a valid timestamp"),
+                    }
+                }
+            },
+            TsCol::Int(c, utc) => match c.get(i) {
+                None => return Outcome::Rejected("ts: missing"),
+                Some(v) if *utc => Ts::Utc(v),
+                Some(v) => Ts::Local(v),
+            },
+            TsCol::Days(c) => match c.get(i) {
+                None => return Outcome::Rejected("ts: missing"),
+                Some(d) => Ts::Local(d as i64 * crate::time::MICROS_PER_DAY),
+            },
+        };
+        let (ts_utc, ts_local) = match parsed {
+            Ts::Utc(u) => (u, zone.utc_to_local(u)),
+            Ts::Local(l) => (zone.local_to_utc(l), l),
+        };
+        if ts_local >= cutoff {
+            return Outcome::After;
+        }
+        match cid.get(i).map(str::trim) {
+            None | Some("") => return Outcome::Rejected("customer_id: missing or empty"),
+            Some(s) if s.contains('\u{FFFD}') => {
+                return Outcome::Rejected("customer_id: not valid UTF-8")
+            }
+            _ => {}
+        }
+        if let Some(o) = order {
+            if o.get(i).is_some_and(|s| s.contains('\u{FFFD}')) {
+                return Outcome::Rejected("order_id: not valid UTF-8");
+            }
+        }
+        if segs
+            .iter()
+            .any(|c| c.get(i).is_some_and(|s| s.contains('\u{FFFD}')))
+        {
+            return Outcome::Rejected("segment: not valid UTF-8");
+        }
+        let amount = match amount.parse(i, decimals) {
+            Ok(v) => v,
+            Err(err) => return Outcome::Rejected(money_reason("amount", err)),
+        };
+        let cost = match &cost {
+            None => 0,
+            Some(c) => match c.parse(i, decimals) {
+                Ok(v) => v,
+                Err(err) => return Outcome::Rejected(money_reason("cost", err)),
+            },
+        };
+        Outcome::Used {
+            ts_utc,
+            ts_local,
+            amount,
+            cost,
+        }
+    };
+    const CHUNK: usize = 8192;
+    let outcomes: Vec<Outcome> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .flat_map_iter(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(classify))
+        .collect();
+
+    // Sequential merge: interning and appends.
+    let State { out, orders, .. } = st;
+    let fstats = out
+        .stats
+        .files
+        .get_mut(ctx.file_index)
+        .ok_or("internal: file stats missing")?;
+    let lines: &mut Lines = &mut out.lines;
+    for (i, o) in outcomes.into_iter().enumerate() {
+        fstats.rows_read += 1;
+        match o {
+            Outcome::After => fstats.rows_after_as_of += 1,
+            Outcome::Rejected(reason) => {
+                fstats.rows_rejected += 1;
+                *out.stats.rejects_by_reason.entry(reason.to_string()).or_default() += 1;
+                out.rejects.push(Reject {
+                    file: ctx.file_name.clone(),
+                    row: rows.get(i).unwrap_or(0),
+                    reason: reason.to_string(),
+                    customer_id: cid.get(i).map(str::to_string),
+                    ts: ts.raw(i),
+                    amount: amount.raw(i),
+                });
+            }
+            Outcome::Used {
+                ts_utc,
+                ts_local,
+                amount,
+                cost,
+            } => {
+                fstats.rows_used += 1;
+                let line_no = lines.cust.len() as u64;
+                lines
+                    .cust
+                    .push(out.customers.intern(cid.get(i).unwrap_or("").trim()));
+                let okey = match order.and_then(|o| o.get(i)).map(str::trim) {
+                    Some(s) if !s.is_empty() => orders.intern(s) as u64,
+                    _ => ROW_ORDER_BASE + line_no,
+                };
+                lines.order.push(okey);
+                lines.ts_utc.push(ts_utc);
+                lines.ts_local.push(ts_local);
+                lines.amount.push(amount);
+                if kinds.cost.is_some() {
+                    lines.cost.push(cost);
+                }
+                for (d, c) in segs.iter().enumerate() {
+                    let v = match c.get(i).map(str::trim) {
+                        Some(s) if !s.is_empty() => s,
+                        _ => UNKNOWN_SEGMENT,
+                    };
+                    lines.seg.push(out.segments[d].intern(v));
+                }
+            }
+        }
+    }
+    debug!(rows = n, "Normalized batch.");
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+

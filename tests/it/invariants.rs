@@ -1,0 +1,142 @@
+//! Property tests of the SPEC invariants on random transaction sets, through the library:
+//! E = S − churned + reactivated + N on every retention row; segment rows sum to `__all__`;
+//! revenue in = revenue out; each customer once; cohort sizes sum to acquired customers.
+
+use chrono::NaiveDate;
+use proptest::prelude::*;
+
+use customer_value::config::Config;
+use customer_value::metrics::{self, cohorts, retention, Ctx};
+use customer_value::orders;
+use customer_value::source::{Dict, Ingested, Lines, ROW_ORDER_BASE, UNKNOWN_SEGMENT};
+use customer_value::time::{date_to_local_micros, MICROS_PER_DAY};
+
+/// (customer, order, day offset, minute, amount in cents, segment value or None)
+type RawLine = (u8, u8, u16, u16, i32, Option<u8>);
+
+fn config(period: &str, window: u32, assignment: &str) -> customer_value::config::Validated {
+    Config::from_toml(&format!(
+        "[input]\npaths=[\"x\"]\n[input.columns]\ncustomer_id=\"c\"\nts=\"t\"\namount=\"a\"\norder_id=\"o\"\nsegments=[\"channel\"]\n[metrics]\nperiod=\"{period}\"\nchurn_window_days={window}\nsegment_assignment=\"{assignment}\"\n"
+    ))
+    .unwrap()
+    .validate()
+    .unwrap()
+}
+
+fn ingest(raw: &[RawLine], as_of: NaiveDate) -> Ingested {
+    let start = date_to_local_micros(NaiveDate::from_ymd_opt(2023, 1, 1).unwrap());
+    let cutoff = date_to_local_micros(as_of) + MICROS_PER_DAY;
+    let mut ing = Ingested {
+        segments: vec![Dict::default()],
+        ..Default::default()
+    };
+    let mut lines = Lines::default();
+    let mut orders = Dict::default();
+    for (n, &(c, o, day, minute, cents, seg)) in raw.iter().enumerate() {
+        let ts = start + day as i64 * MICROS_PER_DAY + minute as i64 * 60_000_000;
+        if ts >= cutoff {
+            continue;
+        }
+        lines.cust.push(ing.customers.intern(&format!("c{c}")));
+        // Order 0 means "no order id": the line is its own order.
+        lines.order.push(if o == 0 {
+            ROW_ORDER_BASE + n as u64
+        } else {
+            orders.intern(&format!("c{c}-o{o}")) as u64
+        });
+        lines.ts_utc.push(ts);
+        lines.ts_local.push(ts);
+        lines.amount.push(cents as i64);
+        let v = seg.map(|s| ["web", "app", "store"][s as usize % 3]).unwrap_or(UNKNOWN_SEGMENT);
+        lines.seg.push(ing.segments[0].intern(v));
+    }
+    ing.lines = lines;
+    ing
+}
+
+fn raw_lines() -> impl Strategy<Value = Vec<RawLine>> {
+    prop::collection::vec(
+        (0u8..12, 0u8..4, 0u16..500, 0u16..1440, -3000i32..20000, prop::option::weighted(0.9, 0u8..3)),
+        1..80,
+    )
+}
+
+fn check(raw: Vec<RawLine>, as_of_offset: u16, period: &str, window: u32, assignment: &str) -> Result<(), TestCaseError> {
+    let as_of = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap() + chrono::Duration::days(as_of_offset as i64);
+    let cfg = config(period, window, assignment);
+    let ing = ingest(&raw, as_of);
+    if ing.lines.is_empty() {
+        return Ok(());
+    }
+    let ord = orders::build(&ing.lines, ing.customers.len(), 1);
+    let ctx = Ctx::new(&cfg, as_of, &ing, &ord);
+    let (rows, acc) = metrics::fold_all(&ord, &ctx);
+
+    // Each customer exactly once.
+    prop_assert_eq!(rows.len(), ing.customers.len());
+    let mut ids: Vec<u32> = rows.iter().map(|r| r.cust).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    prop_assert_eq!(ids.len(), rows.len());
+
+    // Revenue in = revenue out (customers and retention).
+    let revenue_in: i64 = ing.lines.amount.iter().sum();
+    prop_assert_eq!(rows.iter().map(|r| r.revenue).sum::<i64>(), revenue_in);
+    let ret = retention::rows(&acc, &ctx);
+    let all: Vec<_> = ret.iter().filter(|r| r.slot == 0).collect();
+    prop_assert_eq!(all.iter().map(|r| r.revenue).sum::<i64>(), revenue_in);
+
+    for r in &ret {
+        // The SPEC identity on every row.
+        prop_assert_eq!(r.end, r.start - r.churned + r.reactivated + r.new, "row {:?}", r);
+        prop_assert!(r.start >= 0 && r.end >= 0 && r.churned <= r.start);
+    }
+    // E of one period is S of the next.
+    for w in all.windows(2) {
+        prop_assert_eq!(w[0].end, w[1].start);
+    }
+    // Segment rows sum to the __all__ row, period by period.
+    for a in &all {
+        let seg: Vec<_> = ret.iter().filter(|r| r.slot != 0 && r.period == a.period).collect();
+        let sum = |f: fn(&retention::RetentionRow) -> i64| seg.iter().map(|r| f(r)).sum::<i64>();
+        prop_assert_eq!(sum(|r| r.start), a.start);
+        prop_assert_eq!(sum(|r| r.end), a.end);
+        prop_assert_eq!(sum(|r| r.new), a.new);
+        prop_assert_eq!(sum(|r| r.churned), a.churned);
+        prop_assert_eq!(sum(|r| r.reactivated), a.reactivated);
+        prop_assert_eq!(sum(|r| r.revenue), a.revenue);
+        prop_assert_eq!(sum(|r| r.purchases), a.purchases);
+    }
+    // Customers new over all periods = acquired customers = cohort sizes.
+    let acquired = rows.iter().filter(|r| r.cohort.is_some()).count() as i64;
+    prop_assert_eq!(all.iter().map(|r| r.new).sum::<i64>(), acquired);
+    let coh = cohorts::rows(&acc, &ctx);
+    let sizes: i64 = coh.iter().filter(|r| r.slot == 0 && r.offset == 0).map(|r| r.size).sum();
+    prop_assert_eq!(sizes, acquired);
+    for r in &coh {
+        prop_assert!(r.active <= r.size && r.churned <= r.size && r.churned >= 0);
+    }
+    // Active at the cutoff (customers table) = E of the last period.
+    let active = rows.iter().filter(|r| r.active == Some(true)).count() as i64;
+    prop_assert_eq!(active, all.last().unwrap().end);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn invariants_month(raw in raw_lines(), as_of in 0u16..560) {
+        check(raw, as_of, "month", 45, "first")?;
+    }
+
+    #[test]
+    fn invariants_week_most_frequent(raw in raw_lines(), as_of in 0u16..560) {
+        check(raw, as_of, "week", 7, "most_frequent")?;
+    }
+
+    #[test]
+    fn invariants_quarter_last(raw in raw_lines(), as_of in 0u16..560) {
+        check(raw, as_of, "quarter", 92, "last")?;
+    }
+}

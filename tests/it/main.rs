@@ -1,0 +1,7 @@
+//! Integration tests: run the real binary on temp dirs and read what it wrote.
+
+mod bad_input;
+mod fixtures;
+mod invariants;
+mod reader;
+mod util;

@@ -1,0 +1,202 @@
+//! Test helpers: a temp workspace with a config, running the real binary, reading Parquet.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::{
+    Array, AsArray, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+/// A config with the fixture defaults; `extra` is appended to [metrics] (TOML lines).
+pub fn config(inputs: &[&str], output: &str, columns: &str, metrics: &str, input_extra: &str) -> String {
+    let paths: Vec<String> = inputs.iter().map(|p| format!("{p:?}")).collect();
+    format!(
+        "[input]\npaths = [{}]\nmax_reject_ratio = 0.5\n{input_extra}\n[input.columns]\n{columns}\n[metrics]\n{metrics}\n[output]\npath = {output:?}\n",
+        paths.join(", ")
+    )
+}
+
+pub const DEFAULT_COLUMNS: &str =
+    "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\nsegments = [\"channel\"]";
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// Writes `config.toml` reading `input` (relative names) and writing `out/`.
+    pub fn config(&self, inputs: &[&str], columns: &str, metrics: &str, input_extra: &str) -> PathBuf {
+        let inputs: Vec<String> = inputs.iter().map(|i| self.path(i).display().to_string()).collect();
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let out = self.path("out").display().to_string();
+        self.write("config.toml", config(&refs, &out, columns, metrics, input_extra))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_customer-value"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("CUSTOMER_VALUE_AS_OF")
+            .env("CUSTOMER_VALUE_LOG", "warn")
+            .output()
+            .expect("run binary");
+        out
+    }
+
+    /// Runs `run --config config.toml --as-of D` and asserts success.
+    pub fn run_ok(&self, as_of: &str) -> Output {
+        let out = self.run(&["run", "--config", "config.toml", "--as-of", as_of]);
+        assert!(
+            out.status.success(),
+            "run failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        out
+    }
+
+    /// Reads every Parquet file of a table partition into one batch.
+    pub fn table(&self, table: &str, as_of: &str) -> Table {
+        read_partition(&self.path("out").join(table).join(format!("as_of={as_of}")))
+    }
+
+    pub fn manifest(&self, as_of: &str) -> serde_json::Value {
+        let p = self.path("out/_manifests").join(format!("as_of={as_of}.json"));
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    }
+}
+
+pub fn read_partition(dir: &Path) -> Table {
+    let mut batches = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    for f in files {
+        let file = std::fs::File::open(&f).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        for b in reader {
+            batches.push(b.unwrap());
+        }
+    }
+    let schema = batches[0].schema();
+    Table(arrow::compute::concat_batches(&schema, &batches).unwrap())
+}
+
+/// A table with typed accessors by column name.
+pub struct Table(pub RecordBatch);
+
+impl Table {
+    pub fn rows(&self) -> usize {
+        self.0.num_rows()
+    }
+    fn col(&self, name: &str) -> &dyn Array {
+        self.0
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .as_ref()
+    }
+    pub fn str(&self, name: &str, i: usize) -> Option<String> {
+        let a = self.col(name).as_any().downcast_ref::<StringArray>().expect("string");
+        a.is_valid(i).then(|| a.value(i).to_string())
+    }
+    pub fn int(&self, name: &str, i: usize) -> Option<i64> {
+        let a = self.col(name).as_primitive::<Int64Type>();
+        a.is_valid(i).then(|| a.value(i))
+    }
+    pub fn f64(&self, name: &str, i: usize) -> Option<f64> {
+        let a = self.col(name).as_primitive::<Float64Type>();
+        a.is_valid(i).then(|| a.value(i))
+    }
+    pub fn date(&self, name: &str, i: usize) -> Option<String> {
+        let a = self.col(name).as_primitive::<Date32Type>();
+        a.is_valid(i).then(|| {
+            (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(a.value(i) as i64))
+                .to_string()
+        })
+    }
+    pub fn ts(&self, name: &str, i: usize) -> Option<String> {
+        let a = self.col(name).as_any().downcast_ref::<TimestampMicrosecondArray>().expect("timestamp");
+        a.is_valid(i).then(|| {
+            chrono::DateTime::from_timestamp_micros(a.value(i))
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+    }
+    pub fn bool(&self, name: &str, i: usize) -> bool {
+        self.col(name).as_any().downcast_ref::<BooleanArray>().expect("bool").value(i)
+    }
+    /// Index of the first row where every (column, value-as-string) matches.
+    pub fn find(&self, keys: &[(&str, &str)]) -> usize {
+        (0..self.rows())
+            .find(|&i| keys.iter().all(|(c, v)| self.any(c, i).as_deref() == Some(*v)))
+            .unwrap_or_else(|| panic!("no row with {keys:?}"))
+    }
+    /// Rows matching the keys.
+    pub fn filter(&self, keys: &[(&str, &str)]) -> Vec<usize> {
+        (0..self.rows())
+            .filter(|&i| keys.iter().all(|(c, v)| self.any(c, i).as_deref() == Some(*v)))
+            .collect()
+    }
+    /// Any column value rendered as a string (dates as YYYY-MM-DD).
+    pub fn any(&self, name: &str, i: usize) -> Option<String> {
+        let a = self.col(name);
+        if a.is_null(i) {
+            return None;
+        }
+        if let Some(s) = a.as_any().downcast_ref::<StringArray>() {
+            return Some(s.value(i).to_string());
+        }
+        if a.as_any().downcast_ref::<Date32Array>().is_some() {
+            return self.date(name, i);
+        }
+        if let Some(v) = a.as_any().downcast_ref::<Int64Array>() {
+            return Some(v.value(i).to_string());
+        }
+        if let Some(v) = a.as_any().downcast_ref::<Float64Array>() {
+            return Some(v.value(i).to_string());
+        }
+        if let Some(v) = a.as_any().downcast_ref::<BooleanArray>() {
+            return Some(v.value(i).to_string());
+        }
+        None
+    }
+    pub fn column_types(&self) -> HashMap<String, String> {
+        self.0
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect()
+    }
+}
+
+pub fn approx(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-9)
+}
