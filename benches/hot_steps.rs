@@ -37,21 +37,37 @@ fn synthetic() -> Ingested {
         lines.ts_utc.push(ts);
         lines.ts_local.push(ts);
         lines.amount.push((next() % 10_000) as i64 - 500);
-        lines.seg.push(ing.segments[0].intern(["web", "app", "store"][(next() % 3) as usize]));
+        lines
+            .seg
+            .push(ing.segments[0].intern(["web", "app", "store"][(next() % 3) as usize]));
     }
     ing.lines = lines;
     ing
 }
 
 fn bench(c: &mut Criterion) {
-    let amounts: Vec<String> = (0..N).map(|i| format!("{}.{:02}", i % 5000, i % 100)).collect();
+    let amounts: Vec<String> = (0..N)
+        .map(|i| format!("{}.{:02}", i % 5000, i % 100))
+        .collect();
     let stamps: Vec<String> = (0..N)
-        .map(|i| format!("2024-{:02}-{:02}T{:02}:15:00Z", i % 12 + 1, i % 28 + 1, i % 24))
+        .map(|i| {
+            format!(
+                "2024-{:02}-{:02}T{:02}:15:00Z",
+                i % 12 + 1,
+                i % 28 + 1,
+                i % 24
+            )
+        })
         .collect();
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("money", |b| {
-        b.iter(|| amounts.iter().map(|s| parse_money(s, 2).unwrap_or(0)).sum::<i64>())
+        b.iter(|| {
+            amounts
+                .iter()
+                .map(|s| parse_money(s, 2).unwrap_or(0))
+                .sum::<i64>()
+        })
     });
     g.bench_function("ts_iso", |b| {
         b.iter(|| stamps.iter().filter(|s| parse_ts_iso(s).is_some()).count())
@@ -73,8 +89,12 @@ fn bench(c: &mut Criterion) {
     });
     let ord = orders::build(&ing.lines, ing.customers.len(), 1);
     let ctx = Ctx::new(&cfg, as_of, &ing, &ord);
-    g.bench_function("customer_fold", |b| b.iter(|| metrics::fold_all(black_box(&ord), &ctx)));
-    g.bench_function("all_tables", |b| b.iter(|| metrics::compute(&ing, &ord, &ctx)));
+    g.bench_function("customer_fold", |b| {
+        b.iter(|| metrics::fold_all(black_box(&ord), &ctx))
+    });
+    g.bench_function("all_tables", |b| {
+        b.iter(|| metrics::compute(&ing, &ord, &ctx))
+    });
     g.finish();
 }
 

@@ -15,10 +15,20 @@ use crate::{schema, Error, Result};
 pub const DEFAULT_CONFIG: &str = "config/default.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "customer-value", version, about = "Customer retention (CRR), LTV/CLV, churn cohorts and per-customer tables from transaction exports, per segment.")]
+#[command(
+    name = "customer-value",
+    version,
+    about = "Customer retention (CRR), LTV/CLV, churn cohorts and per-customer tables from transaction exports, per segment."
+)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "CUSTOMER_VALUE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CUSTOMER_VALUE_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// Worker threads (default: all cores).
     #[arg(long, global = true, env = "CUSTOMER_VALUE_THREADS")]
@@ -77,7 +87,12 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value = "markdown", env = "CUSTOMER_VALUE_SCHEMA_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "markdown",
+        env = "CUSTOMER_VALUE_SCHEMA_FORMAT"
+    )]
     pub format: SchemaFormat,
 }
 
@@ -108,7 +123,12 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 24, env = "CUSTOMER_VALUE_GEN_MONTHS")]
     pub months: u32,
     /// Segment columns (channel, region, plan).
-    #[arg(long, value_delimiter = ',', default_value = "channel,region", env = "CUSTOMER_VALUE_GEN_SEGMENTS")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "channel,region",
+        env = "CUSTOMER_VALUE_GEN_SEGMENTS"
+    )]
     pub segments: Vec<String>,
     /// Share of orders refunded (partly or fully) later.
     #[arg(long, default_value_t = 0.05, env = "CUSTOMER_VALUE_GEN_REFUNDS")]
@@ -148,7 +168,11 @@ pub fn init_logging(format: LogFormat) {
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }
 
@@ -157,11 +181,8 @@ pub fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
             let cfg = args.config.load()?;
-            let as_of: Option<NaiveDate> = args
-                .as_of
-                .as_deref()
-                .map(config::parse_as_of)
-                .transpose()?;
+            let as_of: Option<NaiveDate> =
+                args.as_of.as_deref().map(config::parse_as_of).transpose()?;
             let summary = job::run(
                 &cfg,
                 &RunOptions {
@@ -217,7 +238,11 @@ pub fn execute(cli: Cli) -> Result<()> {
                 )]))
             })?;
             let format = a.format.unwrap_or_else(|| {
-                if a.output.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+                if a.output
+                    .to_string_lossy()
+                    .to_ascii_lowercase()
+                    .ends_with(".parquet")
+                {
                     GenFormat::Parquet
                 } else {
                     GenFormat::Csv

@@ -309,7 +309,9 @@ impl Config {
             ("input.columns.cost", &c.cost),
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                problems.push(format!("{key}: empty column name (leave the key out instead)"));
+                problems.push(format!(
+                    "{key}: empty column name (leave the key out instead)"
+                ));
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -549,8 +551,15 @@ amount = "a"
 
     #[test]
     fn reserved_segment_names_rejected() {
-        let text = minimal().replace("amount = \"a\"", "amount = \"a\"\nsegments = [\"revenue\", \"x\", \"x\"]");
-        let msg = Config::from_toml(&text).unwrap().validate().unwrap_err().to_string();
+        let text = minimal().replace(
+            "amount = \"a\"",
+            "amount = \"a\"\nsegments = [\"revenue\", \"x\", \"x\"]",
+        );
+        let msg = Config::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("'revenue' is a reserved"), "{msg}");
         assert!(msg.contains("'x' is listed twice"), "{msg}");
     }

@@ -284,8 +284,9 @@ impl Sink {
                 let props = parquet::file::properties::WriterProperties::builder()
                     .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
                     .build();
-                let writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
-                    .map_err(|e| werr(&path, e))?;
+                let writer =
+                    parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
+                        .map_err(|e| werr(&path, e))?;
                 Ok(Sink::Parquet {
                     path,
                     writer: Box::new(writer),
@@ -358,7 +359,8 @@ impl Sink {
                         lines.iter().map(|l| l.segs[i]).collect::<Vec<_>>(),
                     )));
                 }
-                let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| werr(path, e))?;
+                let batch =
+                    RecordBatch::try_new(schema.clone(), cols).map_err(|e| werr(path, e))?;
                 writer.write(&batch).map_err(|e| werr(path, e))
             }
         }

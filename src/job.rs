@@ -41,7 +41,9 @@ fn new_run_id() -> String {
     let now = Utc::now();
     format!(
         "{}-{:08x}",
-        now.format("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', ""),
+        now.format("%Y%m%dT%H%M%S%.3fZ")
+            .to_string()
+            .replace('.', ""),
         std::process::id() ^ now.timestamp_subsec_nanos()
     )
 }
@@ -155,7 +157,9 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
             &tables.iter(),
         )
     })?;
-    timings.0.push(("total".into(), t0.elapsed().as_millis() as u64));
+    timings
+        .0
+        .push(("total".into(), t0.elapsed().as_millis() as u64));
     let c = &cfg.config;
     let manifest = Manifest {
         run_id: run_id.clone(),
@@ -202,13 +206,14 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
         tables: published.tables.iter().cloned().collect(),
         timings_ms: timings.0.clone(),
     };
-    let manifest_path = match sink::manifest::write(&root.join("_manifests"), &as_of_s, &run_id, &manifest) {
-        Ok(p) => p,
-        Err(e) => {
-            published.rollback();
-            return Err(e.into());
-        }
-    };
+    let manifest_path =
+        match sink::manifest::write(&root.join("_manifests"), &as_of_s, &run_id, &manifest) {
+            Ok(p) => p,
+            Err(e) => {
+                published.rollback();
+                return Err(e.into());
+            }
+        };
     published.commit();
     info!(manifest = %manifest_path.display(), "Run complete.");
     Ok(RunSummary {

@@ -11,7 +11,9 @@ fn main() -> ExitCode {
     if let Some(n) = cli.threads.filter(|&n| n > 0) {
         // Both pools read these before their first use.
         std::env::set_var("POLARS_MAX_THREADS", n.to_string());
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     cli::init_logging(cli.log_format);
     match cli::execute(cli) {

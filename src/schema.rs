@@ -111,18 +111,78 @@ pub const RETENTION: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("period_start", Ty::Date, false, "First day of the period."),
-    c("period_end", Ty::Date, false, "Exclusive end: next period's start, or as_of + 1 for the partial last period."),
-    c("is_complete", Ty::Bool, false, "False for the period that contains as_of unless as_of is its last day."),
-    c("customers_start", Ty::Int, false, "S: customers active at period_start."),
-    c("customers_end", Ty::Int, false, "E: customers active at period_end."),
-    c("customers_new", Ty::Int, false, "N: customers whose first purchase is in the period."),
-    c("churned", Ty::Int, false, "Active at the start, not at the end."),
-    c("reactivated", Ty::Int, false, "Active at the end, not at the start, not new."),
-    c("crr", Ty::Rate, true, "Customer retention rate (E − N) / S × 100; null when S = 0."),
-    c("strict_retention", Ty::Rate, true, "(S − churned) / S × 100; null when S = 0."),
-    c("churn_rate", Ty::Rate, true, "churned / S × 100; null when S = 0."),
-    c("revenue", Ty::Money, false, "Net revenue of the orders placed in the period."),
-    c("purchases", Ty::Int, false, "Purchases (orders with value > 0) placed in the period."),
+    c(
+        "period_end",
+        Ty::Date,
+        false,
+        "Exclusive end: next period's start, or as_of + 1 for the partial last period.",
+    ),
+    c(
+        "is_complete",
+        Ty::Bool,
+        false,
+        "False for the period that contains as_of unless as_of is its last day.",
+    ),
+    c(
+        "customers_start",
+        Ty::Int,
+        false,
+        "S: customers active at period_start.",
+    ),
+    c(
+        "customers_end",
+        Ty::Int,
+        false,
+        "E: customers active at period_end.",
+    ),
+    c(
+        "customers_new",
+        Ty::Int,
+        false,
+        "N: customers whose first purchase is in the period.",
+    ),
+    c(
+        "churned",
+        Ty::Int,
+        false,
+        "Active at the start, not at the end.",
+    ),
+    c(
+        "reactivated",
+        Ty::Int,
+        false,
+        "Active at the end, not at the start, not new.",
+    ),
+    c(
+        "crr",
+        Ty::Rate,
+        true,
+        "Customer retention rate (E − N) / S × 100; null when S = 0.",
+    ),
+    c(
+        "strict_retention",
+        Ty::Rate,
+        true,
+        "(S − churned) / S × 100; null when S = 0.",
+    ),
+    c(
+        "churn_rate",
+        Ty::Rate,
+        true,
+        "churned / S × 100; null when S = 0.",
+    ),
+    c(
+        "revenue",
+        Ty::Money,
+        false,
+        "Net revenue of the orders placed in the period.",
+    ),
+    c(
+        "purchases",
+        Ty::Int,
+        false,
+        "Purchases (orders with value > 0) placed in the period.",
+    ),
 ];
 
 pub const COHORTS: &[Col] = &[
@@ -161,9 +221,24 @@ pub const LTV: &[Col] = &[
 ];
 
 pub const REJECTS: &[Col] = &[
-    c("source_file", Ty::Str, false, "Input file the row came from."),
-    c("source_row", Ty::Int, false, "1-based data row in that file (header excluded)."),
-    c("reason", Ty::Str, false, "Why the row could not be used, e.g. `amount: not a number`."),
+    c(
+        "source_file",
+        Ty::Str,
+        false,
+        "Input file the row came from.",
+    ),
+    c(
+        "source_row",
+        Ty::Int,
+        false,
+        "1-based data row in that file (header excluded).",
+    ),
+    c(
+        "reason",
+        Ty::Str,
+        false,
+        "Why the row could not be used, e.g. `amount: not a number`.",
+    ),
     c("customer_id", Ty::Str, true, "Raw customer_id value."),
     c("ts", Ty::Str, true, "Raw ts value."),
     c("amount", Ty::Str, true, "Raw amount value."),

@@ -117,8 +117,10 @@ pub struct Zone {
 
 impl Zone {
     pub fn new(tz: Tz) -> Self {
-        let is_utc = matches!(tz, Tz::UTC | Tz::Etc__UTC | Tz::Etc__UCT | Tz::UCT | Tz::Zulu)
-            || tz.name() == "Etc/GMT";
+        let is_utc = matches!(
+            tz,
+            Tz::UTC | Tz::Etc__UTC | Tz::Etc__UCT | Tz::UCT | Tz::Zulu
+        ) || tz.name() == "Etc/GMT";
         Self { tz, is_utc }
     }
 
@@ -253,7 +255,12 @@ mod tests {
     #[test]
     fn period_starts_and_indexes_round_trip() {
         for p in [Period::Week, Period::Month, Period::Quarter, Period::Year] {
-            for date in [d(2023, 1, 1), d(2024, 2, 29), d(2024, 12, 31), d(1969, 12, 31)] {
+            for date in [
+                d(2023, 1, 1),
+                d(2024, 2, 29),
+                d(2024, 12, 31),
+                d(1969, 12, 31),
+            ] {
                 let i = p.index(date);
                 let s = p.start(i);
                 assert!(s <= date, "{p} {date}");
@@ -275,13 +282,23 @@ mod tests {
 
     #[test]
     fn quarter_and_year_starts() {
-        assert_eq!(Period::Quarter.start(Period::Quarter.index(d(2024, 8, 15))), d(2024, 7, 1));
-        assert_eq!(Period::Year.start(Period::Year.index(d(2024, 8, 15))), d(2024, 1, 1));
+        assert_eq!(
+            Period::Quarter.start(Period::Quarter.index(d(2024, 8, 15))),
+            d(2024, 7, 1)
+        );
+        assert_eq!(
+            Period::Year.start(Period::Year.index(d(2024, 8, 15))),
+            d(2024, 1, 1)
+        );
     }
 
     #[test]
     fn frame_marks_partial_last_period() {
-        let f = Frame::new(Period::Month, d(2024, 3, 15), Some(date_to_local_micros(d(2024, 1, 20))));
+        let f = Frame::new(
+            Period::Month,
+            d(2024, 3, 15),
+            Some(date_to_local_micros(d(2024, 1, 20))),
+        );
         assert_eq!(f.n_periods, 3);
         assert_eq!(f.period_start(0), d(2024, 1, 1));
         assert_eq!(f.period_end(1), d(2024, 3, 1));

@@ -63,8 +63,10 @@ pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
 pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
     let rows = rows(acc, ctx);
     let f = &ctx.frame;
-    let ints = |g: &dyn Fn(&CohortRow) -> i64| arc(Int64Array::from_iter_values(rows.iter().map(g)));
-    let floats = |g: &dyn Fn(&CohortRow) -> f64| arc(Float64Array::from_iter_values(rows.iter().map(g)));
+    let ints =
+        |g: &dyn Fn(&CohortRow) -> i64| arc(Int64Array::from_iter_values(rows.iter().map(g)));
+    let floats =
+        |g: &dyn Fn(&CohortRow) -> f64| arc(Float64Array::from_iter_values(rows.iter().map(g)));
     let period = |r: &CohortRow| r.cohort + r.offset;
     let ltv_to_date = |r: &CohortRow| {
         let profit = if ctx.has_cost {
@@ -75,13 +77,27 @@ pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
         profit / r.size as f64
     };
     let cols = vec![
-        arc(StringArray::from_iter_values(rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()))),
-        arc(StringArray::from_iter_values(rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()))),
-        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_start(r.cohort))))),
+        arc(StringArray::from_iter_values(
+            rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()),
+        )),
+        arc(StringArray::from_iter_values(
+            rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()),
+        )),
+        arc(Date32Array::from_iter_values(
+            rows.iter().map(|r| date_to_days(f.period_start(r.cohort))),
+        )),
         ints(&|r| r.offset as i64),
-        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_start(period(r)))))),
-        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_end(period(r)))))),
-        arc(BooleanArray::from(rows.iter().map(|r| f.is_complete(period(r))).collect::<Vec<_>>())),
+        arc(Date32Array::from_iter_values(
+            rows.iter().map(|r| date_to_days(f.period_start(period(r)))),
+        )),
+        arc(Date32Array::from_iter_values(
+            rows.iter().map(|r| date_to_days(f.period_end(period(r)))),
+        )),
+        arc(BooleanArray::from(
+            rows.iter()
+                .map(|r| f.is_complete(period(r)))
+                .collect::<Vec<_>>(),
+        )),
         ints(&|r| r.size),
         ints(&|r| r.active),
         floats(&|r| rate(r.active, r.size).unwrap_or(0.0)),

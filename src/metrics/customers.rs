@@ -1,8 +1,7 @@
 //! customers table (SPEC §4): one row per customer as of as_of, in customer_id order.
 
 use arrow::array::{
-    Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
 use crate::schema;
@@ -24,10 +23,14 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
     let money = |v: i64| ctx.money(v);
     let ts = |v: Vec<Option<i64>>| arc(TimestampMicrosecondArray::from(v).with_timezone("UTC"));
     let ints = |f: &dyn Fn(&CustomerRow) -> Option<i64>| {
-        arc(Int64Array::from(rows.iter().map(|r| f(r)).collect::<Vec<_>>()))
+        arc(Int64Array::from(
+            rows.iter().map(|r| f(r)).collect::<Vec<_>>(),
+        ))
     };
     let floats = |f: &dyn Fn(&CustomerRow) -> Option<f64>| {
-        arc(Float64Array::from(rows.iter().map(|r| f(r)).collect::<Vec<_>>()))
+        arc(Float64Array::from(
+            rows.iter().map(|r| f(r)).collect::<Vec<_>>(),
+        ))
     };
     let margin = |r: &CustomerRow| -> Option<f64> {
         if ctx.has_cost {
@@ -89,6 +92,9 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
     cols.push(arc(StringArray::from(
         rows.iter().map(|r| r.rfm_segment).collect::<Vec<_>>(),
     )));
-    RecordBatch::try_new(schema::arrow_schema(schema::CUSTOMERS, &ctx.dim_names), cols)
-        .expect("customers columns match the documented schema")
+    RecordBatch::try_new(
+        schema::arrow_schema(schema::CUSTOMERS, &ctx.dim_names),
+        cols,
+    )
+    .expect("customers columns match the documented schema")
 }

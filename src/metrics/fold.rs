@@ -265,8 +265,17 @@ pub fn fold_customer(
             _ => runs.push((lo, hi)),
         }
     }
-    let first = orders.iter().find(|o| o.is_purchase()).copied().unwrap_or(orders[0]);
-    let last = orders.iter().rev().find(|o| o.is_purchase()).copied().unwrap_or(first);
+    let first = orders
+        .iter()
+        .find(|o| o.is_purchase())
+        .copied()
+        .unwrap_or(orders[0]);
+    let last = orders
+        .iter()
+        .rev()
+        .find(|o| o.is_purchase())
+        .copied()
+        .unwrap_or(first);
     let cohort = f.period_of(first.ts_local);
     debug_assert_eq!(runs[0].0, cohort + 1);
     for (ri, &(lo, hi)) in runs.iter().enumerate() {
@@ -323,7 +332,8 @@ pub fn fold_customer(
     let last_date = local_micros_to_date(last.ts_local);
     use chrono::Datelike;
     let months = |d: chrono::NaiveDate| d.year() as i64 * 12 + d.month0() as i64;
-    let as_of_day = (f.as_of - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days();
+    let as_of_day =
+        (f.as_of - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days();
     let active = runs.last().is_some_and(|r| r.1 == np);
     row.cohort = Some(cohort);
     row.first_utc = Some(first.ts_utc);

@@ -101,19 +101,31 @@ pub fn table(rows: &[CustomerRow], ctx: &Ctx) -> RecordBatch {
         .map(|(k, a)| (k, a, a.figures(ctx.has_cost, ctx.margin, ctx.money_scale)))
         .collect();
     let opt = |g: &dyn Fn(&LtvFigures) -> Option<f64>| {
-        arc(Float64Array::from(figs.iter().map(|f| g(&f.2)).collect::<Vec<_>>()))
+        arc(Float64Array::from(
+            figs.iter().map(|f| g(&f.2)).collect::<Vec<_>>(),
+        ))
     };
     let cols = vec![
-        arc(StringArray::from_iter_values(figs.iter().map(|f| f.0 .0.as_str()))),
-        arc(StringArray::from_iter_values(figs.iter().map(|f| f.0 .1.as_str()))),
+        arc(StringArray::from_iter_values(
+            figs.iter().map(|f| f.0 .0.as_str()),
+        )),
+        arc(StringArray::from_iter_values(
+            figs.iter().map(|f| f.0 .1.as_str()),
+        )),
         arc(Date32Array::from(
             figs.iter()
                 .map(|f| f.0 .2.map(|c| date_to_days(ctx.frame.period_start(c))))
                 .collect::<Vec<_>>(),
         )),
-        arc(Int64Array::from_iter_values(figs.iter().map(|f| f.1.customers))),
-        arc(Float64Array::from_iter_values(figs.iter().map(|f| ctx.money(f.1.revenue)))),
-        arc(Int64Array::from_iter_values(figs.iter().map(|f| f.1.purchases))),
+        arc(Int64Array::from_iter_values(
+            figs.iter().map(|f| f.1.customers),
+        )),
+        arc(Float64Array::from_iter_values(
+            figs.iter().map(|f| ctx.money(f.1.revenue)),
+        )),
+        arc(Int64Array::from_iter_values(
+            figs.iter().map(|f| f.1.purchases),
+        )),
         opt(&|f| f.s),
         opt(&|f| f.c),
         opt(&|f| f.p),

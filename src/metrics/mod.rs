@@ -52,7 +52,12 @@ impl Ctx {
             .segments
             .iter()
             .zip(&ingested.segments)
-            .map(|(name, dict)| (name.clone(), dict.values().iter().map(|v| v.to_string()).collect()))
+            .map(|(name, dict)| {
+                (
+                    name.clone(),
+                    dict.values().iter().map(|v| v.to_string()).collect(),
+                )
+            })
             .collect();
         Ctx {
             frame: Frame::new(m.period, as_of, earliest),
@@ -148,7 +153,9 @@ pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
         .map(|s| {
             let mut acc = Acc::new(ctx);
             let rows = (s * SHARD..((s + 1) * SHARD).min(n))
-                .map(|c| fold::fold_customer(c as u32, orders.of(c), orders.seg_of(c), ctx, &mut acc))
+                .map(|c| {
+                    fold::fold_customer(c as u32, orders.of(c), orders.seg_of(c), ctx, &mut acc)
+                })
                 .collect();
             (rows, acc)
         })

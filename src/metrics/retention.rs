@@ -71,18 +71,29 @@ pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<RetentionRow> {
 pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
     let rows = rows(acc, ctx);
     let f = &ctx.frame;
-    let ints = |g: &dyn Fn(&RetentionRow) -> i64| {
-        arc(Int64Array::from_iter_values(rows.iter().map(g)))
-    };
+    let ints =
+        |g: &dyn Fn(&RetentionRow) -> i64| arc(Int64Array::from_iter_values(rows.iter().map(g)));
     let rates = |g: &dyn Fn(&RetentionRow) -> Option<f64>| {
         arc(Float64Array::from(rows.iter().map(g).collect::<Vec<_>>()))
     };
     let cols = vec![
-        arc(StringArray::from_iter_values(rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()))),
-        arc(StringArray::from_iter_values(rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()))),
-        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_start(r.period))))),
-        arc(Date32Array::from_iter_values(rows.iter().map(|r| date_to_days(f.period_end(r.period))))),
-        arc(BooleanArray::from(rows.iter().map(|r| f.is_complete(r.period)).collect::<Vec<_>>())),
+        arc(StringArray::from_iter_values(
+            rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()),
+        )),
+        arc(StringArray::from_iter_values(
+            rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()),
+        )),
+        arc(Date32Array::from_iter_values(
+            rows.iter().map(|r| date_to_days(f.period_start(r.period))),
+        )),
+        arc(Date32Array::from_iter_values(
+            rows.iter().map(|r| date_to_days(f.period_end(r.period))),
+        )),
+        arc(BooleanArray::from(
+            rows.iter()
+                .map(|r| f.is_complete(r.period))
+                .collect::<Vec<_>>(),
+        )),
         ints(&|r| r.start),
         ints(&|r| r.end),
         ints(&|r| r.new),
@@ -91,7 +102,9 @@ pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
         rates(&|r| r.crr()),
         rates(&|r| r.strict_retention()),
         rates(&|r| r.churn_rate()),
-        arc(Float64Array::from_iter_values(rows.iter().map(|r| ctx.money(r.revenue)))),
+        arc(Float64Array::from_iter_values(
+            rows.iter().map(|r| ctx.money(r.revenue)),
+        )),
         ints(&|r| r.purchases),
     ];
     RecordBatch::try_new(schema::arrow_schema(schema::RETENTION, &[]), cols)

@@ -106,11 +106,23 @@ mod tests {
         ];
         score(&mut rows);
         let got: Vec<[u8; 3]> = rows.iter().map(|r| r.rfm.unwrap()).collect();
-        assert_eq!(got, vec![[5, 5, 5], [3, 1, 2], [3, 1, 2], [2, 4, 4], [1, 3, 1]]);
+        assert_eq!(
+            got,
+            vec![[5, 5, 5], [3, 1, 2], [3, 1, 2], [2, 4, 4], [1, 3, 1]]
+        );
         let seg: Vec<&str> = rows.iter().map(|r| r.rfm_segment.unwrap()).collect();
         // [5,5,5] champions; [3,1,2] needs_attention (R=3 is neither ≥4 nor ≤2);
         // [2,4,4] loyal (F ≥ 4 is checked before at_risk); [1,3,1] at_risk (R ≤ 2, F ≥ 3).
-        assert_eq!(seg, vec!["champions", "needs_attention", "needs_attention", "loyal", "at_risk"]);
+        assert_eq!(
+            seg,
+            vec![
+                "champions",
+                "needs_attention",
+                "needs_attention",
+                "loyal",
+                "at_risk"
+            ]
+        );
     }
 
     #[test]
@@ -121,7 +133,9 @@ mod tests {
         let m: Vec<u8> = rows.iter().map(|r| r.rfm.unwrap()[2]).collect();
         assert_eq!(m, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
         // All tie on R and F: nobody is strictly worse → score 1 for everyone.
-        assert!(rows.iter().all(|r| r.rfm.unwrap()[0] == 1 && r.rfm.unwrap()[1] == 1));
+        assert!(rows
+            .iter()
+            .all(|r| r.rfm.unwrap()[0] == 1 && r.rfm.unwrap()[1] == 1));
     }
 
     #[test]

@@ -70,7 +70,12 @@ pub struct Manifest {
 }
 
 /// Writes the manifest atomically (temporary file, fsync, rename).
-pub fn write(dir: &Path, as_of: &str, run_id: &str, m: &Manifest) -> Result<std::path::PathBuf, SinkError> {
+pub fn write(
+    dir: &Path,
+    as_of: &str,
+    run_id: &str,
+    m: &Manifest,
+) -> Result<std::path::PathBuf, SinkError> {
     std::fs::create_dir_all(dir).map_err(|e| super::io(dir, e))?;
     let target = dir.join(format!("as_of={as_of}.json"));
     let tmp = dir.join(format!(".as_of={as_of}.json.{run_id}.tmp"));

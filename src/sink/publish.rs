@@ -126,6 +126,7 @@ impl Published {
         if let Err(e) = std::fs::remove_dir_all(&self.staging) {
             warn!(path = %self.staging.display(), error = %e, "Could not remove the staging folder.");
         }
+        remove_if_empty(self.staging.parent());
     }
 
     /// Puts every swapped table back as it was, then deletes the staging folder.
@@ -141,6 +142,14 @@ impl Published {
             }
         }
         let _ = std::fs::remove_dir_all(&self.staging);
+        remove_if_empty(self.staging.parent());
+    }
+}
+
+/// Removes `_staging/` once no run uses it (fails harmlessly when another run's folder is there).
+fn remove_if_empty(dir: Option<&Path>) {
+    if let Some(d) = dir {
+        let _ = std::fs::remove_dir(d);
     }
 }
 

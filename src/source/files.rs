@@ -57,7 +57,11 @@ pub fn discover(paths: &[String], format: InputFormat) -> Result<Vec<InputFile>,
                     out.push(describe(&f, path, format)?);
                 }
             } else {
-                out.push(describe(path, path.parent().unwrap_or(Path::new("")), format)?);
+                out.push(describe(
+                    path,
+                    path.parent().unwrap_or(Path::new("")),
+                    format,
+                )?);
             }
         }
         if out.len() == before {
@@ -131,11 +135,13 @@ pub fn format_from_name(name: &str) -> Option<InputFormat> {
 fn describe(path: &Path, root: &Path, format: InputFormat) -> Result<InputFile, SourceError> {
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
     let format = match format {
-        InputFormat::Auto => format_from_name(&path.file_name().unwrap_or_default().to_string_lossy())
-            .ok_or_else(|| SourceError::Path {
-                path: path.display().to_string(),
-                message: "cannot tell the format from the file name; set input.format".into(),
-            })?,
+        InputFormat::Auto => format_from_name(
+            &path.file_name().unwrap_or_default().to_string_lossy(),
+        )
+        .ok_or_else(|| SourceError::Path {
+            path: path.display().to_string(),
+            message: "cannot tell the format from the file name; set input.format".into(),
+        })?,
         f => f,
     };
     let mut hive = Vec::new();
@@ -172,7 +178,10 @@ mod tests {
         assert_eq!(format_from_name("a.csv"), Some(InputFormat::Csv));
         assert_eq!(format_from_name("a.CSV.GZ"), Some(InputFormat::Csv));
         assert_eq!(format_from_name("a.csv.zst"), Some(InputFormat::Csv));
-        assert_eq!(format_from_name("part-0.parquet"), Some(InputFormat::Parquet));
+        assert_eq!(
+            format_from_name("part-0.parquet"),
+            Some(InputFormat::Parquet)
+        );
         assert_eq!(format_from_name("x.jsonl.gz"), Some(InputFormat::Ndjson));
         assert_eq!(format_from_name("_SUCCESS"), None);
         assert_eq!(format_from_name("README"), None);
@@ -200,9 +209,12 @@ mod tests {
         let files = discover(&[pattern], InputFormat::Auto).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].hive[0].1, "eu");
-        let err = discover(&[format!("{}/none*.csv", dir.path().display())], InputFormat::Auto)
-            .unwrap_err()
-            .to_string();
+        let err = discover(
+            &[format!("{}/none*.csv", dir.path().display())],
+            InputFormat::Auto,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("matched no input files"), "{err}");
     }
 }

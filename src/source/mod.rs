@@ -7,7 +7,6 @@ pub mod normalize;
 pub mod parse;
 pub mod read;
 
-
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -30,7 +29,9 @@ pub enum SourceError {
         key: String,
         available: String,
     },
-    #[error("input file {file}: column '{column}' has type {dtype}, which cannot be read as {expected}")]
+    #[error(
+        "input file {file}: column '{column}' has type {dtype}, which cannot be read as {expected}"
+    )]
     ColumnType {
         file: String,
         column: String,

@@ -16,8 +16,8 @@ use crate::time::Zone;
 use super::parse::{self, MoneyError, Ts};
 use super::read::{self, MoneyKind, Scan, TsKind};
 use super::{
-    Dict, FileStats, InputFile, IngestStats, Ingested, Lines, Reject, SourceError,
-    ROW_ORDER_BASE, UNKNOWN_SEGMENT,
+    Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError, ROW_ORDER_BASE,
+    UNKNOWN_SEGMENT,
 };
 
 /// What the source stage needs besides the config.
@@ -258,12 +258,7 @@ fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Series, String> {
         .map_err(|e| e.to_string())
 }
 
-fn process_batch(
-    df: &DataFrame,
-    kinds: &Kinds,
-    ctx: &Ctx,
-    st: &mut State,
-) -> Result<(), String> {
+fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Result<(), String> {
     let n = df.height();
     if n == 0 {
         return Ok(());
@@ -395,7 +390,10 @@ fn process_batch(
             Outcome::After => fstats.rows_after_as_of += 1,
             Outcome::Rejected(reason) => {
                 fstats.rows_rejected += 1;
-                *out.stats.rejects_by_reason.entry(reason.to_string()).or_default() += 1;
+                *out.stats
+                    .rejects_by_reason
+                    .entry(reason.to_string())
+                    .or_default() += 1;
                 out.rejects.push(Reject {
                     file: ctx.file_name.clone(),
                     row: rows.get(i).unwrap_or(0),
@@ -444,4 +442,3 @@ fn process_batch(
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
-

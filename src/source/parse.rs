@@ -108,7 +108,11 @@ fn parse_decimal_exact(s: &str, decimals: u32) -> Option<Result<i64, MoneyError>
     let shift = exp10 + decimals as i32;
     let scaled: i128 = if shift >= 0 {
         if shift > 30 {
-            return Some(if mant == 0 { Ok(0) } else { Err(MoneyError::OutOfRange) });
+            return Some(if mant == 0 {
+                Ok(0)
+            } else {
+                Err(MoneyError::OutOfRange)
+            });
         }
         match mant.checked_mul(10i128.pow(shift as u32)) {
             Some(v) => v,
@@ -321,7 +325,10 @@ mod tests {
     #[test]
     fn custom_formats() {
         let day = 19_723 * MICROS_PER_DAY;
-        assert_eq!(parse_ts_format("01/01/2024", "%d/%m/%Y"), Some(Ts::Local(day)));
+        assert_eq!(
+            parse_ts_format("01/01/2024", "%d/%m/%Y"),
+            Some(Ts::Local(day))
+        );
         assert_eq!(
             parse_ts_format("01/01/2024 01:00 +0100", "%d/%m/%Y %H:%M %z"),
             Some(Ts::Utc(day))

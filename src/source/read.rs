@@ -146,7 +146,11 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
 
     let mut select = vec![col(ROW)];
     require(&c.customer_id, "customer_id")?;
-    select.push(col(c.customer_id.as_str()).cast(DataType::String).alias(CID));
+    select.push(
+        col(c.customer_id.as_str())
+            .cast(DataType::String)
+            .alias(CID),
+    );
 
     let ts_dtype = require(&c.ts, "ts")?;
     let (ts_expr, ts_kind) = match &ts_dtype {
@@ -178,9 +182,7 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
         let e = col(column);
         Ok(match dtype {
             DataType::String => (e, MoneyKind::Text),
-            DataType::Float32 | DataType::Float64 => {
-                (e.cast(DataType::Float64), MoneyKind::Float)
-            }
+            DataType::Float32 | DataType::Float64 => (e.cast(DataType::Float64), MoneyKind::Float),
             d if d.is_integer() => (e.cast(DataType::Int64), MoneyKind::Int),
             DataType::Decimal(_, _) => (e.cast(DataType::String), MoneyKind::Text),
             DataType::Null => (e.cast(DataType::String), MoneyKind::Text),
@@ -213,7 +215,11 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
     };
     for (i, s) in c.segments.iter().enumerate() {
         require(s, "segments")?;
-        select.push(col(s.as_str()).cast(DataType::String).alias(seg_col(i).as_str()));
+        select.push(
+            col(s.as_str())
+                .cast(DataType::String)
+                .alias(seg_col(i).as_str()),
+        );
     }
     Ok(Scan {
         frame: frame.select(select),

@@ -40,7 +40,10 @@ fn missing_column_names_file_and_column() {
     let o = ws.run(&["validate", "--config", "config.toml"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("'ts'"));
-    assert!(!ws.path("out").exists(), "validate and failed runs write nothing");
+    assert!(
+        !ws.path("out").exists(),
+        "validate and failed runs write nothing"
+    );
 }
 
 #[test]
@@ -77,7 +80,10 @@ fn row_level_problems_become_rejects() {
     // 9 good rows and 6 bad ones; max_reject_ratio 0.5 in the test config lets the run pass.
     let mut csv = String::from(HEADER);
     for i in 0..9 {
-        csv.push_str(&format!("g{i},o{i},2024-01-0{}T10:00:00Z,1.00,web\n", i + 1));
+        csv.push_str(&format!(
+            "g{i},o{i},2024-01-0{}T10:00:00Z,1.00,web\n",
+            i + 1
+        ));
     }
     csv.push_str("b1,x1,31/01/2024,1.00,web\n"); // row 10
     csv.push_str("b2,x2,2024-01-05,NaN,web\n"); // row 11
@@ -144,13 +150,19 @@ fn unreadable_path_and_as_of_before_data() {
     run_fails(&ws, 1, &["nope.csv"]);
 
     let ws = ws_with(format!("{HEADER}a,1,2024-07-02,1.00,web\n"));
-    let err = run_fails(&ws, 1, &["no usable transactions", "2024-06-30", "1 after as_of"]);
+    let err = run_fails(
+        &ws,
+        1,
+        &["no usable transactions", "2024-06-30", "1 after as_of"],
+    );
     assert!(!err.contains("panicked"));
 }
 
 #[test]
 fn too_many_rejects_fail_and_keep_the_previous_partition() {
-    let ws = ws_with(format!("{HEADER}a,1,2024-01-02,1.00,web\nb,2,2024-01-02,x,web\n"));
+    let ws = ws_with(format!(
+        "{HEADER}a,1,2024-01-02,1.00,web\nb,2,2024-01-02,x,web\n"
+    ));
     ws.config(&["tx.csv"], DEFAULT_COLUMNS, "", "");
     ws.run_ok("2024-06-30"); // 1 of 2 rejected = 0.5, not above 0.5
     let before = std::fs::read(ws.path("out/_manifests/as_of=2024-06-30.json")).unwrap();
@@ -158,9 +170,19 @@ fn too_many_rejects_fail_and_keep_the_previous_partition() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    ws.write("tx.csv", format!("{HEADER}a,1,2024-01-02,1.00,web\nb,2,2024-01-02,x,web\nc,3,2024-01-02,y,web\n"));
-    run_fails(&ws, 1, &["2 of 3 rows", "max_reject_ratio", "amount: not a number"]);
-    assert_eq!(std::fs::read(ws.path("out/_manifests/as_of=2024-06-30.json")).unwrap(), before);
+    ws.write(
+        "tx.csv",
+        format!("{HEADER}a,1,2024-01-02,1.00,web\nb,2,2024-01-02,x,web\nc,3,2024-01-02,y,web\n"),
+    );
+    run_fails(
+        &ws,
+        1,
+        &["2 of 3 rows", "max_reject_ratio", "amount: not a number"],
+    );
+    assert_eq!(
+        std::fs::read(ws.path("out/_manifests/as_of=2024-06-30.json")).unwrap(),
+        before
+    );
     let files_after: Vec<_> = std::fs::read_dir(ws.path("out/customers/as_of=2024-06-30"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -174,7 +196,15 @@ fn output_not_writable() {
     // also holds for root, who ignores permission bits).
     let ws = ws_with(format!("{HEADER}a,1,2024-01-02,1.00,web\n"));
     ws.write("blocker", "not a folder");
-    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-06-30", "--output", "blocker/out"]);
+    let o = ws.run(&[
+        "run",
+        "--config",
+        "config.toml",
+        "--as-of",
+        "2024-06-30",
+        "--output",
+        "blocker/out",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("blocker/out"), "{err}");
@@ -184,7 +214,10 @@ fn output_not_writable() {
 fn config_errors_exit_2_naming_the_key() {
     let ws = ws_with(format!("{HEADER}a,1,2024-01-02,1.00,web\n"));
     let cfg = std::fs::read_to_string(ws.path("config.toml")).unwrap();
-    ws.write("config.toml", cfg.replace("[metrics]\n", "[metrics]\nchurn_window = 5\n"));
+    ws.write(
+        "config.toml",
+        cfg.replace("[metrics]\n", "[metrics]\nchurn_window = 5\n"),
+    );
     let err = run_fails(&ws, 2, &["churn_window"]);
     assert!(err.contains("config.toml"));
 
@@ -192,7 +225,11 @@ fn config_errors_exit_2_naming_the_key() {
         "config.toml",
         cfg.replace("[metrics]\n", "[metrics]\nperiod = \"quarter\"\nchurn_window_days = 60\ntimezone = \"Nowhere/City\"\n"),
     );
-    run_fails(&ws, 2, &["metrics.churn_window_days: 60", "92", "metrics.timezone"]);
+    run_fails(
+        &ws,
+        2,
+        &["metrics.churn_window_days: 60", "92", "metrics.timezone"],
+    );
 
     ws.write("config.toml", cfg.clone());
     let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-13-01"]);

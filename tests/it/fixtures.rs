@@ -94,12 +94,20 @@ fn retention_all_segments_by_hand() {
 
     // Segment channel (first purchase's value): web = {a, e}, app = {b}, store = {c},
     // __unknown__ = {d (no purchase: first order, null), f (first purchase had no channel)}.
-    let web_apr = t.find(&[("segment_by", "channel"), ("segment", "web"), ("period_start", "2024-04-01")]);
+    let web_apr = t.find(&[
+        ("segment_by", "channel"),
+        ("segment", "web"),
+        ("period_start", "2024-04-01"),
+    ]);
     // web in April: S at Apr 1 = 0 (a churned, e not yet acquired); E = 1 (e); N = 1.
     assert_eq!(t.int("customers_start", web_apr), Some(0));
     assert_eq!(t.int("customers_end", web_apr), Some(1));
     assert_eq!(t.int("customers_new", web_apr), Some(1));
-    let unk_feb = t.find(&[("segment_by", "channel"), ("segment", "__unknown__"), ("period_start", "2024-02-01")]);
+    let unk_feb = t.find(&[
+        ("segment_by", "channel"),
+        ("segment", "__unknown__"),
+        ("period_start", "2024-02-01"),
+    ]);
     // __unknown__ in Feb: S = 1 (f), churned 1, revenue −4.00 (d's refund).
     assert_eq!(t.int("customers_start", unk_feb), Some(1));
     assert_eq!(t.int("churned", unk_feb), Some(1));
@@ -111,23 +119,36 @@ fn customers_by_hand() {
     let ws = fixture_a(MONTH_31);
     ws.run_ok("2024-04-15");
     let t = ws.table("customers", "2024-04-15");
-    assert_eq!(t.rows(), 6, "a b c d e f; the rejected rows' customers are not customers");
+    assert_eq!(
+        t.rows(),
+        6,
+        "a b c d e f; the rejected rows' customers are not customers"
+    );
     let a = t.find(&[("customer_id", "a")]);
     assert_eq!(t.str("channel", a).as_deref(), Some("web"));
     assert_eq!(t.date("cohort", a).as_deref(), Some("2024-01-01"));
-    assert_eq!(t.ts("first_purchase_at", a).as_deref(), Some("2024-01-10T09:00:00Z"));
-    assert_eq!(t.ts("last_purchase_at", a).as_deref(), Some("2024-02-05T09:00:00Z"));
+    assert_eq!(
+        t.ts("first_purchase_at", a).as_deref(),
+        Some("2024-01-10T09:00:00Z")
+    );
+    assert_eq!(
+        t.ts("last_purchase_at", a).as_deref(),
+        Some("2024-02-05T09:00:00Z")
+    );
     assert_eq!(t.int("orders", a), Some(2));
     assert!(approx(t.f64("revenue", a), 30.0)); // 10 + 20; the 04-20 order is after as_of
     assert!(approx(t.f64("avg_order_value", a), 15.0)); // 30 / 2
     assert_eq!(t.int("lifespan_months", a), Some(2)); // Jan..Feb inclusive
     assert!(approx(t.f64("purchases_per_month", a), 1.0)); // 2 / 2
     assert!(approx(t.f64("ltv", a), 30.0)); // 15 × 1 × 1 × 2 = revenue × margin
-    // 02-05 → 04-15: 24 days left in Feb (leap year: 29 − 5) + 31 + 15 = 70.
+                                            // 02-05 → 04-15: 24 days left in Feb (leap year: 29 − 5) + 31 + 15 = 70.
     assert_eq!(t.int("days_since_last_purchase", a), Some(70));
     assert_eq!(t.str("status", a).as_deref(), Some("churned"));
     // churned_at = last purchase + 31 days = 2024-03-07T09:00Z.
-    assert_eq!(t.ts("churned_at", a).as_deref(), Some("2024-03-07T09:00:00Z"));
+    assert_eq!(
+        t.ts("churned_at", a).as_deref(),
+        Some("2024-03-07T09:00:00Z")
+    );
     // BTYD: 2 purchase days → frequency 1; recency 01-10 → 02-05 = 26; T 01-10 → 04-15 =
     // 21 + 29 + 31 + 15 = 96; monetary = mean of repeat days = 20.00.
     assert_eq!(t.int("frequency", a), Some(1));
@@ -214,8 +235,14 @@ fn cohorts_by_hand() {
         assert!(approx(t.f64("revenue", i), rev), "k={k}");
         assert!(approx(t.f64("cumulative_revenue", i), cum), "k={k}");
         assert!(approx(t.f64("ltv_to_date", i), cum / 3.0), "k={k}");
-        assert!(approx(t.f64("retention_rate", i), active as f64 / 3.0 * 100.0));
-        assert!(approx(t.f64("survival_rate", i), (1.0 - churned as f64 / 3.0) * 100.0));
+        assert!(approx(
+            t.f64("retention_rate", i),
+            active as f64 / 3.0 * 100.0
+        ));
+        assert!(approx(
+            t.f64("survival_rate", i),
+            (1.0 - churned as f64 / 3.0) * 100.0
+        ));
     }
     // Mar cohort = c: Mar active 1, churned 0; Apr active 0, churned 1 (not active at Apr 16).
     let mar = t.filter(&[("segment_by", "all"), ("cohort", "2024-03-01")]);
@@ -237,7 +264,9 @@ fn ltv_by_hand() {
     ws.run_ok("2024-04-15");
     let t = ws.table("ltv", "2024-04-15");
     let i = (0..t.rows())
-        .find(|&i| t.str("segment_by", i).as_deref() == Some("all") && t.date("cohort", i).is_none())
+        .find(|&i| {
+            t.str("segment_by", i).as_deref() == Some("all") && t.date("cohort", i).is_none()
+        })
         .unwrap();
     // Acquired: a, b, c, e, f. revenue 30 + 5 + 7.5 + 3 + 3 = 48.5; purchases 2+1+1+1+2 = 7;
     // Σ lifespan 2+1+1+1+3 = 8. S = 48.5 / 7, C = 7 / 8, P = 1, t = 8 / 5 = 1.6,
@@ -268,7 +297,10 @@ fn rejects_and_accounting() {
     assert_eq!(t.str("reason", 0).as_deref(), Some("amount: not a number"));
     assert_eq!(t.str("amount", 0).as_deref(), Some("abc"));
     assert_eq!(t.int("source_row", 1), Some(15));
-    assert_eq!(t.str("reason", 1).as_deref(), Some("customer_id: missing or empty"));
+    assert_eq!(
+        t.str("reason", 1).as_deref(),
+        Some("customer_id: missing or empty")
+    );
     let m = ws.manifest("2024-04-15");
     // 15 rows read = 12 used + 2 rejected + 1 after as_of (a3 on 04-20).
     assert_eq!(m["rows_read"], 15);
@@ -289,7 +321,11 @@ fn last_assignment_moves_customers() {
     let f = t.find(&[("customer_id", "f")]);
     assert_eq!(t.str("channel", f).as_deref(), Some("web"));
     let r = ws.table("retention", "2024-04-15");
-    let web_apr = r.find(&[("segment_by", "channel"), ("segment", "web"), ("period_start", "2024-04-01")]);
+    let web_apr = r.find(&[
+        ("segment_by", "channel"),
+        ("segment", "web"),
+        ("period_start", "2024-04-01"),
+    ]);
     // S at Apr 1 = f; E at Apr 16 = e, f.
     assert_eq!(r.int("customers_start", web_apr), Some(1));
     assert_eq!(r.int("customers_end", web_apr), Some(2));
@@ -305,10 +341,16 @@ fn quarter_and_year_periods() {
     let t = ws.table("retention", "2024-04-15");
     let all = t.filter(&[("segment", "__all__")]);
     assert_eq!(all.len(), 2);
-    assert_eq!(t.date("period_start", all[0]).as_deref(), Some("2024-01-01"));
+    assert_eq!(
+        t.date("period_start", all[0]).as_deref(),
+        Some("2024-01-01")
+    );
     assert_eq!(t.int("customers_end", all[0]), Some(4));
     assert_eq!(t.int("customers_new", all[0]), Some(4));
-    assert_eq!(t.date("period_start", all[1]).as_deref(), Some("2024-04-01"));
+    assert_eq!(
+        t.date("period_start", all[1]).as_deref(),
+        Some("2024-04-01")
+    );
     assert_eq!(t.int("customers_start", all[1]), Some(4));
     assert_eq!(t.int("customers_end", all[1]), Some(5));
     assert!(approx(t.f64("crr", all[1]), 100.0)); // (5 − 1) / 4 × 100
@@ -339,7 +381,10 @@ fn week_periods() {
     assert_eq!(t.date("period_start", last).as_deref(), Some("2024-04-15"));
     assert_eq!(t.date("period_end", last).as_deref(), Some("2024-04-16"));
     assert!(!t.bool("is_complete", last));
-    let new: i64 = all.iter().map(|&i| t.int("customers_new", i).unwrap()).sum();
+    let new: i64 = all
+        .iter()
+        .map(|&i| t.int("customers_new", i).unwrap())
+        .sum();
     assert_eq!(new, 5);
     // e's first purchase (Mon 04-01) is in the week starting 04-01.
     let w = t.find(&[("segment", "__all__"), ("period_start", "2024-04-01")]);
@@ -357,7 +402,12 @@ fn month_boundary_in_berlin() {
          p,p1,2024-01-31T23:30:00Z,10.00,web\n\
          q,q1,2024-03-01 00:15:00,5.00,web\n",
     );
-    ws.config(&["tx.csv"], DEFAULT_COLUMNS, "timezone = \"Europe/Berlin\"", "");
+    ws.config(
+        &["tx.csv"],
+        DEFAULT_COLUMNS,
+        "timezone = \"Europe/Berlin\"",
+        "",
+    );
     ws.run_ok("2024-03-31");
     let t = ws.table("customers", "2024-03-31");
     let p = t.find(&[("customer_id", "p")]);
@@ -365,11 +415,17 @@ fn month_boundary_in_berlin() {
     let q = t.find(&[("customer_id", "q")]);
     assert_eq!(t.date("cohort", q).as_deref(), Some("2024-03-01"));
     // The naive Berlin 00:15 (UTC+1) is 2024-02-29T23:15Z.
-    assert_eq!(t.ts("first_purchase_at", q).as_deref(), Some("2024-02-29T23:15:00Z"));
+    assert_eq!(
+        t.ts("first_purchase_at", q).as_deref(),
+        Some("2024-02-29T23:15:00Z")
+    );
     let r = ws.table("retention", "2024-03-31");
     let all = r.filter(&[("segment", "__all__")]);
     assert_eq!(all.len(), 2, "Feb and Mar in Berlin");
-    assert!(r.bool("is_complete", all[1]), "as_of is the last day of March");
+    assert!(
+        r.bool("is_complete", all[1]),
+        "as_of is the last day of March"
+    );
 
     // The same file in UTC: p is a January customer.
     ws.config(&["tx.csv"], DEFAULT_COLUMNS, "", "");
@@ -415,7 +471,9 @@ fn rerun_replaces_only_that_partition() {
     let ws = fixture_a(MONTH_31);
     ws.run_ok("2024-03-31");
     ws.run_ok("2024-04-15");
-    let before = std::fs::read_dir(ws.path("out/customers/as_of=2024-03-31")).unwrap().count();
+    let before = std::fs::read_dir(ws.path("out/customers/as_of=2024-03-31"))
+        .unwrap()
+        .count();
     let m1 = ws.manifest("2024-04-15");
     ws.run_ok("2024-04-15");
     let m2 = ws.manifest("2024-04-15");
@@ -425,9 +483,20 @@ fn rerun_replaces_only_that_partition() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(files, vec![format!("part-{}.parquet", m2["run_id"].as_str().unwrap())]);
-    assert_eq!(std::fs::read_dir(ws.path("out/customers/as_of=2024-03-31")).unwrap().count(), before);
-    assert!(!ws.path("out/_staging").exists() || std::fs::read_dir(ws.path("out/_staging")).unwrap().count() == 0);
+    assert_eq!(
+        files,
+        vec![format!("part-{}.parquet", m2["run_id"].as_str().unwrap())]
+    );
+    assert_eq!(
+        std::fs::read_dir(ws.path("out/customers/as_of=2024-03-31"))
+            .unwrap()
+            .count(),
+        before
+    );
+    assert!(
+        !ws.path("out/_staging").exists()
+            || std::fs::read_dir(ws.path("out/_staging")).unwrap().count() == 0
+    );
     // As of 03-31 nothing from April is seen: e has no purchase yet.
     let t = ws.table("customers", "2024-03-31");
     let e = t.find(&[("customer_id", "e")]);

@@ -47,7 +47,9 @@ fn ingest(raw: &[RawLine], as_of: NaiveDate) -> Ingested {
         lines.ts_utc.push(ts);
         lines.ts_local.push(ts);
         lines.amount.push(cents as i64);
-        let v = seg.map(|s| ["web", "app", "store"][s as usize % 3]).unwrap_or(UNKNOWN_SEGMENT);
+        let v = seg
+            .map(|s| ["web", "app", "store"][s as usize % 3])
+            .unwrap_or(UNKNOWN_SEGMENT);
         lines.seg.push(ing.segments[0].intern(v));
     }
     ing.lines = lines;
@@ -56,13 +58,27 @@ fn ingest(raw: &[RawLine], as_of: NaiveDate) -> Ingested {
 
 fn raw_lines() -> impl Strategy<Value = Vec<RawLine>> {
     prop::collection::vec(
-        (0u8..12, 0u8..4, 0u16..500, 0u16..1440, -3000i32..20000, prop::option::weighted(0.9, 0u8..3)),
+        (
+            0u8..12,
+            0u8..4,
+            0u16..500,
+            0u16..1440,
+            -3000i32..20000,
+            prop::option::weighted(0.9, 0u8..3),
+        ),
         1..80,
     )
 }
 
-fn check(raw: Vec<RawLine>, as_of_offset: u16, period: &str, window: u32, assignment: &str) -> Result<(), TestCaseError> {
-    let as_of = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap() + chrono::Duration::days(as_of_offset as i64);
+fn check(
+    raw: Vec<RawLine>,
+    as_of_offset: u16,
+    period: &str,
+    window: u32,
+    assignment: &str,
+) -> Result<(), TestCaseError> {
+    let as_of =
+        NaiveDate::from_ymd_opt(2023, 1, 1).unwrap() + chrono::Duration::days(as_of_offset as i64);
     let cfg = config(period, window, assignment);
     let ing = ingest(&raw, as_of);
     if ing.lines.is_empty() {
@@ -88,7 +104,12 @@ fn check(raw: Vec<RawLine>, as_of_offset: u16, period: &str, window: u32, assign
 
     for r in &ret {
         // The SPEC identity on every row.
-        prop_assert_eq!(r.end, r.start - r.churned + r.reactivated + r.new, "row {:?}", r);
+        prop_assert_eq!(
+            r.end,
+            r.start - r.churned + r.reactivated + r.new,
+            "row {:?}",
+            r
+        );
         prop_assert!(r.start >= 0 && r.end >= 0 && r.churned <= r.start);
     }
     // E of one period is S of the next.
@@ -97,7 +118,10 @@ fn check(raw: Vec<RawLine>, as_of_offset: u16, period: &str, window: u32, assign
     }
     // Segment rows sum to the __all__ row, period by period.
     for a in &all {
-        let seg: Vec<_> = ret.iter().filter(|r| r.slot != 0 && r.period == a.period).collect();
+        let seg: Vec<_> = ret
+            .iter()
+            .filter(|r| r.slot != 0 && r.period == a.period)
+            .collect();
         let sum = |f: fn(&retention::RetentionRow) -> i64| seg.iter().map(|r| f(r)).sum::<i64>();
         prop_assert_eq!(sum(|r| r.start), a.start);
         prop_assert_eq!(sum(|r| r.end), a.end);
@@ -111,7 +135,11 @@ fn check(raw: Vec<RawLine>, as_of_offset: u16, period: &str, window: u32, assign
     let acquired = rows.iter().filter(|r| r.cohort.is_some()).count() as i64;
     prop_assert_eq!(all.iter().map(|r| r.new).sum::<i64>(), acquired);
     let coh = cohorts::rows(&acc, &ctx);
-    let sizes: i64 = coh.iter().filter(|r| r.slot == 0 && r.offset == 0).map(|r| r.size).sum();
+    let sizes: i64 = coh
+        .iter()
+        .filter(|r| r.slot == 0 && r.offset == 0)
+        .map(|r| r.size)
+        .sum();
     prop_assert_eq!(sizes, acquired);
     for r in &coh {
         prop_assert!(r.active <= r.size && r.churned <= r.size && r.churned >= 0);

@@ -10,7 +10,12 @@ use crate::util::{Workspace, DEFAULT_COLUMNS};
 fn duckdb_reads_outputs() {
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
-    ws.config(&["tx.csv"], DEFAULT_COLUMNS, "period = \"month\"\nchurn_window_days = 31", "");
+    ws.config(
+        &["tx.csv"],
+        DEFAULT_COLUMNS,
+        "period = \"month\"\nchurn_window_days = 31",
+        "",
+    );
     ws.run_ok("2024-04-15");
     let python = std::env::var("CUSTOMER_VALUE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/read_outputs.py");

@@ -1,6 +1,5 @@
 //! Test helpers: a temp workspace with a config, running the real binary, reading Parquet.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -16,7 +15,13 @@ pub struct Workspace {
 }
 
 /// A config with the fixture defaults; `extra` is appended to [metrics] (TOML lines).
-pub fn config(inputs: &[&str], output: &str, columns: &str, metrics: &str, input_extra: &str) -> String {
+pub fn config(
+    inputs: &[&str],
+    output: &str,
+    columns: &str,
+    metrics: &str,
+    input_extra: &str,
+) -> String {
     let paths: Vec<String> = inputs.iter().map(|p| format!("{p:?}")).collect();
     format!(
         "[input]\npaths = [{}]\nmax_reject_ratio = 0.5\n{input_extra}\n[input.columns]\n{columns}\n[metrics]\n{metrics}\n[output]\npath = {output:?}\n",
@@ -48,11 +53,23 @@ impl Workspace {
     }
 
     /// Writes `config.toml` reading `input` (relative names) and writing `out/`.
-    pub fn config(&self, inputs: &[&str], columns: &str, metrics: &str, input_extra: &str) -> PathBuf {
-        let inputs: Vec<String> = inputs.iter().map(|i| self.path(i).display().to_string()).collect();
+    pub fn config(
+        &self,
+        inputs: &[&str],
+        columns: &str,
+        metrics: &str,
+        input_extra: &str,
+    ) -> PathBuf {
+        let inputs: Vec<String> = inputs
+            .iter()
+            .map(|i| self.path(i).display().to_string())
+            .collect();
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let out = self.path("out").display().to_string();
-        self.write("config.toml", config(&refs, &out, columns, metrics, input_extra))
+        self.write(
+            "config.toml",
+            config(&refs, &out, columns, metrics, input_extra),
+        )
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -84,7 +101,9 @@ impl Workspace {
     }
 
     pub fn manifest(&self, as_of: &str) -> serde_json::Value {
-        let p = self.path("out/_manifests").join(format!("as_of={as_of}.json"));
+        let p = self
+            .path("out/_manifests")
+            .join(format!("as_of={as_of}.json"));
         serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
     }
 }
@@ -99,7 +118,10 @@ pub fn read_partition(dir: &Path) -> Table {
     files.sort();
     for f in files {
         let file = std::fs::File::open(&f).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         for b in reader {
             batches.push(b.unwrap());
         }
@@ -122,7 +144,11 @@ impl Table {
             .as_ref()
     }
     pub fn str(&self, name: &str, i: usize) -> Option<String> {
-        let a = self.col(name).as_any().downcast_ref::<StringArray>().expect("string");
+        let a = self
+            .col(name)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("string");
         a.is_valid(i).then(|| a.value(i).to_string())
     }
     pub fn int(&self, name: &str, i: usize) -> Option<i64> {
@@ -136,12 +162,17 @@ impl Table {
     pub fn date(&self, name: &str, i: usize) -> Option<String> {
         let a = self.col(name).as_primitive::<Date32Type>();
         a.is_valid(i).then(|| {
-            (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(a.value(i) as i64))
-                .to_string()
+            (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                + chrono::Duration::days(a.value(i) as i64))
+            .to_string()
         })
     }
     pub fn ts(&self, name: &str, i: usize) -> Option<String> {
-        let a = self.col(name).as_any().downcast_ref::<TimestampMicrosecondArray>().expect("timestamp");
+        let a = self
+            .col(name)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("timestamp");
         a.is_valid(i).then(|| {
             chrono::DateTime::from_timestamp_micros(a.value(i))
                 .unwrap()
@@ -150,18 +181,28 @@ impl Table {
         })
     }
     pub fn bool(&self, name: &str, i: usize) -> bool {
-        self.col(name).as_any().downcast_ref::<BooleanArray>().expect("bool").value(i)
+        self.col(name)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("bool")
+            .value(i)
     }
     /// Index of the first row where every (column, value-as-string) matches.
     pub fn find(&self, keys: &[(&str, &str)]) -> usize {
         (0..self.rows())
-            .find(|&i| keys.iter().all(|(c, v)| self.any(c, i).as_deref() == Some(*v)))
+            .find(|&i| {
+                keys.iter()
+                    .all(|(c, v)| self.any(c, i).as_deref() == Some(*v))
+            })
             .unwrap_or_else(|| panic!("no row with {keys:?}"))
     }
     /// Rows matching the keys.
     pub fn filter(&self, keys: &[(&str, &str)]) -> Vec<usize> {
         (0..self.rows())
-            .filter(|&i| keys.iter().all(|(c, v)| self.any(c, i).as_deref() == Some(*v)))
+            .filter(|&i| {
+                keys.iter()
+                    .all(|(c, v)| self.any(c, i).as_deref() == Some(*v))
+            })
             .collect()
     }
     /// Any column value rendered as a string (dates as YYYY-MM-DD).
@@ -186,14 +227,6 @@ impl Table {
             return Some(v.value(i).to_string());
         }
         None
-    }
-    pub fn column_types(&self) -> HashMap<String, String> {
-        self.0
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().to_string()))
-            .collect()
     }
 }
 
