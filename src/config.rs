@@ -67,6 +67,18 @@ pub struct Config {
     /// Where the tables are written.
     #[serde(default)]
     pub output: OutputConfig,
+    /// Optional acquisition spend per segment and period (gives cac, ltv_to_cac, payback_months).
+    #[serde(default)]
+    pub spend: Option<SpendConfig>,
+}
+
+/// `[spend]`: a CSV with columns `segment_by`, `segment`, `period_start` (YYYY-MM-DD, any day of
+/// the period) and `spend` (money, same decimals as the input).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpendConfig {
+    /// Path of the spend CSV.
+    pub path: String,
 }
 
 /// `[input]`: files, format, parsing and the reject gate.
@@ -394,6 +406,13 @@ impl Config {
                 "metrics.margin: {} is out of range (0–1)",
                 m.margin
             ));
+        }
+        if self
+            .spend
+            .as_ref()
+            .is_some_and(|s| s.path.trim().is_empty())
+        {
+            problems.push("spend.path: may not be empty (leave [spend] out instead)".into());
         }
         let o = &self.output;
         if o.path.trim().is_empty() {

@@ -106,8 +106,11 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError>
         * 86_400_000_000;
     let end_date = add_months(opts.start, opts.months);
     let span_us = (end_date - opts.start).num_days() * 86_400_000_000;
-    let lines_per_order = 1.0 + opts.multi_line_rate * 1.5 + opts.refund_rate;
-    let mean_orders = (opts.rows as f64 / opts.customers as f64 / lines_per_order).max(1.0);
+    // Expected lines per order: multi-line orders have 2–4 lines (one more than 1 on average
+    // is 2), refunds add about 1.2 lines (whole orders are refunded 30% of the time).
+    let lines_per_order = 1.0 + opts.multi_line_rate * 2.0 + opts.refund_rate * 1.2;
+    // ceil() of an exponential draw adds about 0.5 to its mean.
+    let mean_orders = (opts.rows as f64 / opts.customers as f64 / lines_per_order - 0.5).max(0.5);
     let mut order_seq = 0u64;
     let mut report = GenerateReport {
         rows: 0,
@@ -123,17 +126,18 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError>
         let u: f64 = rng.random::<f64>().max(1e-9);
         let n_orders = ((-u.ln()) * mean_orders).ceil().max(1.0) as u64;
         // Personal gap between orders: spread over a personal active life.
-        let life_us = ((rng.random::<f64>() * 1.2) * span_us as f64) as i64;
-        let gap = (life_us / n_orders as i64).max(3_600_000_000);
+        // Personal active life, cut at the end of the span so every drawn order is written
+        // (keeps the row count close to --rows); customers whose life ends early churn.
+        let remaining = start_us + span_us - acquired;
+        let life_us = (((rng.random::<f64>() * 1.2) * span_us as f64) as i64).min(remaining);
+        let gap = (life_us / n_orders as i64).max(1_000_000);
         let home_channel = rng.random_range(0..CHANNELS.len());
         let region = REGIONS[rng.random_range(0..REGIONS.len())];
         let plan = PLANS[rng.random_range(0..PLANS.len())];
         let basket = 10.0 + rng.random::<f64>() * 90.0;
-        let mut t = acquired;
+        // Whole seconds, so CSV text and Parquet timestamps carry the same instants.
+        let mut t = acquired - acquired.rem_euclid(1_000_000);
         for _ in 0..n_orders {
-            if t >= start_us + span_us {
-                break;
-            }
             order_seq += 1;
             report.orders += 1;
             let channel = if rng.random::<f64>() < 0.8 {
@@ -200,7 +204,8 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError>
                 }
             }
             let jitter = 0.5 + rng.random::<f64>();
-            t += (gap as f64 * jitter) as i64;
+            t = (t + (gap as f64 * jitter) as i64).min(start_us + span_us - 1_000_000);
+            t -= t.rem_euclid(1_000_000);
         }
         if buf.len() >= 1 << 16 {
             report.rows += buf.len() as u64;

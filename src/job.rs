@@ -81,6 +81,13 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let files = timings.time("discover", || {
         source::discover(&cfg.config.input.paths, cfg.config.input.format)
     })?;
+    // Read the small spend file before the large inputs, so a bad one fails fast.
+    let spend = cfg
+        .config
+        .spend
+        .as_ref()
+        .map(|sc| source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals))
+        .transpose()?;
     let cutoff_local = date_to_local_micros(as_of + Duration::days(1));
     let ingested = timings.time("read", || {
         source::ingest(
@@ -140,7 +147,8 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let orders = timings.time("orders", || {
         orders::build(&ingested.lines, ingested.customers.len(), n_dims)
     });
-    let ctx = Ctx::new(cfg, as_of, &ingested, &orders);
+    let mut ctx = Ctx::new(cfg, as_of, &ingested, &orders);
+    ctx.spend = spend.map(|s| s.by_period(&ctx.frame));
     let tables = timings.time("metrics", || metrics::compute(&ingested, &orders, &ctx));
 
     let root = Path::new(&cfg.config.output.path);
@@ -234,6 +242,9 @@ pub struct Checked {
 pub fn validate(cfg: &Validated) -> Result<Vec<Checked>> {
     let files = source::discover(&cfg.config.input.paths, cfg.config.input.format)?;
     let mut out = Vec::new();
+    if let Some(sc) = &cfg.config.spend {
+        source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals)?;
+    }
     for f in &files {
         source::read::scan(f, cfg)?;
         out.push(Checked {

@@ -218,6 +218,9 @@ pub const LTV: &[Col] = &[
     c("ltv", Ty::Money, true, "S × C × P × t = revenue × P / customers."),
     c("clv", Ty::Money, true, "S × C × P: value per active customer-month."),
     c("avg_revenue_per_customer", Ty::Money, true, "revenue / customers."),
+    c("cac", Ty::Money, true, "Acquisition cost per new customer: spend / customers, from the [spend] file; null without spend for this segment (and cohort)."),
+    c("ltv_to_cac", Ty::Float, true, "ltv / cac."),
+    c("payback_months", Ty::Float, true, "cac / clv: customer-months of margin that pay back the acquisition cost."),
 ];
 
 pub const REJECTS: &[Col] = &[

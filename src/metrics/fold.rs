@@ -170,7 +170,7 @@ fn assign(
     };
     match how {
         SegmentAssignment::First => candidates().next().unwrap_or(0),
-        SegmentAssignment::Last => candidates().last().unwrap_or(0),
+        SegmentAssignment::Last => candidates().next_back().unwrap_or(0),
         SegmentAssignment::MostFrequent => {
             // Most purchases; ties go to the value seen first.
             let mut counts: Vec<(u32, u32)> = Vec::new();

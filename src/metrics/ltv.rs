@@ -65,6 +65,10 @@ impl LtvAcc {
 
 type Key = (String, String, Option<usize>);
 
+/// cac, ltv_to_cac and payback_months of one row.
+#[derive(Debug, Clone, Copy)]
+struct Cac(f64, Option<f64>, Option<f64>);
+
 /// Groups acquired customers by segment (and segment × cohort).
 pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
     let mut out: BTreeMap<Key, LtvAcc> = BTreeMap::new();
@@ -93,12 +97,42 @@ pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
     out
 }
 
+/// Spend (minor units) behind a row: the cohort's period, or every period for the segment row;
+/// None when the spend file has nothing for that segment.
+fn spend_for(ctx: &Ctx, (by, seg, cohort): &Key) -> Option<i64> {
+    let spend = ctx.spend.as_ref()?;
+    match cohort {
+        Some(c) => spend.get(&(by.clone(), seg.clone(), *c)).copied(),
+        None => {
+            let mut found = false;
+            let mut total = 0;
+            for ((b, s, _), v) in spend.iter() {
+                if b == by && s == seg {
+                    found = true;
+                    total += v;
+                }
+            }
+            found.then_some(total)
+        }
+    }
+}
+
 /// Builds the ltv table.
 pub fn table(rows: &[CustomerRow], ctx: &Ctx) -> RecordBatch {
     let groups = groups(rows, ctx);
     let figs: Vec<(&Key, &LtvAcc, LtvFigures)> = groups
         .iter()
         .map(|(k, a)| (k, a, a.figures(ctx.has_cost, ctx.margin, ctx.money_scale)))
+        .collect();
+    let cac: Vec<Option<Cac>> = figs
+        .iter()
+        .map(|(k, a, f)| {
+            let spend = spend_for(ctx, k)?;
+            let cac = ctx.money(spend) / a.customers as f64;
+            let ratio = f.ltv.filter(|_| cac > 0.0).map(|l| l / cac);
+            let payback = f.clv.filter(|&c| c > 0.0).map(|c| cac / c);
+            Some(Cac(cac, ratio, payback))
+        })
         .collect();
     let opt = |g: &dyn Fn(&LtvFigures) -> Option<f64>| {
         arc(Float64Array::from(
@@ -133,6 +167,15 @@ pub fn table(rows: &[CustomerRow], ctx: &Ctx) -> RecordBatch {
         opt(&|f| f.ltv),
         opt(&|f| f.clv),
         opt(&|f| f.avg_revenue_per_customer),
+        arc(Float64Array::from(
+            cac.iter().map(|c| c.map(|c| c.0)).collect::<Vec<_>>(),
+        )),
+        arc(Float64Array::from(
+            cac.iter().map(|c| c.and_then(|c| c.1)).collect::<Vec<_>>(),
+        )),
+        arc(Float64Array::from(
+            cac.iter().map(|c| c.and_then(|c| c.2)).collect::<Vec<_>>(),
+        )),
     ];
     RecordBatch::try_new(schema::arrow_schema(schema::LTV, &[]), cols)
         .expect("ltv columns match the documented schema")

@@ -39,6 +39,8 @@ pub struct Ctx {
     /// 10^amount_decimals, to turn minor units into currency.
     pub money_scale: f64,
     pub slots: Slots,
+    /// Acquisition spend per (segment_by, segment, period), when configured.
+    pub spend: Option<crate::source::spend::SpendByPeriod>,
 }
 
 impl Ctx {
@@ -70,6 +72,7 @@ impl Ctx {
             margin: m.margin,
             money_scale: 10f64.powi(cfg.config.input.amount_decimals as i32),
             slots: Slots::new(&dims),
+            spend: None,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod files;
 pub mod normalize;
 pub mod parse;
 pub mod read;
+pub mod spend;
 
 use std::collections::BTreeMap;
 

@@ -166,8 +166,8 @@ pub fn parse_ts_iso(text: &str) -> Option<Ts> {
     if s[4] != b'-' || s[7] != b'-' {
         return None;
     }
-    let month = digits(&s[5..7])? as u32;
-    let day = digits(&s[8..10])? as u32;
+    let month = digits(&s[5..7])?;
+    let day = digits(&s[8..10])?;
     let date = NaiveDate::from_ymd_opt(year, month, day)?;
     let day_us = (date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() * MICROS_PER_DAY;
     if s.len() == 10 {

@@ -502,3 +502,51 @@ fn rerun_replaces_only_that_partition() {
     let e = t.find(&[("customer_id", "e")]);
     assert_eq!(t.int("orders", e), Some(0));
 }
+
+#[test]
+fn acquisition_spend_gives_cac() {
+    // Spend: all 30.00 in Jan, web 10.00 in Apr, and 1000.00 in May (after as_of: ignored).
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    ws.write(
+        "spend.csv",
+        "segment_by,segment,period_start,spend\nall,__all__,2024-01-01,30.00\nchannel,web,2024-04-01,10.00\nall,__all__,2024-05-01,1000.00\n",
+    );
+    ws.config(&["tx.csv"], DEFAULT_COLUMNS, MONTH_31, "");
+    let cfg = std::fs::read_to_string(ws.path("config.toml")).unwrap();
+    ws.write(
+        "config.toml",
+        format!(
+            "{cfg}[spend]\npath = {:?}\n",
+            ws.path("spend.csv").display().to_string()
+        ),
+    );
+    ws.run_ok("2024-04-15");
+    let t = ws.table("ltv", "2024-04-15");
+    let all = (0..t.rows())
+        .find(|&i| {
+            t.str("segment_by", i).as_deref() == Some("all") && t.date("cohort", i).is_none()
+        })
+        .unwrap();
+    // cac = 30 / 5 customers = 6; ltv 9.7 → ltv_to_cac = 9.7 / 6; payback = cac / clv = 6 / 6.0625.
+    assert!(approx(t.f64("cac", all), 6.0));
+    assert!(approx(t.f64("ltv_to_cac", all), 9.7 / 6.0));
+    assert!(approx(t.f64("payback_months", all), 6.0 / 6.0625));
+    // Jan cohort (a, b, f): cac = 30 / 3 = 10; ltv = (30 + 5 + 3) / 3; clv = 38 / (2 + 1 + 3).
+    let jan = t.find(&[("segment_by", "all"), ("cohort", "2024-01-01")]);
+    assert!(approx(t.f64("cac", jan), 10.0));
+    assert!(approx(t.f64("ltv_to_cac", jan), 38.0 / 3.0 / 10.0));
+    assert!(approx(t.f64("payback_months", jan), 10.0 / (38.0 / 6.0)));
+    // web, Apr cohort (e): cac 10 / 1; ltv = clv = 3 → ratio 0.3, payback 10 / 3.
+    let web = t.find(&[
+        ("segment_by", "channel"),
+        ("segment", "web"),
+        ("cohort", "2024-04-01"),
+    ]);
+    assert!(approx(t.f64("cac", web), 10.0));
+    assert!(approx(t.f64("ltv_to_cac", web), 0.3));
+    assert!(approx(t.f64("payback_months", web), 10.0 / 3.0));
+    // No spend for app: null.
+    let app = t.find(&[("segment_by", "channel"), ("segment", "app")]);
+    assert_eq!(t.f64("cac", app), None);
+}

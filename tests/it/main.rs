@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod fixtures;
+mod formats;
 mod invariants;
 mod reader;
 mod util;

@@ -1,0 +1,97 @@
+//! Acquisition spend (SPEC §4, ltv: cac = spend / new customers): a small CSV with one row per
+//! segment and period, read exactly like money in the transaction exports.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use rustc_hash::FxHashMap;
+
+use super::parse::parse_money;
+use super::SourceError;
+
+/// Spend in minor units keyed by (segment_by, segment, date within the period).
+#[derive(Debug, Clone, Default)]
+pub struct Spend {
+    pub rows: Vec<(String, String, NaiveDate, i64)>,
+}
+
+/// Spend summed per (segment_by, segment, period position) of a frame.
+pub type SpendByPeriod = FxHashMap<(String, String, usize), i64>;
+
+const COLUMNS: [&str; 4] = ["segment_by", "segment", "period_start", "spend"];
+
+/// Reads the spend CSV; every bad row is an error naming the file and row (spend is
+/// configuration-like reference data: a silent gap would distort every cac).
+pub fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
+    let file = path.display().to_string();
+    let err = |message: String| SourceError::Read {
+        file: file.clone(),
+        message,
+    };
+    let df = LazyCsvReader::new(PlRefPath::new(file.clone()))
+        .with_infer_schema_length(Some(0))
+        .finish()
+        .and_then(|lf| lf.collect())
+        .map_err(|e| {
+            err(e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "))
+        })?;
+    let mut cols = Vec::new();
+    for c in COLUMNS {
+        let s = df
+            .column(c)
+            .map_err(|_| {
+                err(format!(
+                    "spend file needs the columns {}",
+                    COLUMNS.join(", ")
+                ))
+            })?
+            .as_materialized_series()
+            .str()
+            .map_err(|e| err(e.to_string()))?
+            .clone();
+        cols.push(s);
+    }
+    let mut out = Spend::default();
+    for i in 0..df.height() {
+        let row = i + 1;
+        let get = |c: usize| cols[c].get(i).map(str::trim).unwrap_or("");
+        let date = NaiveDate::parse_from_str(get(2), "%Y-%m-%d").map_err(|_| {
+            err(format!(
+                "row {row}: period_start '{}' is not YYYY-MM-DD",
+                get(2)
+            ))
+        })?;
+        let money = parse_money(get(3), decimals)
+            .map_err(|_| err(format!("row {row}: spend '{}' is not a number", get(3))))?;
+        if get(0).is_empty() || get(1).is_empty() {
+            return Err(err(format!(
+                "row {row}: segment_by and segment may not be empty"
+            )));
+        }
+        out.rows
+            .push((get(0).to_string(), get(1).to_string(), date, money));
+    }
+    Ok(out)
+}
+
+impl Spend {
+    /// Sums spend per period of the frame; rows after as_of or before the first period are
+    /// left out (a run as of D must not depend on later data).
+    pub fn by_period(&self, frame: &crate::time::Frame) -> SpendByPeriod {
+        let mut out = SpendByPeriod::default();
+        for (by, seg, date, v) in &self.rows {
+            let idx = frame.period.index(*date) - frame.first_index;
+            if *date > frame.as_of || idx < 0 {
+                continue;
+            }
+            *out.entry((by.clone(), seg.clone(), idx as usize))
+                .or_default() += v;
+        }
+        out
+    }
+}
