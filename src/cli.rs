@@ -180,9 +180,17 @@ pub fn init_logging(format: LogFormat) {
 pub fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
-            let cfg = args.config.load()?;
-            let as_of: Option<NaiveDate> =
-                args.as_of.as_deref().map(config::parse_as_of).transpose()?;
+            // Config and --as-of problems are reported together, before any I/O.
+            let as_of: std::result::Result<Option<NaiveDate>, ConfigError> =
+                args.as_of.as_deref().map(config::parse_as_of).transpose();
+            let (cfg, as_of) = match (args.config.load(), as_of) {
+                (Ok(c), Ok(a)) => (c, a),
+                (Err(ConfigError::Invalid(mut p)), Err(ConfigError::Invalid(q))) => {
+                    p.extend(q);
+                    return Err(ConfigError::Invalid(p).into());
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+            };
             let summary = job::run(
                 &cfg,
                 &RunOptions {

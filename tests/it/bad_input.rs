@@ -236,3 +236,21 @@ fn config_errors_exit_2_naming_the_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("as_of"));
 }
+
+#[test]
+fn config_and_as_of_problems_reported_together() {
+    let ws = ws_with(format!("{HEADER}a,1,2024-01-02,1.00,web\n"));
+    let cfg = std::fs::read_to_string(ws.path("config.toml")).unwrap();
+    ws.write(
+        "config.toml",
+        cfg.replace("[metrics]\n", "[metrics]\ntimezone = \"Nowhere/City\"\n"),
+    );
+    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "31.12.2024"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("metrics.timezone") && err.contains("as_of: '31.12.2024'"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
