@@ -92,7 +92,9 @@ pub fn ingest(
             Ok(false)
         });
         let result = frame
-            .sink_batches(callback, true, None)
+            // Batches of 64k rows: the streaming engine's default morsels (~1k rows) would make
+            // the per-batch work (locking, rayon fan-out) dominate.
+            .sink_batches(callback, true, std::num::NonZeroUsize::new(1 << 16))
             .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
         let mut st = state.lock().expect("ingest state");
         if let Some(e) = st.error.take() {
