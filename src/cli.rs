@@ -207,7 +207,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                 m.rows_rejected,
                 m.rows_after_as_of,
                 m.customers,
-                summary.manifest_path.display()
+                summary.manifest_path
             );
             for (name, t) in &m.tables {
                 println!("  {name}: {} rows", t.rows);

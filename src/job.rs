@@ -1,7 +1,7 @@
 //! The job: wires the stages (discover → read → orders → metrics → publish → manifest) for `run`
 //! and checks inputs for `validate`. Each stage is timed; timings go to the log and the manifest.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDate, Utc};
@@ -13,6 +13,7 @@ use crate::orders;
 use crate::sink::manifest::{InputEntry, Manifest};
 use crate::sink::{self, PublishOptions};
 use crate::source::{self, IngestOptions};
+use crate::storage;
 use crate::time::{date_to_local_micros, Zone};
 use crate::{Error, Result};
 
@@ -28,7 +29,8 @@ pub struct RunOptions {
 /// What a successful run reports.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    pub manifest_path: PathBuf,
+    /// Where the manifest was written (local path or redacted URL).
+    pub manifest_path: String,
     pub manifest: Manifest,
 }
 
@@ -78,8 +80,15 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let mut timings = Timings(Vec::new());
     let zone = Zone::new(cfg.tz);
 
+    // Open the output first: a bad output URL fails before any reading.
+    let output = storage::open(&cfg.config.output.path, &cfg.config.storage)
+        .map_err(sink::SinkError::from)?;
     let files = timings.time("discover", || {
-        source::discover(&cfg.config.input.paths, cfg.config.input.format)
+        source::discover(
+            &cfg.config.input.paths,
+            cfg.config.input.format,
+            &cfg.config.storage,
+        )
     })?;
     // Read the small spend file before the large inputs, so a bad one fails fast.
     let spend = cfg
@@ -151,12 +160,11 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     ctx.spend = spend.map(|s| s.by_period(&ctx.frame));
     let tables = timings.time("metrics", || metrics::compute(&ingested, &orders, &ctx));
 
-    let root = Path::new(&cfg.config.output.path);
     let as_of_s = as_of.format("%Y-%m-%d").to_string();
-    let published = timings.time("write", || {
-        sink::publish(
+    let staged = timings.time("write", || {
+        sink::stage(
+            &output,
             &PublishOptions {
-                root,
                 as_of: &as_of_s,
                 run_id: &run_id,
                 zstd_level: cfg.config.output.zstd_level,
@@ -197,6 +205,7 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
                 format: f.format.clone(),
                 size: f.size,
                 mtime: f.mtime.clone(),
+                etag: f.etag.clone(),
                 rows_read: f.rows_read,
                 rows_used: f.rows_used,
                 rows_rejected: f.rows_rejected,
@@ -211,19 +220,11 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
         rejects_by_reason: st.rejects_by_reason.clone(),
         customers: orders.n_customers() as u64,
         orders: orders.orders.len() as u64,
-        tables: published.tables.iter().cloned().collect(),
+        tables: staged.tables().iter().cloned().collect(),
         timings_ms: timings.0.clone(),
     };
-    let manifest_path =
-        match sink::manifest::write(&root.join("_manifests"), &as_of_s, &run_id, &manifest) {
-            Ok(p) => p,
-            Err(e) => {
-                published.rollback();
-                return Err(e.into());
-            }
-        };
-    published.commit();
-    info!(manifest = %manifest_path.display(), "Run complete.");
+    let manifest_path = staged.finish(&as_of_s, &run_id, &manifest)?;
+    info!(manifest = %manifest_path, "Run complete.");
     Ok(RunSummary {
         manifest_path,
         manifest,
@@ -240,7 +241,11 @@ pub struct Checked {
 
 /// Checks that every input is readable and has the mapped columns; writes nothing.
 pub fn validate(cfg: &Validated) -> Result<Vec<Checked>> {
-    let files = source::discover(&cfg.config.input.paths, cfg.config.input.format)?;
+    let files = source::discover(
+        &cfg.config.input.paths,
+        cfg.config.input.format,
+        &cfg.config.storage,
+    )?;
     let mut out = Vec::new();
     if let Some(sc) = &cfg.config.spend {
         source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals)?;
@@ -248,7 +253,7 @@ pub fn validate(cfg: &Validated) -> Result<Vec<Checked>> {
     for f in &files {
         source::read::scan(f, cfg)?;
         out.push(Checked {
-            path: f.path.display().to_string(),
+            path: f.display.clone(),
             format: f.format.to_string(),
             size: f.size,
         });

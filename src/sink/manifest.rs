@@ -16,6 +16,8 @@ pub struct InputEntry {
     pub format: String,
     pub size: u64,
     pub mtime: Option<String>,
+    /// Entity tag of an object-store input.
+    pub etag: Option<String>,
     pub rows_read: u64,
     pub rows_used: u64,
     pub rows_rejected: u64,

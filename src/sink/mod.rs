@@ -5,9 +5,94 @@
 pub mod manifest;
 pub mod parquet;
 pub mod publish;
+pub mod remote;
+
+use std::path::PathBuf;
+
+use arrow::array::RecordBatch;
 
 pub use manifest::Manifest;
-pub use publish::{publish, PublishOptions, Published};
+use manifest::TableEntry;
+
+use crate::storage::Location;
+
+/// Settings for one publish.
+#[derive(Debug, Clone)]
+pub struct PublishOptions<'a> {
+    pub as_of: &'a str,
+    pub run_id: &'a str,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+}
+
+/// Grain key of each table (for the Parquet `sorting_columns` metadata).
+pub(crate) fn sorted_by(table: &str) -> &'static [&'static str] {
+    match table {
+        "customers" => &["customer_id"],
+        "retention" => &["segment_by", "segment", "period_start"],
+        "cohorts" => &["segment_by", "segment", "cohort", "period_offset"],
+        "ltv" => &["segment_by", "segment", "cohort"],
+        "rejects" => &["source_file", "source_row"],
+        _ => &[],
+    }
+}
+
+/// Tables written but not yet committed by a manifest.
+#[derive(Debug)]
+pub enum Staged {
+    Local(PathBuf, publish::Published),
+    Remote(remote::Uploaded),
+}
+
+/// Writes every table to the output (local: staged and swapped in; object store: uploaded under
+/// run-scoped names). Nothing is complete until [`Staged::finish`] writes the manifest.
+pub fn stage(
+    output: &Location,
+    opts: &PublishOptions<'_>,
+    tables: &[(&'static str, &RecordBatch)],
+) -> Result<Staged, SinkError> {
+    match output {
+        Location::Local(root) => Ok(Staged::Local(
+            root.clone(),
+            publish::publish(root, opts, tables)?,
+        )),
+        Location::Remote(r) => Ok(Staged::Remote(remote::upload(r, opts, tables)?)),
+    }
+}
+
+impl Staged {
+    /// (table, partition entry) of what was written.
+    pub fn tables(&self) -> &[(String, TableEntry)] {
+        match self {
+            Staged::Local(_, p) => &p.tables,
+            Staged::Remote(u) => &u.tables,
+        }
+    }
+
+    /// Writes the manifest and commits; on failure restores the previous state.
+    pub fn finish(
+        self,
+        as_of: &str,
+        run_id: &str,
+        manifest: &Manifest,
+    ) -> Result<String, SinkError> {
+        match self {
+            Staged::Local(root, published) => {
+                match manifest::write(&root.join("_manifests"), as_of, run_id, manifest) {
+                    Ok(p) => {
+                        published.commit();
+                        Ok(p.display().to_string())
+                    }
+                    Err(e) => {
+                        published.rollback();
+                        Err(e)
+                    }
+                }
+            }
+            Staged::Remote(u) => u.finish(manifest),
+        }
+    }
+}
 
 /// Errors writing outputs; each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +104,8 @@ pub enum SinkError {
     },
     #[error("output {path}: {message}")]
     Parquet { path: String, message: String },
+    #[error("output {0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> SinkError {

@@ -12,17 +12,7 @@ use tracing::{info, warn};
 
 use super::manifest::{FileEntry, TableEntry};
 use super::parquet::{write, FileMeta};
-use super::SinkError;
-
-/// Settings for one publish.
-#[derive(Debug, Clone)]
-pub struct PublishOptions<'a> {
-    pub root: &'a Path,
-    pub as_of: &'a str,
-    pub run_id: &'a str,
-    pub zstd_level: i32,
-    pub row_group_rows: usize,
-}
+use super::{sorted_by, PublishOptions, SinkError};
 
 /// A publish in progress: tables swapped in, manifest not yet written.
 #[derive(Debug)]
@@ -33,25 +23,14 @@ pub struct Published {
     pub tables: Vec<(String, TableEntry)>,
 }
 
-/// Grain key of each table (for `sorting_columns`).
-fn sorted_by(table: &str) -> &'static [&'static str] {
-    match table {
-        "customers" => &["customer_id"],
-        "retention" => &["segment_by", "segment", "period_start"],
-        "cohorts" => &["segment_by", "segment", "cohort", "period_offset"],
-        "ltv" => &["segment_by", "segment", "cohort"],
-        "rejects" => &["source_file", "source_row"],
-        _ => &[],
-    }
-}
-
 /// Writes all tables to staging and swaps them into place. Call [`Published::commit`] after the
 /// manifest is written, or [`Published::rollback`] if it could not be.
 pub fn publish(
+    root: &Path,
     opts: &PublishOptions<'_>,
     tables: &[(&'static str, &RecordBatch)],
 ) -> Result<Published, SinkError> {
-    let staging = opts.root.join("_staging").join(opts.run_id);
+    let staging = root.join("_staging").join(opts.run_id);
     std::fs::create_dir_all(&staging).map_err(|e| super::io(&staging, e))?;
     let mut published = Published {
         staging: staging.clone(),
@@ -103,7 +82,7 @@ pub fn publish(
         }
     }
     for (name, dir) in staged {
-        let parent = opts.root.join(&name);
+        let parent = root.join(&name);
         let live = parent.join(&partition);
         let result = std::fs::create_dir_all(&parent)
             .map_err(|e| super::io(&parent, e))

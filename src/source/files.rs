@@ -3,27 +3,56 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::InputFormat;
+use crate::config::{InputFormat, StorageConfig};
+use crate::storage::{self, Location, Remote};
+use object_store::{ObjectStoreExt, ObjectStoreScheme};
 
 use super::SourceError;
 
 /// One input file to read.
 #[derive(Debug, Clone)]
 pub struct InputFile {
-    pub path: PathBuf,
+    /// Local path, or the object's full URL.
+    pub path: String,
+    /// The same, safe to print (credentials removed).
+    pub display: String,
+    /// Whether `path` is an object-store URL.
+    pub remote: bool,
     pub format: InputFormat,
     /// `key=value` folder names between the configured root and the file.
     pub hive: Vec<(String, String)>,
     pub size: u64,
     /// Modification time, RFC 3339 UTC.
     pub mtime: Option<String>,
+    /// Entity tag of an object-store object.
+    pub etag: Option<String>,
 }
 
 /// Expands every configured path; a path that matches nothing is an error naming it.
-pub fn discover(paths: &[String], format: InputFormat) -> Result<Vec<InputFile>, SourceError> {
+pub fn discover(
+    paths: &[String],
+    format: InputFormat,
+    storage_cfg: &StorageConfig,
+) -> Result<Vec<InputFile>, SourceError> {
     let mut out = Vec::new();
     for p in paths {
         let before = out.len();
+        let local = match storage::open(p, storage_cfg)? {
+            Location::Remote(r) => {
+                discover_remote(p, &r, format, &mut out)?;
+                None
+            }
+            Location::Local(path) => Some(path.display().to_string()),
+        };
+        let Some(p) = local.as_ref() else {
+            if out.len() == before {
+                return Err(SourceError::Path {
+                    path: storage::redact(p),
+                    message: "matched no input files".into(),
+                });
+            }
+            continue;
+        };
         if p.contains(['*', '?', '[']) {
             let entries = glob::glob(p).map_err(|e| SourceError::Path {
                 path: p.clone(),
@@ -132,41 +161,146 @@ pub fn format_from_name(name: &str) -> Option<InputFormat> {
     }
 }
 
+fn resolve_format(
+    name: &str,
+    format: InputFormat,
+    shown: &str,
+) -> Result<InputFormat, SourceError> {
+    match format {
+        InputFormat::Auto => format_from_name(name).ok_or_else(|| SourceError::Path {
+            path: shown.to_string(),
+            message: "cannot tell the format from the file name; set input.format".into(),
+        }),
+        f => Ok(f),
+    }
+}
+
+/// `key=value` folder names among a file's folders (Hive partitions).
+fn hive_pairs<'a>(folders: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    folders
+        .filter_map(|s| s.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn describe(path: &Path, root: &Path, format: InputFormat) -> Result<InputFile, SourceError> {
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
-    let format = match format {
-        InputFormat::Auto => format_from_name(
-            &path.file_name().unwrap_or_default().to_string_lossy(),
-        )
-        .ok_or_else(|| SourceError::Path {
-            path: path.display().to_string(),
-            message: "cannot tell the format from the file name; set input.format".into(),
-        })?,
-        f => f,
-    };
-    let mut hive = Vec::new();
-    if let Ok(rel) = path.strip_prefix(root) {
-        if let Some(parent) = rel.parent() {
-            for comp in parent.components() {
-                let s = comp.as_os_str().to_string_lossy();
-                if let Some((k, v)) = s.split_once('=') {
-                    if !k.is_empty() {
-                        hive.push((k.to_string(), v.to_string()));
-                    }
-                }
-            }
-        }
-    }
+    let shown = path.display().to_string();
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let format = resolve_format(&name, format, &shown)?;
+    let folders: Vec<String> = path
+        .strip_prefix(root)
+        .ok()
+        .and_then(Path::parent)
+        .map(|p| {
+            p.components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     let mtime = meta.modified().ok().map(|t| {
         chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     });
     Ok(InputFile {
-        path: path.to_path_buf(),
+        path: shown.clone(),
+        display: shown,
+        remote: false,
         format,
-        hive,
+        hive: hive_pairs(folders.iter().map(String::as_str)),
         size: meta.len(),
         mtime,
+        etag: None,
     })
+}
+
+fn scheme_of(raw: &str) -> ObjectStoreScheme {
+    let cut = raw.find(['*', '[']).unwrap_or(raw.len());
+    url::Url::parse(&raw[..cut])
+        .ok()
+        .and_then(|u| ObjectStoreScheme::parse(&u).ok())
+        .map(|(s, _)| s)
+        .unwrap_or(ObjectStoreScheme::AmazonS3)
+}
+
+/// Lists an object-store location: one object, a prefix (a "folder", recursively, skipping
+/// `_`/`.` names), or a glob over keys (`*`, `**`, `[…]`; `?` cannot appear in a URL path).
+fn discover_remote(
+    raw: &str,
+    remote: &Remote,
+    format: InputFormat,
+    out: &mut Vec<InputFile>,
+) -> Result<(), SourceError> {
+    let scheme = scheme_of(raw);
+    let prefix = remote.path.clone();
+    let mut objects = if raw.contains(['*', '[']) {
+        let pattern_key = storage::raw_key(raw, &scheme);
+        let pattern = glob::Pattern::new(&pattern_key).map_err(|e| SourceError::Path {
+            path: remote.display.clone(),
+            message: format!("bad glob pattern: {e}"),
+        })?;
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        remote
+            .list(&prefix)?
+            .into_iter()
+            .filter(|m| pattern.matches_with(m.location.as_ref(), opts))
+            .collect::<Vec<_>>()
+    } else {
+        let store = std::sync::Arc::clone(&remote.store);
+        let p = prefix.clone();
+        let head = storage::block_on(async move { store.head(&p).await });
+        match head {
+            Ok(meta) => vec![meta],
+            Err(object_store::Error::NotFound { .. }) => remote
+                .list(&prefix)?
+                .into_iter()
+                .filter(|m| {
+                    let rel = m
+                        .location
+                        .as_ref()
+                        .strip_prefix(prefix.as_ref())
+                        .unwrap_or("");
+                    !rel.split('/')
+                        .any(|c| c.starts_with('_') || c.starts_with('.'))
+                        && format_from_name(m.location.filename().unwrap_or("")).is_some()
+                })
+                .collect(),
+            Err(e) => return Err(remote.op_err(&prefix, "head", e).into()),
+        }
+    };
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    // The URL up to the key, as configured (credentials included), for the reader.
+    let key_len = storage::raw_key(raw, &scheme).len();
+    let base = raw[..raw.len() - key_len].trim_end_matches('/');
+    for m in objects {
+        let shown = remote.url(&m.location);
+        let format = resolve_format(m.location.filename().unwrap_or(""), format, &shown)?;
+        let rel = m
+            .location
+            .as_ref()
+            .strip_prefix(prefix.as_ref())
+            .unwrap_or(m.location.as_ref())
+            .trim_start_matches('/');
+        let mut folders: Vec<&str> = rel.split('/').collect();
+        folders.pop();
+        out.push(InputFile {
+            path: format!("{base}/{}", m.location),
+            display: shown,
+            remote: true,
+            format,
+            hive: hive_pairs(folders.into_iter()),
+            size: m.size,
+            mtime: Some(
+                m.last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+            etag: m.e_tag.clone(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,9 +329,11 @@ mod tests {
         std::fs::write(leaf.join("a.csv"), "x\n").unwrap();
         std::fs::write(leaf.join("_SUCCESS"), "").unwrap();
         std::fs::write(dir.path().join("b.csv"), "x\n").unwrap();
-        let files = discover(&[dir.path().display().to_string()], InputFormat::Auto).unwrap();
+        let st = StorageConfig::default();
+        let files = discover(&[dir.path().display().to_string()], InputFormat::Auto, &st).unwrap();
         assert_eq!(files.len(), 2);
         assert!(files[0].path.ends_with("b.csv"));
+        assert!(!files[0].remote);
         assert_eq!(
             files[1].hive,
             vec![
@@ -206,12 +342,13 @@ mod tests {
             ]
         );
         let pattern = format!("{}/region=*/*/*.csv", dir.path().display());
-        let files = discover(&[pattern], InputFormat::Auto).unwrap();
+        let files = discover(&[pattern], InputFormat::Auto, &st).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].hive[0].1, "eu");
         let err = discover(
             &[format!("{}/none*.csv", dir.path().display())],
             InputFormat::Auto,
+            &st,
         )
         .unwrap_err()
         .to_string();

@@ -41,6 +41,8 @@ pub enum SourceError {
     },
     #[error("input file {file}: {message}")]
     Read { file: String, message: String },
+    #[error("input {0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 /// String interner: dense u32 ids in first-seen order.
@@ -126,6 +128,7 @@ pub struct FileStats {
     pub format: String,
     pub size: u64,
     pub mtime: Option<String>,
+    pub etag: Option<String>,
     pub rows_read: u64,
     pub rows_used: u64,
     pub rows_rejected: u64,

@@ -48,7 +48,7 @@ pub fn ingest(
     }));
     let bar = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
     for (fi, file) in files.iter().enumerate() {
-        let span = info_span!("read", file = %file.path.display());
+        let span = info_span!("read", file = %file.display);
         let _g = span.enter();
         let started = Instant::now();
         let scan = read::scan(file, cfg)?;
@@ -62,10 +62,11 @@ pub fn ingest(
         {
             let mut st = state.lock().expect("ingest state");
             st.out.stats.files.push(FileStats {
-                url: file.path.display().to_string(),
+                url: file.display.clone(),
                 format: file.format.to_string(),
                 size: file.size,
                 mtime: file.mtime.clone(),
+                etag: file.etag.clone(),
                 ..Default::default()
             });
         }
@@ -74,11 +75,14 @@ pub fn ingest(
             opts,
             decimals: cfg.config.input.amount_decimals,
             ts_format: cfg.config.input.ts_format.clone(),
-            file_name: file.path.display().to_string(),
+            file_name: file.display.clone(),
             file_index: fi,
         };
         let bar2 = bar.clone();
-        let Scan { frame, .. } = scan;
+        // `_download` (an HTTP input's local copy) lives until this file is read.
+        let Scan {
+            frame, _download, ..
+        } = scan;
         let callback = PlanCallback::new(move |df: DataFrame| {
             let rows = df.height() as u64;
             let mut st = st2.lock().expect("ingest state");
@@ -99,12 +103,12 @@ pub fn ingest(
         let mut st = state.lock().expect("ingest state");
         if let Some(e) = st.error.take() {
             return Err(SourceError::Read {
-                file: file.path.display().to_string(),
+                file: file.display.clone(),
                 message: e,
             });
         }
         result.map_err(|e| SourceError::Read {
-            file: file.path.display().to_string(),
+            file: file.display.clone(),
             message: one_line(&e.to_string()),
         })?;
         if let Some(b) = &bar {

@@ -51,11 +51,13 @@ pub struct Scan {
     pub amount: MoneyKind,
     pub cost: Option<MoneyKind>,
     pub has_order: bool,
+    /// Local copy of an HTTP(S) input, kept until the scan has run.
+    pub _download: Option<tempfile::TempPath>,
 }
 
 fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
     SourceError::Read {
-        file: file.path.display().to_string(),
+        file: file.display.clone(),
         message: one_line(&e.to_string()),
     }
 }
@@ -64,9 +66,83 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+fn is_http(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Streams an object to a temporary file (same file name suffix, so the format and
+/// compression are still recognized).
+fn download(file: &InputFile, cfg: &Validated) -> Result<tempfile::TempPath, SourceError> {
+    use futures::StreamExt;
+    use object_store::ObjectStoreExt;
+    use std::io::Write;
+
+    let crate::storage::Location::Remote(remote) =
+        crate::storage::open(&file.path, &cfg.config.storage)?
+    else {
+        return Err(read_err(file, "not a remote location"));
+    };
+    let name = file.path.rsplit('/').next().unwrap_or("download");
+    let tmp = tempfile::Builder::new()
+        .prefix("customer-value-")
+        .suffix(&format!("-{name}"))
+        .tempfile()
+        .map_err(|e| read_err(file, e))?;
+    let (mut out, path) = tmp.into_parts();
+    let store = std::sync::Arc::clone(&remote.store);
+    let key = remote.path.clone();
+    let result: Result<(), String> = crate::storage::block_on(async move {
+        let got = store
+            .get(&key)
+            .await
+            .map_err(|e| crate::storage::store_message(&e))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| crate::storage::store_message(&e))?;
+            out.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+        out.flush().map_err(|e| e.to_string())
+    });
+    result.map_err(|m| read_err(file, format!("download failed: {m}")))?;
+    Ok(path)
+}
+
+/// polars' cloud options for one object URL: the `[storage]` options and retry settings (the
+/// builders also read the environment, as ours do).
+fn cloud_options(
+    url: &str,
+    storage: &crate::config::StorageConfig,
+) -> PolarsResult<polars::io::cloud::CloudOptions> {
+    let mut opts = polars::io::cloud::CloudOptions::from_untyped_config(
+        CloudScheme::from_path(url),
+        storage.options.iter().map(|(k, v)| (k.as_str(), v.clone())),
+    )?;
+    opts.retry_config = polars::io::cloud::CloudRetryConfig {
+        max_retries: Some(storage.retries),
+        retry_timeout: Some(std::time::Duration::from_secs(storage.retry_timeout_secs)),
+        ..Default::default()
+    };
+    Ok(opts)
+}
+
 /// Opens the file lazily (reads its schema only) and checks that every mapped column exists.
 pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
-    let path = PlRefPath::new(file.path.to_string_lossy().to_string());
+    // Plain HTTP servers often answer no Range requests, which polars' reader needs: fetch the
+    // object once, streaming it to a temporary file, and read that.
+    let download = if file.remote && is_http(&file.path) {
+        Some(download(file, cfg)?)
+    } else {
+        None
+    };
+    let local_copy = download.as_ref().map(|p| p.display().to_string());
+    let remote = file.remote && local_copy.is_none();
+    let path = PlRefPath::new(local_copy.unwrap_or_else(|| file.path.clone()));
+    let cloud = if remote {
+        Some(cloud_options(&file.path, &cfg.config.storage).map_err(|e| read_err(file, e))?)
+    } else {
+        None
+    };
     let row_index = Some(RowIndex {
         name: ROW.into(),
         offset: 1,
@@ -85,12 +161,14 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
                 .with_encoding(CsvEncoding::LossyUtf8)
                 .with_row_index(row_index)
                 .with_raise_if_empty(true)
+                .with_cloud_options(cloud)
                 .finish()
         }
         InputFormat::Parquet => LazyFrame::scan_parquet(
             path,
             ScanArgsParquet {
                 row_index,
+                cloud_options: cloud,
                 ..Default::default()
             },
         ),
@@ -100,6 +178,7 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
             }
             LazyJsonLineReader::new(path)
                 .with_row_index(row_index)
+                .with_cloud_options(cloud)
                 .finish()
         }
     }
@@ -132,7 +211,7 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
 
     let c: &ColumnsConfig = &cfg.config.input.columns;
     let missing = |column: &str, key: &str| SourceError::MissingColumn {
-        file: file.path.display().to_string(),
+        file: file.display.clone(),
         column: column.to_string(),
         key: key.to_string(),
         available: names
@@ -168,7 +247,7 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
         ),
         other => {
             return Err(SourceError::ColumnType {
-                file: file.path.display().to_string(),
+                file: file.display.clone(),
                 column: c.ts.clone(),
                 dtype: other.to_string(),
                 expected: "a timestamp (text, date or datetime)".into(),
@@ -188,7 +267,7 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
             DataType::Null => (e.cast(DataType::String), MoneyKind::Text),
             other => {
                 return Err(SourceError::ColumnType {
-                    file: file.path.display().to_string(),
+                    file: file.display.clone(),
                     column: column.to_string(),
                     dtype: other.to_string(),
                     expected: "money (text, integer, float or decimal)".into(),
@@ -227,5 +306,6 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
         amount: amount_kind,
         cost: cost_kind,
         has_order,
+        _download: download,
     })
 }

@@ -4,5 +4,7 @@ mod bad_input;
 mod fixtures;
 mod formats;
 mod invariants;
+mod object_storage;
 mod reader;
+mod servers;
 mod util;

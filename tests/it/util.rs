@@ -73,14 +73,19 @@ impl Workspace {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_customer-value"))
+        self.run_env(args, &[])
+    }
+
+    /// Runs the binary with extra environment variables.
+    pub fn run_env(&self, args: &[&str], envs: &[(String, String)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_customer-value"))
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("CUSTOMER_VALUE_AS_OF")
             .env("CUSTOMER_VALUE_LOG", "warn")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
-            .expect("run binary");
-        out
+            .expect("run binary")
     }
 
     /// Runs `run --config config.toml --as-of D` and asserts success.
@@ -116,17 +121,16 @@ pub fn read_partition(dir: &Path) -> Table {
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .collect();
     files.sort();
+    let mut schema = None;
     for f in files {
         let file = std::fs::File::open(&f).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        schema = Some(builder.schema().clone());
+        for b in builder.build().unwrap() {
             batches.push(b.unwrap());
         }
     }
-    let schema = batches[0].schema();
+    let schema = schema.unwrap_or_else(|| panic!("no Parquet file in {}", dir.display()));
     Table(arrow::compute::concat_batches(&schema, &batches).unwrap())
 }
 

@@ -1,0 +1,468 @@
+//! Object storage against real servers on 127.0.0.1: moto (S3), Azurite (Azure Blob) and a
+//! static HTTP server. Runs through object storage must give the same tables as local runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::servers::{self, Server, AZURITE_ACCOUNT, AZURITE_KEY};
+use crate::util::{read_partition, Workspace};
+
+const AS_OF: &str = "2024-01-31";
+const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
+const COLUMNS: &str = "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\ncost = \"cost\"\nsegments = [\"channel\", \"region\"]";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn s3_env(server: &Server) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ENDPOINT".into(), server.endpoint()),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ]
+}
+
+fn s3_store(server: &Server, bucket: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(server.endpoint())
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_region("us-east-1")
+            .build()
+            .unwrap(),
+    )
+}
+
+fn azure_env(server: &Server) -> Vec<(String, String)> {
+    vec![
+        ("AZURE_STORAGE_USE_EMULATOR".into(), "true".into()),
+        ("AZURITE_BLOB_STORAGE_URL".into(), server.endpoint()),
+        ("AZURE_STORAGE_ACCOUNT_NAME".into(), AZURITE_ACCOUNT.into()),
+        ("AZURE_STORAGE_ACCOUNT_KEY".into(), AZURITE_KEY.into()),
+    ]
+}
+
+fn put(store: &Arc<dyn ObjectStore>, key: &str, bytes: Vec<u8>) {
+    let s = Arc::clone(store);
+    rt().block_on(async move { s.put(&ObjPath::from(key), PutPayload::from(bytes)).await })
+        .unwrap();
+}
+
+/// Every object under `prefix`: (key, size).
+fn list(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<(String, u64)> {
+    let s = Arc::clone(store);
+    let p = ObjPath::from(prefix);
+    let mut v: Vec<(String, u64)> = rt()
+        .block_on(async move { s.list(Some(&p)).try_collect::<Vec<_>>().await })
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.location.to_string(), m.size))
+        .collect();
+    v.sort();
+    v
+}
+
+fn get(store: &Arc<dyn ObjectStore>, key: &str) -> Vec<u8> {
+    let s = Arc::clone(store);
+    let k = ObjPath::from(key);
+    rt().block_on(async move { s.get(&k).await.unwrap().bytes().await })
+        .unwrap()
+        .to_vec()
+}
+
+/// Downloads `{prefix}/{table}/as_of=D/` of every table into `dir/{table}/as_of=D/`.
+fn download(store: &Arc<dyn ObjectStore>, prefix: &str, dir: &std::path::Path) {
+    for (key, _) in list(store, prefix) {
+        let rel = key.strip_prefix(prefix).unwrap().trim_start_matches('/');
+        let target = dir.join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, get(store, &key)).unwrap();
+    }
+}
+
+fn generate(ws: &Workspace, file: &str, customers: &str, rows: &str) {
+    let out = ws.run(&[
+        "generate",
+        "--output",
+        file,
+        "--customers",
+        customers,
+        "--rows",
+        rows,
+        "--seed",
+        "5",
+        "--months",
+        "13",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run(
+    ws: &Workspace,
+    input: &str,
+    output: &str,
+    envs: &[(String, String)],
+    extra: &str,
+) -> std::process::Output {
+    let cfg = crate::util::config(&[input], output, COLUMNS, "", "");
+    ws.write("config.toml", format!("{cfg}{extra}"));
+    ws.run_env(&["run", "--config", "config.toml", "--as-of", AS_OF], envs)
+}
+
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The local run's tables, to compare against.
+fn local_tables(ws: &Workspace, input: &str) -> Vec<arrow::array::RecordBatch> {
+    assert_ok(&run(ws, input, "local_out", &[], ""));
+    TABLES
+        .iter()
+        .map(|t| read_partition(&ws.path(&format!("local_out/{t}/as_of={AS_OF}"))).0)
+        .collect()
+}
+
+/// Same columns and values (the file metadata differs: it names each run).
+fn assert_same_tables(expected: &[arrow::array::RecordBatch], dir: &std::path::Path) {
+    for (t, want) in TABLES.iter().zip(expected) {
+        let got = read_partition(&dir.join(t).join(format!("as_of={AS_OF}"))).0;
+        assert_eq!(
+            got.schema().fields(),
+            want.schema().fields(),
+            "table {t} columns"
+        );
+        assert_eq!(
+            got.columns(),
+            want.columns(),
+            "table {t} differs from the local run"
+        );
+    }
+}
+
+#[test]
+fn s3_to_s3_equals_local_with_globs_and_hive() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "cv-test");
+    let store = s3_store(&moto, "cv-test");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "400", "4000");
+    let local = local_tables(&ws, "tx.csv");
+
+    put(
+        &store,
+        "in/tx.csv",
+        std::fs::read(ws.path("tx.csv")).unwrap(),
+    );
+    let out = run(
+        &ws,
+        "s3://cv-test/in/tx.csv",
+        "s3://cv-test/out",
+        &s3_env(&moto),
+        "",
+    );
+    assert_ok(&out);
+    download(&store, "out", &ws.path("from_s3"));
+    assert_same_tables(&local, &ws.path("from_s3"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&get(&store, &format!("out/_manifests/as_of={AS_OF}.json")))
+            .unwrap();
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["inputs"][0]["url"], "s3://cv-test/in/tx.csv");
+    assert!(manifest["inputs"][0]["etag"].is_string(), "{manifest}");
+    assert_eq!(
+        manifest["inputs"][0]["size"],
+        std::fs::metadata(ws.path("tx.csv")).unwrap().len()
+    );
+
+    // The same rows split by region into Hive folders, read by glob and by prefix: region comes
+    // from the folder names, so the all-segment tables equal the local run's.
+    let text = std::fs::read_to_string(ws.path("tx.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let region_col = header.split(',').position(|c| c == "region").unwrap();
+    let mut by_region: std::collections::BTreeMap<String, String> = Default::default();
+    for l in lines {
+        let region = l.split(',').nth(region_col).unwrap().to_string();
+        let region = if region.is_empty() {
+            "none".to_string()
+        } else {
+            region
+        };
+        by_region
+            .entry(region)
+            .or_insert_with(|| format!("{header}\n"))
+            .push_str(&format!("{l}\n"));
+    }
+    for (r, body) in &by_region {
+        put(
+            &store,
+            &format!("hive/region={r}/part-0.csv"),
+            body.clone().into_bytes(),
+        );
+    }
+    put(&store, "hive/_SUCCESS", vec![]);
+    for input in ["s3://cv-test/hive/region=*/*.csv", "s3://cv-test/hive"] {
+        assert_ok(&run(
+            &ws,
+            input,
+            "s3://cv-test/out_hive",
+            &s3_env(&moto),
+            "",
+        ));
+        let dir = ws.path(&format!("hive_{}", input.len()));
+        download(&store, "out_hive", &dir);
+        let t = read_partition(&dir.join(format!("retention/as_of={AS_OF}")));
+        let l = crate::util::Table(local[1].clone());
+        let all_rows = |t: &crate::util::Table| -> Vec<(Option<i64>, Option<i64>, Option<String>)> {
+            t.filter(&[("segment_by", "all")])
+                .into_iter()
+                .map(|i| {
+                    (
+                        t.int("customers_end", i),
+                        t.int("customers_new", i),
+                        t.any("revenue", i),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(all_rows(&t), all_rows(&l), "{input}");
+    }
+}
+
+#[test]
+fn s3_multipart_output_over_10_mib() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "big");
+    let store = s3_store(&moto, "big");
+    let ws = Workspace::new();
+    // 250k customers make a customers table of ~15 MiB (about 60 bytes per row compressed).
+    generate(&ws, "tx.csv", "250000", "300000");
+    let out = run(
+        &ws,
+        &ws.path("tx.csv").display().to_string(),
+        "s3://big/out",
+        &s3_env(&moto),
+        "",
+    );
+    assert_ok(&out);
+    let objects = list(&store, "out/customers");
+    assert_eq!(objects.len(), 1);
+    assert!(
+        objects[0].1 > 10 << 20,
+        "customers file is {} bytes",
+        objects[0].1
+    );
+    download(&store, "out", &ws.path("dl"));
+    let t = read_partition(&ws.path(&format!("dl/customers/as_of={AS_OF}")));
+    let m: serde_json::Value =
+        serde_json::from_slice(&get(&store, &format!("out/_manifests/as_of={AS_OF}.json")))
+            .unwrap();
+    assert_eq!(
+        t.rows() as u64,
+        m["tables"]["customers"]["rows"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn azure_run_equals_local() {
+    let Some(az) = servers::azurite() else { return };
+    servers::create_container(&az, "cvtest");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "300", "3000");
+    let local = local_tables(&ws, "tx.csv");
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        MicrosoftAzureBuilder::new()
+            .with_endpoint(format!("{}/{AZURITE_ACCOUNT}", az.endpoint()))
+            .with_account(AZURITE_ACCOUNT)
+            .with_access_key(AZURITE_KEY)
+            .with_container_name("cvtest")
+            .with_allow_http(true)
+            .build()
+            .unwrap(),
+    );
+    put(
+        &store,
+        "in/tx.csv",
+        std::fs::read(ws.path("tx.csv")).unwrap(),
+    );
+    let out = run(
+        &ws,
+        "az://cvtest/in/tx.csv",
+        "az://cvtest/out",
+        &azure_env(&az),
+        "",
+    );
+    assert_ok(&out);
+    download(&store, "out", &ws.path("from_az"));
+    assert_same_tables(&local, &ws.path("from_az"));
+}
+
+#[test]
+fn http_input_equals_local() {
+    let ws = Workspace::new();
+    generate(&ws, "srv/tx.csv.gz", "300", "3000");
+    let Some(http) = servers::http_static(&ws.path("srv")) else {
+        return;
+    };
+    let local = local_tables(&ws, "srv/tx.csv.gz");
+    let url = format!("{}/tx.csv.gz", http.endpoint());
+    assert_ok(&run(&ws, &url, "http_out", &[], ""));
+    assert_same_tables(&local, &ws.path("http_out"));
+}
+
+#[test]
+fn s3_down_during_upload_keeps_previous_partition_then_rerun_completes() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "flaky");
+    let store = s3_store(&moto, "flaky");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "60000", "120000");
+    let input = ws.path("tx.csv").display().to_string();
+    let fast_fail = "[storage]\nretries = 1\nretry_timeout_secs = 3\nrequest_timeout_secs = 3\nconnect_timeout_secs = 2\n";
+    assert_ok(&run(
+        &ws,
+        &input,
+        "s3://flaky/out",
+        &s3_env(&moto),
+        fast_fail,
+    ));
+    let manifest_key = format!("out/_manifests/as_of={AS_OF}.json");
+    let manifest_before = get(&store, &manifest_key);
+    let files_before = list(&store, "out");
+
+    // Start a rerun and freeze the server as soon as its first new data file has landed.
+    let cfg = crate::util::config(&[&input], "s3://flaky/out", COLUMNS, "", "");
+    ws.write("config.toml", format!("{cfg}{fast_fail}"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_customer-value"))
+        .args(["run", "--config", "config.toml", "--as-of", AS_OF])
+        .current_dir(ws.dir.path())
+        .envs(s3_env(&moto))
+        .env("CUSTOMER_VALUE_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let now = list(&store, "out/customers");
+        if now.len() > 1 {
+            moto.stop();
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the rerun never uploaded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    moto.resume();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(line.contains("s3://flaky/out/"), "names the URL: {line}");
+    assert!(line.contains("failed"), "names the operation: {line}");
+
+    // The previous manifest is untouched and lists only files that exist.
+    assert_eq!(get(&store, &manifest_key), manifest_before);
+    let m: serde_json::Value = serde_json::from_slice(&manifest_before).unwrap();
+    let now: Vec<String> = list(&store, "out").into_iter().map(|f| f.0).collect();
+    for t in TABLES {
+        for f in m["tables"][t]["files"].as_array().unwrap() {
+            let key = format!("out/{}", f["path"].as_str().unwrap());
+            assert!(
+                now.contains(&key),
+                "{key} of the previous manifest is still there"
+            );
+        }
+    }
+    for f in &files_before {
+        assert!(now.contains(&f.0), "previous file {} kept", f.0);
+    }
+
+    // After recovery a rerun completes and leaves exactly the files its manifest lists.
+    assert_ok(&run(
+        &ws,
+        &input,
+        "s3://flaky/out",
+        &s3_env(&moto),
+        fast_fail,
+    ));
+    let m: serde_json::Value = serde_json::from_slice(&get(&store, &manifest_key)).unwrap();
+    let mut listed: Vec<String> = TABLES
+        .iter()
+        .map(|t| {
+            format!(
+                "out/{}",
+                m["tables"][t]["files"][0]["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    listed.push(manifest_key.clone());
+    listed.sort();
+    let now: Vec<String> = list(&store, "out").into_iter().map(|f| f.0).collect();
+    assert_eq!(now, listed);
+}
+
+#[test]
+fn s3_clear_errors_for_unknown_bucket_and_missing_object() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "exists");
+    let ws = Workspace::new();
+    let fast = "[storage]\nretries = 0\n";
+    let out = run(
+        &ws,
+        "s3://exists/nothing/here.csv",
+        "out",
+        &s3_env(&moto),
+        fast,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://exists/nothing/here.csv"), "{err}");
+    assert!(
+        err.contains("matched no input files") || err.contains("not found"),
+        "{err}"
+    );
+
+    let out = run(
+        &ws,
+        "s3://no-such-bucket/tx.csv",
+        "out",
+        &s3_env(&moto),
+        fast,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://no-such-bucket"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+}
