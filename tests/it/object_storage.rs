@@ -149,16 +149,7 @@ fn local_tables(ws: &Workspace, input: &str) -> Vec<arrow::array::RecordBatch> {
 fn assert_same_tables(expected: &[arrow::array::RecordBatch], dir: &std::path::Path) {
     for (t, want) in TABLES.iter().zip(expected) {
         let got = read_partition(&dir.join(t).join(format!("as_of={AS_OF}"))).0;
-        assert_eq!(
-            got.schema().fields(),
-            want.schema().fields(),
-            "table {t} columns"
-        );
-        assert_eq!(
-            got.columns(),
-            want.columns(),
-            "table {t} differs from the local run"
-        );
+        crate::util::assert_same(&got, want, t);
     }
 }
 
@@ -464,5 +455,43 @@ fn s3_clear_errors_for_unknown_bucket_and_missing_object() {
         err.lines().filter(|l| l.starts_with("error:")).count(),
         1,
         "{err}"
+    );
+}
+
+#[test]
+fn azure_wrong_credentials_fail_clearly() {
+    let Some(az) = servers::azurite() else { return };
+    servers::create_container(&az, "secured");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "50", "300");
+    let mut env = azure_env(&az);
+    for (k, v) in env.iter_mut() {
+        if k == "AZURE_STORAGE_ACCOUNT_KEY" {
+            // A well-formed key that is not the account's.
+            *v = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==".into();
+        }
+    }
+    let input = ws.path("tx.csv").display().to_string();
+    let out = run(
+        &ws,
+        &input,
+        "az://secured/out",
+        &env,
+        "[storage]\nretries = 0\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(line.contains("az://secured/out/"), "{line}");
+    assert!(
+        line.contains("403") || line.to_lowercase().contains("auth"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("AAAAAAAA"),
+        "the key is never printed: {line}"
     );
 }

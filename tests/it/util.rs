@@ -237,3 +237,13 @@ impl Table {
 pub fn approx(a: Option<f64>, b: f64) -> bool {
     a.is_some_and(|a| (a - b).abs() < 1e-9)
 }
+
+/// Same columns and values; file metadata (which names each run) is not compared.
+pub fn assert_same(got: &RecordBatch, want: &RecordBatch, what: &str) {
+    assert_eq!(
+        got.schema().fields(),
+        want.schema().fields(),
+        "{what}: columns"
+    );
+    assert_eq!(got.columns(), want.columns(), "{what}: values");
+}
