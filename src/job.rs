@@ -10,7 +10,7 @@ use tracing::{info, info_span};
 use crate::config::Validated;
 use crate::metrics::{self, Ctx};
 use crate::orders;
-use crate::sink::manifest::{InputEntry, Manifest};
+use crate::sink::manifest::Manifest;
 use crate::sink::{self, PublishOptions};
 use crate::source::{self, IngestOptions};
 use crate::storage;
@@ -197,21 +197,7 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
             "amount_decimals": c.input.amount_decimals,
             "has_cost": ingested.has_cost,
         }),
-        inputs: st
-            .files
-            .iter()
-            .map(|f| InputEntry {
-                url: f.url.clone(),
-                format: f.format.clone(),
-                size: f.size,
-                mtime: f.mtime.clone(),
-                etag: f.etag.clone(),
-                rows_read: f.rows_read,
-                rows_used: f.rows_used,
-                rows_rejected: f.rows_rejected,
-                rows_after_as_of: f.rows_after_as_of,
-            })
-            .collect(),
+        inputs: st.files.clone(),
         rows_read: st.rows_read,
         rows_used: st.rows_used,
         rows_rejected: st.rows_rejected,

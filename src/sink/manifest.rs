@@ -9,21 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::SinkError;
 
-/// One input file as recorded in the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InputEntry {
-    pub url: String,
-    pub format: String,
-    pub size: u64,
-    pub mtime: Option<String>,
-    /// Entity tag of an object-store input.
-    pub etag: Option<String>,
-    pub rows_read: u64,
-    pub rows_used: u64,
-    pub rows_rejected: u64,
-    pub rows_after_as_of: u64,
-}
-
 /// One output file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {
@@ -56,7 +41,7 @@ pub struct Manifest {
     pub started_at: String,
     pub finished_at: String,
     pub settings: serde_json::Value,
-    pub inputs: Vec<InputEntry>,
+    pub inputs: Vec<crate::source::FileStats>,
     pub rows_read: u64,
     pub rows_used: u64,
     pub rows_rejected: u64,

@@ -25,6 +25,20 @@ pub struct FileMeta<'a> {
     pub sorted_by: &'a [&'a str],
 }
 
+impl<'a> FileMeta<'a> {
+    /// Metadata of table `table` in the publish described by `opts`.
+    pub fn for_table(table: &'a str, opts: &super::PublishOptions<'a>) -> Self {
+        FileMeta {
+            table,
+            as_of: opts.as_of,
+            run_id: opts.run_id,
+            zstd_level: opts.zstd_level,
+            row_group_rows: opts.row_group_rows,
+            sorted_by: super::sorted_by(table),
+        }
+    }
+}
+
 fn perr(path: &Path, e: impl std::fmt::Display) -> SinkError {
     SinkError::Parquet {
         path: path.display().to_string(),

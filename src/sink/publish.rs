@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::manifest::{FileEntry, TableEntry};
 use super::parquet::{write, FileMeta};
-use super::{sorted_by, PublishOptions, SinkError};
+use super::{PublishOptions, SinkError};
 
 /// A publish in progress: tables swapped in, manifest not yet written.
 #[derive(Debug)]
@@ -45,18 +45,7 @@ pub fn publish(
             .map_err(|e| super::io(&dir, e))
             .and_then(|_| {
                 let file = format!("part-{}.parquet", opts.run_id);
-                let bytes = write(
-                    &dir.join(&file),
-                    batch,
-                    &FileMeta {
-                        table: name,
-                        as_of: opts.as_of,
-                        run_id: opts.run_id,
-                        zstd_level: opts.zstd_level,
-                        row_group_rows: opts.row_group_rows,
-                        sorted_by: sorted_by(name),
-                    },
-                )?;
+                let bytes = write(&dir.join(&file), batch, &FileMeta::for_table(name, opts))?;
                 Ok(FileEntry {
                     path: format!("{name}/{partition}/{file}"),
                     rows: batch.num_rows() as u64,

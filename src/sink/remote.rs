@@ -18,7 +18,7 @@ use crate::storage::{block_on, Remote, StorageError};
 
 use super::manifest::{FileEntry, Manifest, TableEntry};
 use super::parquet::{write, FileMeta};
-use super::{sorted_by, PublishOptions, SinkError};
+use super::{PublishOptions, SinkError};
 
 /// Files above this size are sent as multipart uploads of this part size.
 const PART: usize = 8 << 20;
@@ -55,19 +55,8 @@ pub fn upload(
         let file = format!("part-{}.parquet", opts.run_id);
         let rel = format!("{name}/{partition}/{file}");
         let key = remote.child(&rel);
-        let result = write(
-            &local,
-            batch,
-            &FileMeta {
-                table: name,
-                as_of: opts.as_of,
-                run_id: opts.run_id,
-                zstd_level: opts.zstd_level,
-                row_group_rows: opts.row_group_rows,
-                sorted_by: sorted_by(name),
-            },
-        )
-        .and_then(|bytes| upload_file(remote, &local, &key, bytes).map(|_| bytes));
+        let result = write(&local, batch, &FileMeta::for_table(name, opts))
+            .and_then(|bytes| upload_file(remote, &local, &key, bytes).map(|_| bytes));
         match result {
             Ok(bytes) => {
                 up.uploaded.push(key);

@@ -121,13 +121,14 @@ pub struct Reject {
     pub amount: Option<String>,
 }
 
-/// Per-file accounting for the manifest.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// Per-file accounting, as recorded in the manifest's `inputs`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FileStats {
     pub url: String,
     pub format: String,
     pub size: u64,
     pub mtime: Option<String>,
+    /// Entity tag of an object-store input.
     pub etag: Option<String>,
     pub rows_read: u64,
     pub rows_used: u64,
