@@ -80,6 +80,24 @@ impl Dict {
     }
 }
 
+/// Interner for keys that are only compared, never printed (order ids): no copy of the text
+/// is kept besides the map's.
+#[derive(Debug, Default)]
+pub struct KeyDict {
+    map: FxHashMap<Box<str>, u32>,
+}
+
+impl KeyDict {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.map.get(s) {
+            return id;
+        }
+        let id = self.map.len() as u32;
+        self.map.insert(s.into(), id);
+        id
+    }
+}
+
 /// Normalized transaction lines (struct of arrays). Only lines before the cutoff are kept.
 #[derive(Debug, Default)]
 pub struct Lines {

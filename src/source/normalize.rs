@@ -16,7 +16,7 @@ use crate::time::Zone;
 use super::parse::{self, MoneyError, Ts};
 use super::read::{self, MoneyKind, Scan, TsKind};
 use super::{
-    Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError, ROW_ORDER_BASE,
+    Dict, FileStats, Ingested, InputFile, KeyDict, Lines, Reject, SourceError, ROW_ORDER_BASE,
     UNKNOWN_SEGMENT,
 };
 
@@ -43,7 +43,7 @@ pub fn ingest(
             has_cost: cfg.config.input.columns.cost.is_some(),
             ..Default::default()
         },
-        orders: Dict::default(),
+        orders: KeyDict::default(),
         error: None,
     }));
     let bar = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
@@ -164,7 +164,7 @@ fn progress_bar(enabled: bool, total_bytes: u64) -> Option<indicatif::ProgressBa
 
 struct State {
     out: Ingested,
-    orders: Dict,
+    orders: KeyDict,
     error: Option<String>,
 }
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark (issue 4): our release binary vs the same retention and cohorts tables
+# computed by a hand-written DuckDB SQL script and by Python Polars (benches/reference.py), on the
+# same generated files, in one run. Checks that all three agree before reporting any time, then
+# prints wall time, CPU time and peak RSS for each, and the ratios; appends them to
+# benches/RESULTS.md.
+#
+# Usage: benches/compare.sh [ROWS] [FORMATS]     e.g. benches/compare.sh 10000000 "parquet csv"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows="${1:-10000000}"
+formats="${2:-parquet csv}"
+cache="${CUSTOMER_VALUE_CACHE:-$HOME/.cache/customer-value}"
+venv="$cache/venv"
+target="${CARGO_TARGET_DIR:-$cache/target-release}"
+work="${CUSTOMER_VALUE_BENCH_DIR:-benches/work}"
+mkdir -p "$work"
+
+if ! "$venv/bin/python" -c "import duckdb, polars, pyarrow" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet duckdb polars pyarrow
+fi
+CARGO_TARGET_DIR="$target" cargo build --release --quiet
+bin="$target/release/customer-value"
+py="$venv/bin/python"
+as_of=2025-12-31
+customers=$((rows / 10))
+
+measure() { # name, command... → "wall_s cpu_s rss_mib"
+  local name=$1; shift
+  /usr/bin/time -f "%e %U %S %M" -o "$work/$name.time" "$@" > "$work/$name.log" 2>&1 || {
+    echo "$name failed:"; tail -5 "$work/$name.log"; exit 1; }
+  awk '{printf "%.2f %.2f %.0f\n", $1, $2 + $3, $4 / 1024}' "$work/$name.time"
+}
+
+results=()
+for fmt in $formats; do
+  input="$work/tx_${rows}.$fmt"
+  [ -f "$input" ] || "$bin" generate --output "$input" --customers "$customers" --rows "$rows" \
+    --seed 1 --start 2023-01-01 --months 36 > /dev/null
+  sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_$fmt\"#" \
+    config/default.toml > "$work/config_$fmt.toml"
+  ours=$(measure "ours_$fmt" "$bin" run --config "$work/config_$fmt.toml" --as-of $as_of --no-progress)
+  duck=$(measure "duckdb_$fmt" "$py" benches/reference.py duckdb "$input" $as_of "$work/duckdb_$fmt")
+  pola=$(measure "polars_$fmt" "$py" benches/reference.py polars "$input" $as_of "$work/polars_$fmt")
+  for ref in duckdb polars; do
+    "$py" benches/reference.py compare "$work/out_$fmt" $as_of "$work/${ref}_$fmt" \
+      || { echo "ours and $ref disagree on $fmt: no times reported"; exit 1; }
+  done
+  read -r ow oc orss <<< "$ours"; read -r dw dc drss <<< "$duck"; read -r pw pc prss <<< "$pola"
+  line=$(printf "| %s | %s | %s s / %s s / %s MiB | %s s / %s s / %s MiB | %s s / %s s / %s MiB | %.2f | %.2f |" \
+    "$rows" "$fmt" "$ow" "$oc" "$orss" "$dw" "$dc" "$drss" "$pw" "$pc" "$prss" \
+    "$(echo "$ow / $dw" | bc -l)" "$(echo "$ow / $pw" | bc -l)")
+  echo "$line"
+  results+=("$line")
+done
+
+{
+  echo
+  echo "### Run of $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
+  echo
+  echo "Command: \`benches/compare.sh $rows \"$formats\"\` (as_of $as_of; all three agree on retention and cohorts)."
+  echo
+  echo "| rows | format | ours (wall / CPU / peak RSS) | DuckDB | Polars | ours/DuckDB wall | ours/Polars wall |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${results[@]}"
+} >> benches/RESULTS.md
