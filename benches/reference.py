@@ -13,10 +13,13 @@ customer_id, order_id, ts, amount, cost, channel, region. The engines write
 OUT_DIR/retention.parquet and OUT_DIR/cohorts.parquet, segments limited to `all` and `channel`.
 Fixed settings (those of config/default.toml): month periods, UTC, churn window W = 90 days,
 segment_assignment = "first". Every line is assumed to carry an order_id (true of generated data).
+Ties (two lines of an order, or two orders of a customer, at the same earliest instant with
+different channels) are broken arbitrarily; generated data has none that matter.
 
 Definitions (SPEC.md §2-4). Let D = as_of, cutoff = D + 1 day 00:00 UTC.
   * Lines with ts >= cutoff are ignored; lines with an empty customer_id or an unparseable
-    ts/amount are dropped (the job rejects them).
+    ts/amount are dropped (the job rejects them). customer_id and segment values are trimmed;
+    text amounts are rounded to cents half away from zero (as the job does).
   * Order = lines with the same (customer_id, order_id): time = min line ts, value = sum of
     line amounts in integer cents (exact), channel = channel on its earliest line.
     Purchase = order with value > 0.
@@ -51,6 +54,7 @@ import os
 import sys
 
 WINDOW_DAYS = 90  # churn window W (config: metrics.churn_window_days)
+assert WINDOW_DAYS >= 31, "the interval method below needs W >= the longest month (SPEC §2)"
 UNKNOWN = "__unknown__"
 
 RETENTION_KEYS = ["segment_by", "segment", "period_start"]
@@ -83,7 +87,9 @@ def run_duckdb(path: str, as_of: dt.date, out_dir: str) -> None:
 
     cutoff = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())  # naive UTC
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # text/naive timestamps are UTC; TIMESTAMPTZ -> UTC wall clock
+    # Naive text timestamps are read as UTC. Instants are then kept as naive TIMESTAMPs holding UTC
+    # wall-clock time: make_timestamp(epoch_us(x)) is exact and far cheaper than an ICU cast.
+    con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")  # no ordering needed until the final COPY
 
     src = path.replace("'", "''")
@@ -91,18 +97,19 @@ def run_duckdb(path: str, as_of: dt.date, out_dir: str) -> None:
         # Everything as text, then parse: exact DECIMAL amounts, ISO timestamps (…Z or naive).
         lines = f"""
             SELECT trim(customer_id) AS cid, order_id AS oid,
-                   TRY_CAST(ts AS TIMESTAMPTZ)::TIMESTAMP AS ts,
+                   make_timestamp(epoch_us(TRY_CAST(ts AS TIMESTAMPTZ))) AS ts,
                    (TRY_CAST(amount AS DECIMAL(18, 2)) * 100)::BIGINT AS cents,
-                   coalesce(nullif(channel, ''), '{UNKNOWN}') AS ch
+                   coalesce(nullif(trim(channel), ''), '{UNKNOWN}') AS ch
             FROM read_csv('{src}', all_varchar = true, header = true)"""
     else:
         # float64 amounts with 2 decimals: round(x * 100) is the exact cent value.
         lines = f"""
             SELECT trim(customer_id::VARCHAR) AS cid, order_id::VARCHAR AS oid,
-                   ts::TIMESTAMP AS ts,
+                   make_timestamp(epoch_us(ts)) AS ts,
                    round(amount * 100)::BIGINT AS cents,
-                   coalesce(nullif(channel::VARCHAR, ''), '{UNKNOWN}') AS ch
-            FROM read_parquet('{src}')"""
+                   coalesce(nullif(trim(channel::VARCHAR), ''), '{UNKNOWN}') AS ch
+            FROM read_parquet('{src}')
+            WHERE ts < TIMESTAMPTZ '{cutoff}+00'  /* raw column: lets row groups be skipped */"""
     lines = f"""
         SELECT * FROM ({lines})
         WHERE ts < TIMESTAMP '{cutoff}' AND cid IS NOT NULL AND cid <> '' AND cents IS NOT NULL"""
@@ -266,8 +273,29 @@ def run_polars(path: str, as_of: dt.date, out_dir: str) -> None:
 
     if is_csv(path):
         lf = pl.scan_csv(path, infer_schema=False)  # every column as String
-        ts = c_("ts").str.to_datetime(time_unit="us", time_zone="UTC", strict=False).dt.replace_time_zone(None)
-        cents = (c_("amount").cast(pl.Decimal(18, 2), strict=False) * 100).cast(pl.Int64)
+        # Exports write `2024-08-26T15:18:35Z`; that exact format has a fast strptime path (about 2.4x
+        # faster than format inference). Use it when a sample of the file is all in that format.
+        # Otherwise accept the ISO 8601 variants value by value (Polars' own inference fixes one
+        # format per column): with offset/Z -> converted to UTC, naive -> read as UTC, date -> 00:00.
+        fast = "%Y-%m-%dT%H:%M:%SZ"
+        sample = pl.read_csv(path, infer_schema=False, n_rows=10_000, columns=["ts"])["ts"].drop_nulls()
+        if sample.len() > 0 and sample.str.strptime(pl.Datetime("us"), fast, strict=False).null_count() == 0:
+            ts = c_("ts").str.strptime(pl.Datetime("us"), fast, strict=False)
+        else:
+            aware = [
+                c_("ts").str.strptime(pl.Datetime("us", "UTC"), f, strict=False).dt.replace_time_zone(None)
+                for f in ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+            ]
+            naive = [
+                c_("ts").str.strptime(pl.Datetime("us"), f, strict=False)
+                for f in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
+            ]
+            ts = pl.coalesce(*aware, *naive)
+        # Exact text -> cents, rounding half away from zero like DuckDB's DECIMAL cast and our job
+        # (Polars' own Decimal(.., 2) cast rounds half to even): parse at 9 decimals, as integer
+        # units of 1e-9, then round to cents in integer arithmetic.
+        units = (c_("amount").str.strip_chars().cast(pl.Decimal(38, 9), strict=False) * 1_000_000_000).cast(pl.Int64)
+        cents = (units.abs() + 5_000_000) // 10_000_000 * units.sign()
         pre = lf
     else:
         lf = pl.scan_parquet(path)
@@ -287,7 +315,7 @@ def run_polars(path: str, as_of: dt.date, out_dir: str) -> None:
             oid=c_("order_id").cast(pl.String),
             ts=ts,
             cents=cents,
-            ch=c_("channel").cast(pl.String).replace("", None).fill_null(UNKNOWN),
+            ch=c_("channel").cast(pl.String).str.strip_chars().replace("", None).fill_null(UNKNOWN),
         )
         .filter((c_("ts") < cutoff) & (c_("cid") != "") & c_("cents").is_not_null())
     )
@@ -520,7 +548,8 @@ def compare(ours_dir: str, as_of: dt.date, ref_dir: str) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 5 or argv[1] not in ("duckdb", "polars", "compare"):
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        print("usage: reference.py {duckdb|polars} INPUT_PATH AS_OF OUT_DIR\n"
+              "       reference.py compare OUR_OUTPUT_DIR AS_OF REF_OUT_DIR", file=sys.stderr)
         return 2
     mode, a, as_of_text, b = argv[1:]
     as_of = dt.date.fromisoformat(as_of_text)

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{self, Config, ConfigError, Validated};
 use crate::generate::{self, GenFormat, GenerateOptions};
 use crate::job::{self, RunOptions};
+use crate::time::Period;
 use crate::{schema, Error, Result};
 
 /// Default config path when --config is not given.
@@ -47,6 +48,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Compute every table for one as_of date and publish it.
     Run(RunArgs),
+    /// Publish one partition per as_of date in a range, reading the inputs once.
+    Backfill(BackfillArgs),
     /// Check the config and that every input is readable with the mapped columns; writes nothing.
     Validate(ConfigArgs),
     /// Print every output table's columns, types and meaning.
@@ -82,6 +85,39 @@ pub struct RunArgs {
     /// Never show a progress bar.
     #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS")]
     pub no_progress: bool,
+    /// Remove another run's lock on the output before starting (only when it is known dead).
+    #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK")]
+    pub force_unlock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// First date of the range (YYYY-MM-DD).
+    #[arg(long, env = "CUSTOMER_VALUE_FROM")]
+    pub from: String,
+    /// Last date of the range (YYYY-MM-DD).
+    #[arg(long, env = "CUSTOMER_VALUE_TO")]
+    pub to: String,
+    /// Which dates of the range: the last day of every period (default: metrics.period), or every day.
+    #[arg(long, value_enum, env = "CUSTOMER_VALUE_EVERY")]
+    pub every: Option<Every>,
+    /// Never show a progress bar.
+    #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS")]
+    pub no_progress: bool,
+    /// Remove another run's lock on the output before starting (only when it is known dead).
+    #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK")]
+    pub force_unlock: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Every {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +212,23 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+fn print_summary(summary: &job::RunSummary) {
+    let m = &summary.manifest;
+    println!(
+        "as_of {}: {} rows read, {} used, {} rejected, {} after as_of; {} customers; manifest {}",
+        m.as_of,
+        m.rows_read,
+        m.rows_used,
+        m.rows_rejected,
+        m.rows_after_as_of,
+        m.customers,
+        summary.manifest_path
+    );
+    for (name, t) in &m.tables {
+        println!("  {name}: {} rows", t.rows);
+    }
+}
+
 /// Executes the parsed command.
 pub fn execute(cli: Cli) -> Result<()> {
     match cli.command {
@@ -196,21 +249,63 @@ pub fn execute(cli: Cli) -> Result<()> {
                 &RunOptions {
                     as_of,
                     progress: !args.no_progress,
+                    force_unlock: args.force_unlock,
                 },
             )?;
-            let m = &summary.manifest;
-            println!(
-                "as_of {}: {} rows read, {} used, {} rejected, {} after as_of; {} customers; manifest {}",
-                m.as_of,
-                m.rows_read,
-                m.rows_used,
-                m.rows_rejected,
-                m.rows_after_as_of,
-                m.customers,
-                summary.manifest_path
-            );
-            for (name, t) in &m.tables {
-                println!("  {name}: {} rows", t.rows);
+            print_summary(&summary);
+            Ok(())
+        }
+        Command::Backfill(args) => {
+            let dates = |flag: &str, v: &str| {
+                config::parse_as_of(v).map_err(|_| {
+                    ConfigError::Invalid(vec![format!(
+                        "{flag}: '{v}' is not a date of the form YYYY-MM-DD"
+                    )])
+                })
+            };
+            let (cfg, from, to) = match (
+                args.config.load(),
+                dates("--from", &args.from),
+                dates("--to", &args.to),
+            ) {
+                (Ok(c), Ok(f), Ok(t)) => (c, f, t),
+                (c, f, t) => {
+                    let mut problems = Vec::new();
+                    for e in [c.err(), f.err(), t.err()].into_iter().flatten() {
+                        match e {
+                            ConfigError::Invalid(p) => problems.extend(p),
+                            other => return Err(other.into()),
+                        }
+                    }
+                    return Err(ConfigError::Invalid(problems).into());
+                }
+            };
+            if from > to {
+                return Err(ConfigError::Invalid(vec![format!(
+                    "--from {from} is after --to {to}"
+                )])
+                .into());
+            }
+            let every = match args.every {
+                Some(Every::Day) => None,
+                Some(Every::Week) => Some(Period::Week),
+                Some(Every::Month) => Some(Period::Month),
+                Some(Every::Quarter) => Some(Period::Quarter),
+                Some(Every::Year) => Some(Period::Year),
+                None => Some(cfg.config.metrics.period),
+            };
+            let dates = job::backfill_dates(from, to, every);
+            let summaries = job::backfill(
+                &cfg,
+                &dates,
+                &RunOptions {
+                    as_of: None,
+                    progress: !args.no_progress,
+                    force_unlock: args.force_unlock,
+                },
+            )?;
+            for s in &summaries {
+                print_summary(s);
             }
             Ok(())
         }

@@ -272,6 +272,9 @@ pub struct OutputConfig {
     /// Maximum rows per Parquet row group.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// A lock on the output older than this is stale and taken over (a crashed run's).
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_minutes: u64,
 }
 
 impl Default for OutputConfig {
@@ -280,6 +283,7 @@ impl Default for OutputConfig {
             path: default_output_path(),
             zstd_level: default_zstd_level(),
             row_group_rows: default_row_group_rows(),
+            lock_timeout_minutes: default_lock_timeout(),
         }
     }
 }
@@ -313,6 +317,9 @@ fn default_output_path() -> String {
 }
 fn default_zstd_level() -> i32 {
     3
+}
+fn default_lock_timeout() -> u64 {
+    360
 }
 fn default_row_group_rows() -> usize {
     1 << 20

@@ -1,20 +1,24 @@
 //! The job: wires the stages (discover → read → orders → metrics → publish → manifest) for `run`
-//! and checks inputs for `validate`. Each stage is timed; timings go to the log and the manifest.
+//! and `backfill`, and checks inputs for `validate`. Inputs are read once; a backfill then
+//! computes and publishes every as_of date from the same lines (each date sees only the lines
+//! before its cutoff, exactly as a `run --as-of D` would). Each stage is timed; timings go to the
+//! log and the manifest.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::{Duration, NaiveDate, Utc};
-use tracing::{info, info_span};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
+use tracing::{info, info_span, warn};
 
 use crate::config::Validated;
 use crate::metrics::{self, Ctx};
 use crate::orders;
 use crate::sink::manifest::Manifest;
-use crate::sink::{self, PublishOptions};
-use crate::source::{self, IngestOptions};
-use crate::storage;
-use crate::time::{date_to_local_micros, Zone};
+use crate::sink::{self, lock, PublishOptions};
+use crate::source::{self, FileStats, IngestOptions, Ingested, Reject};
+use crate::storage::{self, Location};
+use crate::time::{date_to_local_micros, Period, Zone};
 use crate::{Error, Result};
 
 /// How this run behaves (flags, not pipeline description).
@@ -24,9 +28,11 @@ pub struct RunOptions {
     pub as_of: Option<NaiveDate>,
     /// Show a progress bar on a terminal.
     pub progress: bool,
+    /// Remove another run's lock on the output first.
+    pub force_unlock: bool,
 }
 
-/// What a successful run reports.
+/// What a successful run reports, per as_of date.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     /// Where the manifest was written (local path or redacted URL).
@@ -50,6 +56,7 @@ fn new_run_id() -> String {
     )
 }
 
+#[derive(Debug, Clone, Default)]
 struct Timings(Vec<(String, u64)>);
 
 impl Timings {
@@ -65,21 +72,17 @@ impl Timings {
     }
 }
 
-/// Runs the job for one as_of date and publishes every table and the manifest.
-pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
-    let started = Utc::now();
-    let t0 = Instant::now();
-    let (as_of, as_of_source) = match opts.as_of {
-        Some(d) => (d, "flag"),
-        None => (default_as_of(cfg.tz), "default"),
-    };
-    let run_id = new_run_id();
-    let span = info_span!("run", %run_id, %as_of);
-    let _g = span.enter();
-    info!(as_of_source, "Starting run.");
-    let mut timings = Timings(Vec::new());
-    let zone = Zone::new(cfg.tz);
+/// Inputs read once, ready for one or more as_of dates.
+struct Prepared {
+    output: Location,
+    ingested: Ingested,
+    spend: Option<source::spend::Spend>,
+    timings: Timings,
+}
 
+/// Opens the output, reads the spend file and every input up to `last_as_of`.
+fn prepare(cfg: &Validated, last_as_of: NaiveDate, progress: bool) -> Result<Prepared> {
+    let mut timings = Timings::default();
     // Open the output first: a bad output URL fails before any reading.
     let output = storage::open(&cfg.config.output.path, &cfg.config.storage)
         .map_err(sink::SinkError::from)?;
@@ -97,15 +100,14 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
         .as_ref()
         .map(|sc| source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals))
         .transpose()?;
-    let cutoff_local = date_to_local_micros(as_of + Duration::days(1));
     let ingested = timings.time("read", || {
         source::ingest(
             &files,
             cfg,
             IngestOptions {
-                cutoff_local,
-                zone,
-                progress: opts.progress,
+                cutoff_local: date_to_local_micros(last_as_of + Duration::days(1)),
+                zone: Zone::new(cfg.tz),
+                progress,
             },
         )
     })?;
@@ -117,56 +119,149 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
         rows_after_as_of = st.rows_after_as_of,
         "Read all inputs."
     );
-    let in_window = st.rows_read - st.rows_after_as_of;
-    let reject_ratio = if in_window == 0 {
-        0.0
-    } else {
-        st.rows_rejected as f64 / in_window as f64
-    };
-    if reject_ratio > cfg.config.input.max_reject_ratio {
-        let mut reasons: Vec<(&String, &u64)> = st.rejects_by_reason.iter().collect();
+    Ok(Prepared {
+        output,
+        ingested,
+        spend,
+        timings,
+    })
+}
+
+/// Row accounting of one as_of date, derived from the lines and rejects read up to the last date.
+struct DateView {
+    files: Vec<FileStats>,
+    rows_read: u64,
+    rows_used: u64,
+    rows_rejected: u64,
+    rows_after_as_of: u64,
+    rejects_by_reason: BTreeMap<String, u64>,
+    rejects: Vec<Reject>,
+    reject_ratio: f64,
+}
+
+fn date_view(ing: &Ingested, cutoff: i64) -> DateView {
+    let mut files: Vec<FileStats> = ing
+        .stats
+        .files
+        .iter()
+        .map(|f| FileStats {
+            rows_used: 0,
+            rows_rejected: 0,
+            rows_after_as_of: 0,
+            ..f.clone()
+        })
+        .collect();
+    for (i, &f) in ing.lines.file.iter().enumerate() {
+        if ing.lines.ts_local[i] < cutoff {
+            files[f as usize].rows_used += 1;
+        }
+    }
+    let index: HashMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.url.clone(), i))
+        .collect();
+    let rejects: Vec<Reject> = ing
+        .rejects
+        .iter()
+        .filter(|r| r.ts_local.is_none_or(|t| t < cutoff))
+        .cloned()
+        .collect();
+    let mut rejects_by_reason = BTreeMap::new();
+    for r in &rejects {
+        *rejects_by_reason.entry(r.reason.clone()).or_insert(0) += 1;
+        if let Some(&i) = index.get(&r.file) {
+            files[i].rows_rejected += 1;
+        }
+    }
+    for f in &mut files {
+        f.rows_after_as_of = f.rows_read - f.rows_used - f.rows_rejected;
+    }
+    let sum = |g: fn(&FileStats) -> u64| files.iter().map(g).sum::<u64>();
+    let (read, used, rejected) = (
+        sum(|f| f.rows_read),
+        sum(|f| f.rows_used),
+        sum(|f| f.rows_rejected),
+    );
+    let in_window = used + rejected;
+    DateView {
+        rows_read: read,
+        rows_used: used,
+        rows_rejected: rejected,
+        rows_after_as_of: read - used - rejected,
+        reject_ratio: if in_window == 0 {
+            0.0
+        } else {
+            rejected as f64 / in_window as f64
+        },
+        files,
+        rejects_by_reason,
+        rejects,
+    }
+}
+
+/// The data-quality gates of one date: reject ratio, and something to compute.
+fn check(cfg: &Validated, as_of: NaiveDate, v: &DateView) -> Result<()> {
+    if v.reject_ratio > cfg.config.input.max_reject_ratio {
+        let mut reasons: Vec<(&String, &u64)> = v.rejects_by_reason.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1));
         let top: Vec<String> = reasons
             .iter()
             .take(3)
             .map(|(r, n)| format!("{r} ×{n}"))
             .collect();
-        let first = ingested
+        let first = v
             .rejects
             .first()
             .map(|r| format!("; first: {} row {} ({})", r.file, r.row, r.reason))
             .unwrap_or_default();
         return Err(Error::Quality(format!(
             "{} of {} rows on or before {as_of} rejected ({:.2}%), above input.max_reject_ratio = {}; reasons: {}{first}",
-            st.rows_rejected,
-            in_window,
-            reject_ratio * 100.0,
+            v.rows_rejected,
+            v.rows_used + v.rows_rejected,
+            v.reject_ratio * 100.0,
             cfg.config.input.max_reject_ratio,
             top.join(", ")
         )));
     }
-    if st.rows_used == 0 {
+    if v.rows_used == 0 {
         return Err(Error::Quality(format!(
             "no usable transactions on or before as_of {as_of} ({} rows read, {} after as_of, {} rejected); check --as-of and the input paths",
-            st.rows_read, st.rows_after_as_of, st.rows_rejected
+            v.rows_read, v.rows_after_as_of, v.rows_rejected
         )));
     }
+    Ok(())
+}
 
-    let n_dims = ingested.segments.len();
+/// Computes every table for one date and publishes it with its manifest.
+fn publish_date(
+    cfg: &Validated,
+    prep: &Prepared,
+    as_of: NaiveDate,
+    as_of_source: &str,
+    run_id: &str,
+    view: DateView,
+) -> Result<RunSummary> {
+    let started = Utc::now();
+    let t0 = Instant::now();
+    let mut timings = prep.timings.clone();
+    let ing = &prep.ingested;
+    let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let orders = timings.time("orders", || {
-        orders::build(&ingested.lines, ingested.customers.len(), n_dims)
+        orders::build_until(&ing.lines, ing.customers.len(), ing.segments.len(), cutoff)
     });
-    let mut ctx = Ctx::new(cfg, as_of, &ingested, &orders);
-    ctx.spend = spend.map(|s| s.by_period(&ctx.frame));
-    let tables = timings.time("metrics", || metrics::compute(&ingested, &orders, &ctx));
-
+    let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
+    ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
+    let tables = timings.time("metrics", || {
+        metrics::compute(ing, &orders, &ctx, &view.rejects)
+    });
     let as_of_s = as_of.format("%Y-%m-%d").to_string();
     let staged = timings.time("write", || {
         sink::stage(
-            &output,
+            &prep.output,
             &PublishOptions {
                 as_of: &as_of_s,
-                run_id: &run_id,
+                run_id,
                 zstd_level: cfg.config.output.zstd_level,
                 row_group_rows: cfg.config.output.row_group_rows,
             },
@@ -175,10 +270,10 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     })?;
     timings
         .0
-        .push(("total".into(), t0.elapsed().as_millis() as u64));
+        .push(("date_total".into(), t0.elapsed().as_millis() as u64));
     let c = &cfg.config;
     let manifest = Manifest {
-        run_id: run_id.clone(),
+        run_id: run_id.to_string(),
         job: "customer-value".into(),
         job_version: env!("CARGO_PKG_VERSION").into(),
         config_hash: cfg.hash.clone(),
@@ -195,26 +290,136 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
             "segment_assignment": c.metrics.segment_assignment,
             "segments": c.input.columns.segments,
             "amount_decimals": c.input.amount_decimals,
-            "has_cost": ingested.has_cost,
+            "has_cost": ing.has_cost,
         }),
-        inputs: st.files.clone(),
-        rows_read: st.rows_read,
-        rows_used: st.rows_used,
-        rows_rejected: st.rows_rejected,
-        rows_after_as_of: st.rows_after_as_of,
-        reject_ratio,
-        rejects_by_reason: st.rejects_by_reason.clone(),
-        customers: orders.n_customers() as u64,
+        inputs: view.files,
+        rows_read: view.rows_read,
+        rows_used: view.rows_used,
+        rows_rejected: view.rows_rejected,
+        rows_after_as_of: view.rows_after_as_of,
+        reject_ratio: view.reject_ratio,
+        rejects_by_reason: view.rejects_by_reason,
+        customers: tables.customers.num_rows() as u64,
         orders: orders.orders.len() as u64,
         tables: staged.tables().iter().cloned().collect(),
         timings_ms: timings.0.clone(),
     };
-    let manifest_path = staged.finish(&as_of_s, &run_id, &manifest)?;
-    info!(manifest = %manifest_path, "Run complete.");
+    let manifest_path = staged.finish(&as_of_s, run_id, &manifest)?;
+    info!(manifest = %manifest_path, "Partition published.");
     Ok(RunSummary {
         manifest_path,
         manifest,
     })
+}
+
+/// Runs the job for one as_of date and publishes every table and the manifest.
+pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
+    let (as_of, as_of_source) = match opts.as_of {
+        Some(d) => (d, "flag"),
+        None => (default_as_of(cfg.tz), "default"),
+    };
+    let run_id = new_run_id();
+    let span = info_span!("run", %run_id, %as_of);
+    let _g = span.enter();
+    info!(as_of_source, "Starting run.");
+    let prep = prepare(cfg, as_of, opts.progress)?;
+    let view = date_view(
+        &prep.ingested,
+        date_to_local_micros(as_of + Duration::days(1)),
+    );
+    check(cfg, as_of, &view)?;
+    let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
+    publish_date(cfg, &prep, as_of, as_of_source, &run_id, view)
+}
+
+/// The as_of dates of a backfill: every end of a `every` period within [from, to].
+pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Option<Period>) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    let mut d = from;
+    while d <= to {
+        let next = d + Duration::days(1);
+        let is_end = match every {
+            None => true,
+            Some(Period::Week) => d.weekday() == chrono::Weekday::Sun,
+            Some(p) => p.index(next) != p.index(d),
+        };
+        if is_end {
+            out.push(d);
+        }
+        d = next;
+    }
+    out
+}
+
+/// Publishes one partition per date, reading the inputs once. Every date's data gates are
+/// checked before anything is published.
+pub fn backfill(
+    cfg: &Validated,
+    dates: &[NaiveDate],
+    opts: &RunOptions,
+) -> Result<Vec<RunSummary>> {
+    let Some(&last) = dates.last() else {
+        return Err(Error::Quality(
+            "the backfill range holds no as_of date (check --from, --to and --every)".into(),
+        ));
+    };
+    let run_id = new_run_id();
+    let span = info_span!("backfill", %run_id, dates = dates.len());
+    let _g = span.enter();
+    info!(first = %dates[0], last = %last, "Starting backfill.");
+    let prep = prepare(cfg, last, opts.progress)?;
+    let views: Vec<DateView> = dates
+        .iter()
+        .map(|d| date_view(&prep.ingested, date_to_local_micros(*d + Duration::days(1))))
+        .collect();
+    let problems: Vec<String> = dates
+        .iter()
+        .zip(&views)
+        .filter_map(|(d, v)| check(cfg, *d, v).err().map(|e| e.to_string()))
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::Quality(format!(
+            "backfill not started, {} of {} dates fail the data checks: {}",
+            problems.len(),
+            dates.len(),
+            problems.join(" | ")
+        )));
+    }
+    let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
+    let bar = dates_bar(opts.progress, dates.len() as u64);
+    let mut out = Vec::new();
+    for (d, view) in dates.iter().zip(views) {
+        let span = info_span!("as_of", as_of = %d);
+        let _g = span.enter();
+        out.push(publish_date(cfg, &prep, *d, "backfill", &run_id, view)?);
+        if let Some(b) = &bar {
+            b.inc(1);
+            b.set_message(d.to_string());
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if out.len() != dates.len() {
+        warn!("Backfill published fewer dates than planned.");
+    }
+    Ok(out)
+}
+
+/// Progress per as_of date, only on a terminal.
+fn dates_bar(enabled: bool, n: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(n);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "backfill [{bar:30}] {pos}/{len} dates, last {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
 }
 
 /// One input file's check result for `validate`.
@@ -227,15 +432,16 @@ pub struct Checked {
 
 /// Checks that every input is readable and has the mapped columns; writes nothing.
 pub fn validate(cfg: &Validated) -> Result<Vec<Checked>> {
+    storage::open(&cfg.config.output.path, &cfg.config.storage).map_err(sink::SinkError::from)?;
     let files = source::discover(
         &cfg.config.input.paths,
         cfg.config.input.format,
         &cfg.config.storage,
     )?;
-    let mut out = Vec::new();
     if let Some(sc) = &cfg.config.spend {
         source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals)?;
     }
+    let mut out = Vec::new();
     for f in &files {
         source::read::scan(f, cfg)?;
         out.push(Checked {
@@ -245,4 +451,42 @@ pub fn validate(cfg: &Validated) -> Result<Vec<Checked>> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn backfill_dates_are_period_ends() {
+        assert_eq!(
+            backfill_dates(d(2024, 1, 15), d(2024, 4, 30), Some(Period::Month)),
+            vec![
+                d(2024, 1, 31),
+                d(2024, 2, 29),
+                d(2024, 3, 31),
+                d(2024, 4, 30)
+            ]
+        );
+        assert_eq!(
+            backfill_dates(d(2024, 1, 1), d(2024, 12, 31), Some(Period::Quarter)),
+            vec![
+                d(2024, 3, 31),
+                d(2024, 6, 30),
+                d(2024, 9, 30),
+                d(2024, 12, 31)
+            ]
+        );
+        // ISO weeks end on Sunday: 2024-01-07 and 2024-01-14.
+        assert_eq!(
+            backfill_dates(d(2024, 1, 1), d(2024, 1, 15), Some(Period::Week)),
+            vec![d(2024, 1, 7), d(2024, 1, 14)]
+        );
+        assert_eq!(backfill_dates(d(2024, 1, 1), d(2024, 1, 3), None).len(), 3);
+        assert!(backfill_dates(d(2024, 1, 2), d(2024, 1, 30), Some(Period::Month)).is_empty());
+    }
 }

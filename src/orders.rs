@@ -57,19 +57,31 @@ const SHARD: usize = 4096;
 
 /// Builds the orders of `n_customers` customers from their lines.
 pub fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
+    build_until(lines, n_customers, n_dims, i64::MAX)
+}
+
+/// Builds the orders as of a cutoff: lines at or after `cutoff` (local µs) are not seen, so an
+/// order's value is the sum of its lines before the cutoff (SPEC §2: history as of an earlier
+/// date cannot change). Customers without lines before the cutoff get no orders.
+pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64) -> Orders {
+    let seen = |i: usize| lines.ts_local[i] < cutoff;
     // Counting sort of line indexes by customer.
     let mut start = vec![0usize; n_customers + 1];
-    for &c in &lines.cust {
-        start[c as usize + 1] += 1;
+    for (i, &c) in lines.cust.iter().enumerate() {
+        if seen(i) {
+            start[c as usize + 1] += 1;
+        }
     }
     for i in 0..n_customers {
         start[i + 1] += start[i];
     }
     let mut fill = start.clone();
-    let mut perm = vec![0u32; lines.len()];
+    let mut perm = vec![0u32; start[n_customers]];
     for (i, &c) in lines.cust.iter().enumerate() {
-        perm[fill[c as usize]] = i as u32;
-        fill[c as usize] += 1;
+        if seen(i) {
+            perm[fill[c as usize]] = i as u32;
+            fill[c as usize] += 1;
+        }
     }
     let has_cost = !lines.cost.is_empty();
 
@@ -160,6 +172,7 @@ mod tests {
         // Customer 1: one line at t=2.
         let lines = Lines {
             cust: vec![0, 0, 1, 0, 0],
+            file: vec![0; 5],
             order: vec![7, 7, ROW_ORDER_BASE + 2, 7, ROW_ORDER_BASE + 4],
             ts_utc: vec![5, 3, 2, 9, 1],
             ts_local: vec![5, 3, 2, 9, 1],

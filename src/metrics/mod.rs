@@ -156,6 +156,8 @@ pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
         .map(|s| {
             let mut acc = Acc::new(ctx);
             let rows = (s * SHARD..((s + 1) * SHARD).min(n))
+                // A customer whose lines all come after the cutoff does not exist yet.
+                .filter(|&c| !orders.of(c).is_empty())
                 .map(|c| {
                     fold::fold_customer(c as u32, orders.of(c), orders.seg_of(c), ctx, &mut acc)
                 })
@@ -173,7 +175,12 @@ pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
 }
 
 /// Computes every table from the ingested data.
-pub fn compute(ingested: &Ingested, orders: &Orders, ctx: &Ctx) -> Tables {
+pub fn compute(
+    ingested: &Ingested,
+    orders: &Orders,
+    ctx: &Ctx,
+    rejects: &[crate::source::Reject],
+) -> Tables {
     let (mut rows, acc) = fold_all(orders, ctx);
     rfm::score(&mut rows);
     Tables {
@@ -181,7 +188,7 @@ pub fn compute(ingested: &Ingested, orders: &Orders, ctx: &Ctx) -> Tables {
         retention: retention::table(&acc, ctx),
         cohorts: cohorts::table(&acc, ctx),
         ltv: ltv::table(&rows, ctx),
-        rejects: rejects::table(&ingested.rejects),
+        rejects: rejects::table(rejects),
     }
 }
 

@@ -2,6 +2,7 @@
 //! descriptions), published into `{output}/{table}/as_of=D/` by an atomic swap, and the run
 //! manifest written last.
 
+pub mod lock;
 pub mod manifest;
 pub mod parquet;
 pub mod publish;
@@ -106,6 +107,8 @@ pub enum SinkError {
     Parquet { path: String, message: String },
     #[error("output {0}")]
     Storage(#[from] crate::storage::StorageError),
+    #[error("output {0}")]
+    Locked(String),
 }
 
 pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> SinkError {

@@ -105,6 +105,8 @@ pub struct Lines {
     pub cust: Vec<u32>,
     /// Order key: an interned order_id, or `ROW_ORDER_BASE + line number` when the line has none.
     pub order: Vec<u64>,
+    /// Input file index (into `IngestStats::files`).
+    pub file: Vec<u32>,
     pub ts_utc: Vec<i64>,
     pub ts_local: Vec<i64>,
     /// Amount in minor units.
@@ -137,6 +139,8 @@ pub struct Reject {
     pub customer_id: Option<String>,
     pub ts: Option<String>,
     pub amount: Option<String>,
+    /// Local wall-clock time of the row when its ts was readable (not written out).
+    pub ts_local: Option<i64>,
 }
 
 /// Per-file accounting, as recorded in the manifest's `inputs`.

@@ -193,7 +193,8 @@ enum Outcome {
         cost: i64,
     },
     After,
-    Rejected(&'static str),
+    /// With the row's local time when it was readable (backfills need it).
+    Rejected(&'static str, Option<i64>),
 }
 
 enum TsCol<'a> {
@@ -309,8 +310,8 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
     let classify = |i: usize| -> Outcome {
         let parsed = match &ts {
             TsCol::Text(c) => match c.get(i) {
-                None => return Outcome::Rejected("ts: missing"),
-                Some(s) if s.trim().is_empty() => return Outcome::Rejected("ts: missing"),
+                None => return Outcome::Rejected("ts: missing", None),
+                Some(s) if s.trim().is_empty() => return Outcome::Rejected("ts: missing", None),
                 Some(s) => {
                     let p = if fmt.is_empty() {
                         parse::parse_ts_iso(s)
@@ -319,17 +320,17 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
                     };
                     match p {
                         Some(t) => t,
-                        None => return Outcome::Rejected("ts: not a valid timestamp"),
+                        None => return Outcome::Rejected("ts: not a valid timestamp", None),
                     }
                 }
             },
             TsCol::Int(c, utc) => match c.get(i) {
-                None => return Outcome::Rejected("ts: missing"),
+                None => return Outcome::Rejected("ts: missing", None),
                 Some(v) if *utc => Ts::Utc(v),
                 Some(v) => Ts::Local(v),
             },
             TsCol::Days(c) => match c.get(i) {
-                None => return Outcome::Rejected("ts: missing"),
+                None => return Outcome::Rejected("ts: missing", None),
                 Some(d) => Ts::Local(d as i64 * crate::time::MICROS_PER_DAY),
             },
         };
@@ -341,32 +342,34 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
             return Outcome::After;
         }
         match cid.get(i).map(str::trim) {
-            None | Some("") => return Outcome::Rejected("customer_id: missing or empty"),
+            None | Some("") => {
+                return Outcome::Rejected("customer_id: missing or empty", Some(ts_local))
+            }
             Some(s) if s.contains('\u{FFFD}') => {
-                return Outcome::Rejected("customer_id: not valid UTF-8")
+                return Outcome::Rejected("customer_id: not valid UTF-8", Some(ts_local))
             }
             _ => {}
         }
         if let Some(o) = order {
             if o.get(i).is_some_and(|s| s.contains('\u{FFFD}')) {
-                return Outcome::Rejected("order_id: not valid UTF-8");
+                return Outcome::Rejected("order_id: not valid UTF-8", Some(ts_local));
             }
         }
         if segs
             .iter()
             .any(|c| c.get(i).is_some_and(|s| s.contains('\u{FFFD}')))
         {
-            return Outcome::Rejected("segment: not valid UTF-8");
+            return Outcome::Rejected("segment: not valid UTF-8", Some(ts_local));
         }
         let amount = match amount.parse(i, decimals) {
             Ok(v) => v,
-            Err(err) => return Outcome::Rejected(money_reason("amount", err)),
+            Err(err) => return Outcome::Rejected(money_reason("amount", err), Some(ts_local)),
         };
         let cost = match &cost {
             None => 0,
             Some(c) => match c.parse(i, decimals) {
                 Ok(v) => v,
-                Err(err) => return Outcome::Rejected(money_reason("cost", err)),
+                Err(err) => return Outcome::Rejected(money_reason("cost", err), Some(ts_local)),
             },
         };
         Outcome::Used {
@@ -394,7 +397,7 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         fstats.rows_read += 1;
         match o {
             Outcome::After => fstats.rows_after_as_of += 1,
-            Outcome::Rejected(reason) => {
+            Outcome::Rejected(reason, ts_local) => {
                 fstats.rows_rejected += 1;
                 *out.stats
                     .rejects_by_reason
@@ -407,6 +410,7 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
                     customer_id: cid.get(i).map(str::to_string),
                     ts: ts.raw(i),
                     amount: amount.raw(i),
+                    ts_local,
                 });
             }
             Outcome::Used {
@@ -425,6 +429,7 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
                     _ => ROW_ORDER_BASE + line_no,
                 };
                 lines.order.push(okey);
+                lines.file.push(ctx.file_index as u32);
                 lines.ts_utc.push(ts_utc);
                 lines.ts_local.push(ts_local);
                 lines.amount.push(amount);

@@ -1,0 +1,184 @@
+//! One writer per output: a lock taken before publishing and released when the run ends. On
+//! local disk it is the file `{output}/_lock` created exclusively; on an object store the object
+//! `{output}/_lock` written with a conditional put (create only if absent). The lock names its
+//! holder (run id, pid, host, start time); a lock older than `output.lock_timeout_minutes` is a
+//! crashed run's and is taken over; `--force-unlock` removes any lock first.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Utc;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::config::Validated;
+use crate::storage::{block_on, Location, Remote};
+
+use super::SinkError;
+
+/// What the lock says about its holder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Holder {
+    run_id: String,
+    pid: u32,
+    host: String,
+    started_at: String,
+}
+
+/// Releases the lock when dropped.
+#[derive(Debug)]
+pub enum LockGuard {
+    Local(PathBuf),
+    Remote(Remote, object_store::path::Path),
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        match self {
+            LockGuard::Local(p) => {
+                if let Err(e) = std::fs::remove_file(&*p) {
+                    warn!(path = %p.display(), error = %e, "Could not release the output lock.");
+                }
+            }
+            LockGuard::Remote(r, key) => {
+                let store = Arc::clone(&r.store);
+                let k = key.clone();
+                if let Err(e) = block_on(async move { store.delete(&k).await }) {
+                    warn!(url = %r.url(key), error = %crate::storage::store_message(&e), "Could not release the output lock.");
+                }
+            }
+        }
+    }
+}
+
+fn holder(run_id: &str) -> Holder {
+    Holder {
+        run_id: run_id.to_string(),
+        pid: std::process::id(),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+        started_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }
+}
+
+fn locked(what: &str, text: &str) -> SinkError {
+    let who = serde_json::from_str::<Holder>(text)
+        .map(|h| {
+            format!(
+                "run {} (pid {} on {}, since {})",
+                h.run_id, h.pid, h.host, h.started_at
+            )
+        })
+        .unwrap_or_else(|_| "an unreadable lock".into());
+    SinkError::Locked(format!(
+        "{what} is locked by {who}; wait for that run to finish, or pass --force-unlock if it died"
+    ))
+}
+
+/// Takes the output lock for `run_id`.
+pub fn acquire(
+    output: &Location,
+    run_id: &str,
+    cfg: &Validated,
+    force: bool,
+) -> Result<LockGuard, SinkError> {
+    let timeout = chrono::Duration::minutes(cfg.config.output.lock_timeout_minutes as i64);
+    let me = serde_json::to_string(&holder(run_id)).unwrap_or_default();
+    match output {
+        Location::Local(root) => {
+            std::fs::create_dir_all(root).map_err(|e| super::io(root, e))?;
+            let path = root.join("_lock");
+            for attempt in 0..2 {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(mut f) => {
+                        f.write_all(me.as_bytes())
+                            .and_then(|_| f.sync_all())
+                            .map_err(|e| super::io(&path, e))?;
+                        info!(lock = %path.display(), "Output locked.");
+                        return Ok(LockGuard::Local(path));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {
+                        let text = std::fs::read_to_string(&path).unwrap_or_default();
+                        let age = std::fs::metadata(&path)
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .and_then(|d| chrono::Duration::from_std(d).ok())
+                            .unwrap_or_default();
+                        if force || age > timeout {
+                            warn!(lock = %path.display(), holder = %text, forced = force, "Removing a stale or forced output lock.");
+                            std::fs::remove_file(&path).map_err(|e| super::io(&path, e))?;
+                            continue;
+                        }
+                        return Err(locked(&root.display().to_string(), &text));
+                    }
+                    Err(e) => return Err(super::io(&path, e)),
+                }
+            }
+            Err(locked(&root.display().to_string(), ""))
+        }
+        Location::Remote(r) => {
+            let key = r.child("_lock");
+            for attempt in 0..2 {
+                let store = Arc::clone(&r.store);
+                let k = key.clone();
+                let body = me.clone().into_bytes();
+                let put = block_on(async move {
+                    store
+                        .put_opts(
+                            &k,
+                            PutPayload::from(body),
+                            PutOptions {
+                                mode: PutMode::Create,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                });
+                match put {
+                    Ok(_) => {
+                        info!(lock = %r.url(&key), "Output locked.");
+                        return Ok(LockGuard::Remote(r.clone(), key));
+                    }
+                    Err(object_store::Error::AlreadyExists { .. })
+                    | Err(object_store::Error::Precondition { .. })
+                        if attempt == 0 =>
+                    {
+                        let store = Arc::clone(&r.store);
+                        let k = key.clone();
+                        let got = block_on(async move {
+                            let g = store.get(&k).await?;
+                            let modified = g.meta.last_modified;
+                            let bytes = g.bytes().await?;
+                            Ok::<_, object_store::Error>((modified, bytes))
+                        });
+                        let (modified, text) = match got {
+                            Ok((m, b)) => (m, String::from_utf8_lossy(&b).to_string()),
+                            // Released in between: try again.
+                            Err(object_store::Error::NotFound { .. }) => continue,
+                            Err(e) => return Err(SinkError::Storage(r.op_err(&key, "get", e))),
+                        };
+                        if force || Utc::now() - modified > timeout {
+                            warn!(lock = %r.url(&key), holder = %text, forced = force, "Removing a stale or forced output lock.");
+                            let store = Arc::clone(&r.store);
+                            let k = key.clone();
+                            block_on(async move { store.delete(&k).await })
+                                .map_err(|e| SinkError::Storage(r.op_err(&key, "delete", e)))?;
+                            continue;
+                        }
+                        return Err(locked(&r.display, &text));
+                    }
+                    Err(e) => return Err(SinkError::Storage(r.op_err(&key, "put (lock)", e))),
+                }
+            }
+            Err(locked(&r.display, ""))
+        }
+    }
+}

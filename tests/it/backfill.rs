@@ -1,0 +1,160 @@
+//! Backfills (one pass over the inputs, one partition per date, each equal to a single run),
+//! reproducibility whatever later data the input holds, and the output lock.
+
+use crate::fixtures::FIXTURE_A;
+use crate::util::{assert_same, read_partition, Workspace, DEFAULT_COLUMNS};
+
+const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
+const MONTH_31: &str = "period = \"month\"\nchurn_window_days = 31";
+
+fn config_to(ws: &Workspace, out: &str) {
+    let cfg = crate::util::config(
+        &[&ws.path("tx.csv").display().to_string()],
+        &ws.path(out).display().to_string(),
+        DEFAULT_COLUMNS,
+        MONTH_31,
+        "",
+    );
+    ws.write("config.toml", cfg);
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn backfill_partitions_equal_single_runs() {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    config_to(&ws, "bf");
+    let o = ws.run(&[
+        "backfill",
+        "--config",
+        "config.toml",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-04-30",
+    ]);
+    ok(&o);
+    // Month ends of the range (the default --every is metrics.period).
+    let dates = ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"];
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("as_of 2024-").count(), 4, "{stdout}");
+    config_to(&ws, "single");
+    for d in dates {
+        ok(&ws.run(&["run", "--config", "config.toml", "--as-of", d]));
+        for t in TABLES {
+            let a = read_partition(&ws.path(&format!("bf/{t}/as_of={d}"))).0;
+            let b = read_partition(&ws.path(&format!("single/{t}/as_of={d}"))).0;
+            assert_same(&a, &b, &format!("{t} as of {d}"));
+        }
+        let m = |dir: &str| -> serde_json::Value {
+            serde_json::from_slice(
+                &std::fs::read(ws.path(&format!("{dir}/_manifests/as_of={d}.json"))).unwrap(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (m("bf"), m("single"));
+        for k in [
+            "rows_read",
+            "rows_used",
+            "rows_rejected",
+            "rows_after_as_of",
+            "customers",
+            "orders",
+            "rejects_by_reason",
+            "inputs",
+        ] {
+            assert_eq!(a[k], b[k], "manifest {k} as of {d}");
+        }
+    }
+    // As of 2024-01-31: 15 rows read; Jan lines used: a1, b1, e1 (2 lines), f1 = 5; the two bad
+    // rows are dated in January → rejected 2; the other 8 are after as_of.
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path("bf/_manifests/as_of=2024-01-31.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            m["rows_used"].as_u64(),
+            m["rows_rejected"].as_u64(),
+            m["rows_after_as_of"].as_u64()
+        ),
+        (Some(5), Some(2), Some(8))
+    );
+}
+
+#[test]
+fn later_data_does_not_change_an_earlier_as_of() {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    config_to(&ws, "out");
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-02-29"]));
+    let before: Vec<_> = TABLES
+        .iter()
+        .map(|t| read_partition(&ws.path(&format!("out/{t}/as_of=2024-02-29"))).0)
+        .collect();
+    // Later data: a refund of a's February order (nets into a2 at its time, so history from
+    // March on changes), a new customer, and a bad row — all after 2024-02-29.
+    let later = "a,a2,2024-03-05T10:00:00Z,-20.00,web\nz,z1,2024-05-01T10:00:00Z,5.00,app\nq,q1,2024-06-01T10:00:00Z,oops,web\n";
+    ws.write("tx.csv", format!("{FIXTURE_A}{later}"));
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-02-29"]));
+    for (t, b) in TABLES.iter().zip(&before) {
+        let a = read_partition(&ws.path(&format!("out/{t}/as_of=2024-02-29"))).0;
+        assert_same(&a, b, t);
+    }
+    // …while as of 2024-03-31 the refund is seen: a's revenue is 30 − 20 = 10.
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-03-31"]));
+    let t = ws.table("customers", "2024-03-31");
+    let a = t.find(&[("customer_id", "a")]);
+    assert_eq!(t.f64("revenue", a), Some(10.0));
+    // a2 is now worth 0 → not a purchase: a has one purchase left.
+    assert_eq!(t.int("orders", a), Some(1));
+}
+
+#[test]
+fn second_writer_fails_fast_naming_the_holder() {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    ws.config(&["tx.csv"], DEFAULT_COLUMNS, MONTH_31, "");
+    let holder = r#"{"run_id":"20260101T000000000Z-deadbeef","pid":4242,"host":"scheduler-7","started_at":"2026-01-01T00:00:00Z"}"#;
+    ws.write("out/_lock", holder);
+    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-15"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("locked by run 20260101T000000000Z-deadbeef (pid 4242 on scheduler-7"),
+        "{err}"
+    );
+    assert!(err.contains("--force-unlock"), "{err}");
+    assert!(
+        !ws.path("out/customers").exists(),
+        "nothing published while locked"
+    );
+
+    // --force-unlock takes it over; the lock is released at the end.
+    ok(&ws.run(&[
+        "run",
+        "--config",
+        "config.toml",
+        "--as-of",
+        "2024-04-15",
+        "--force-unlock",
+    ]));
+    assert!(!ws.path("out/_lock").exists());
+
+    // A lock older than output.lock_timeout_minutes is a crashed run's: taken over.
+    ws.write("out/_lock", holder);
+    let old = std::process::Command::new("touch")
+        .args([
+            "-d",
+            "2 days ago",
+            &ws.path("out/_lock").display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(old.success());
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-15"]));
+    assert!(!ws.path("out/_lock").exists());
+}
