@@ -495,3 +495,45 @@ fn azure_wrong_credentials_fail_clearly() {
         "the key is never printed: {line}"
     );
 }
+
+#[test]
+fn s3_lock_object_blocks_a_second_writer() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "locked");
+    let store = s3_store(&moto, "locked");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "50", "300");
+    let input = ws.path("tx.csv").display().to_string();
+    let holder = r#"{"run_id":"20260101T000000000Z-cafe","pid":7,"host":"airflow-worker-2","started_at":"2026-01-01T00:00:00Z"}"#;
+    put(&store, "out/_lock", holder.as_bytes().to_vec());
+    let out = run(&ws, &input, "s3://locked/out", &s3_env(&moto), "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("locked by run 20260101T000000000Z-cafe (pid 7 on airflow-worker-2"),
+        "{err}"
+    );
+    assert!(
+        list(&store, "out/customers").is_empty(),
+        "nothing published while locked"
+    );
+
+    let cfg = crate::util::config(&[&input], "s3://locked/out", COLUMNS, "", "");
+    ws.write("config.toml", cfg);
+    let o = ws.run_env(
+        &[
+            "run",
+            "--config",
+            "config.toml",
+            "--as-of",
+            AS_OF,
+            "--force-unlock",
+        ],
+        &s3_env(&moto),
+    );
+    assert_ok(&o);
+    assert!(
+        !list(&store, "out").iter().any(|(k, _)| k == "out/_lock"),
+        "lock released"
+    );
+}
