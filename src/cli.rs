@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, ConfigError, Validated};
@@ -83,10 +84,10 @@ pub struct RunArgs {
     #[arg(long, env = "CUSTOMER_VALUE_AS_OF")]
     pub as_of: Option<String>,
     /// Never show a progress bar.
-    #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS")]
+    #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS", value_parser = BoolishValueParser::new())]
     pub no_progress: bool,
     /// Remove another run's lock on the output before starting (only when it is known dead).
-    #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK")]
+    #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK", value_parser = BoolishValueParser::new())]
     pub force_unlock: bool,
 }
 
@@ -104,10 +105,10 @@ pub struct BackfillArgs {
     #[arg(long, value_enum, env = "CUSTOMER_VALUE_EVERY")]
     pub every: Option<Every>,
     /// Never show a progress bar.
-    #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS")]
+    #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS", value_parser = BoolishValueParser::new())]
     pub no_progress: bool,
     /// Remove another run's lock on the output before starting (only when it is known dead).
-    #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK")]
+    #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK", value_parser = BoolishValueParser::new())]
     pub force_unlock: bool,
 }
 
@@ -173,7 +174,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0.3, env = "CUSTOMER_VALUE_GEN_MULTI_LINE")]
     pub multi_line: f64,
     /// Leave out the cost column.
-    #[arg(long, env = "CUSTOMER_VALUE_GEN_NO_COST")]
+    #[arg(long, env = "CUSTOMER_VALUE_GEN_NO_COST", value_parser = BoolishValueParser::new())]
     pub no_cost: bool,
 }
 

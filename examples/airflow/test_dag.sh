@@ -24,5 +24,5 @@ manifest="$out/_manifests/as_of=$day.json"
 test -f "$manifest" || { echo "FAILED: no manifest $manifest"; tail -40 "$home/dags_test.log"; exit 1; }
 grep -q '"status": "complete"' "$manifest"
 ls "$out/customers/as_of=$day/"*.parquet > /dev/null
-echo "airflow dags test customer_value_daily $day: partition as_of=$day written ($(grep -o '"rows_used": [0-9]*' "$manifest"))"
+echo "airflow dags test customer_value_daily $day: partition as_of=$day written ($(grep -o '"rows_used": [0-9]*' "$manifest" | tail -1))"
 rm -rf "$home"

@@ -254,3 +254,19 @@ fn config_and_as_of_problems_reported_together() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn boolean_env_twins_accept_1_and_true() {
+    // Schedulers set flags through the environment as 1/true/yes.
+    let ws = ws_with(format!("{HEADER}a,1,2024-01-02,1.00,web\n"));
+    for v in ["1", "true", "yes"] {
+        let o = ws.run_env(
+            &["run", "--config", "config.toml", "--as-of", "2024-06-30"],
+            &[
+                ("CUSTOMER_VALUE_NO_PROGRESS".into(), v.into()),
+                ("CUSTOMER_VALUE_FORCE_UNLOCK".into(), v.into()),
+            ],
+        );
+        assert!(o.status.success(), "{v}: {}", stderr(&o));
+    }
+}
