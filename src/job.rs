@@ -76,6 +76,8 @@ impl Timings {
 struct Prepared {
     output: Location,
     ingested: Ingested,
+    /// Orders built ahead (a single run builds them once and frees the lines).
+    orders: Option<orders::Orders>,
     spend: Option<source::spend::Spend>,
     timings: Timings,
 }
@@ -122,6 +124,7 @@ fn prepare(cfg: &Validated, last_as_of: NaiveDate, progress: bool) -> Result<Pre
     Ok(Prepared {
         output,
         ingested,
+        orders: None,
         spend,
         timings,
     })
@@ -247,14 +250,18 @@ fn publish_date(
     let mut timings = prep.timings.clone();
     let ing = &prep.ingested;
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
-    let orders = timings.time("orders", || {
-        orders::build_until(&ing.lines, ing.customers.len(), ing.segments.len(), cutoff)
-    });
-    let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
+    let orders = match &prep.orders {
+        Some(o) => o,
+        None => &timings.time("orders", || {
+            orders::build_until(&ing.lines, ing.customers.len(), ing.segments.len(), cutoff)
+        }),
+    };
+    let mut ctx = Ctx::new(cfg, as_of, ing, orders);
     ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
     let tables = timings.time("metrics", || {
-        metrics::compute(ing, &orders, &ctx, &view.rejects)
+        metrics::compute(ing, orders, &ctx, &view.rejects)
     });
+    let n_orders = orders.orders.len() as u64;
     let as_of_s = as_of.format("%Y-%m-%d").to_string();
     let staged = timings.time("write", || {
         sink::stage(
@@ -300,7 +307,7 @@ fn publish_date(
         reject_ratio: view.reject_ratio,
         rejects_by_reason: view.rejects_by_reason,
         customers: tables.customers.num_rows() as u64,
-        orders: orders.orders.len() as u64,
+        orders: n_orders,
         tables: staged.tables().iter().cloned().collect(),
         timings_ms: timings.0.clone(),
     };
@@ -322,12 +329,18 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let span = info_span!("run", %run_id, %as_of);
     let _g = span.enter();
     info!(as_of_source, "Starting run.");
-    let prep = prepare(cfg, as_of, opts.progress)?;
-    let view = date_view(
-        &prep.ingested,
-        date_to_local_micros(as_of + Duration::days(1)),
-    );
+    let mut prep = prepare(cfg, as_of, opts.progress)?;
+    let cutoff = date_to_local_micros(as_of + Duration::days(1));
+    let view = date_view(&prep.ingested, cutoff);
     check(cfg, as_of, &view)?;
+    // One date: build the orders now and free the lines (the largest allocation) before the
+    // metrics, to keep the peak memory down.
+    let ing = &prep.ingested;
+    let orders = prep.timings.time("orders", || {
+        orders::build_until(&ing.lines, ing.customers.len(), ing.segments.len(), cutoff)
+    });
+    prep.ingested.lines = source::Lines::default();
+    prep.orders = Some(orders);
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     publish_date(cfg, &prep, as_of, as_of_source, &run_id, view)
 }

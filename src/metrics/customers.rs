@@ -4,6 +4,8 @@ use arrow::array::{
     Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
+use rayon::prelude::*;
+
 use crate::schema;
 use crate::source::Ingested;
 use crate::time::date_to_days;
@@ -13,7 +15,7 @@ use super::{arc, Ctx, CustomerRow};
 /// Builds the customers table.
 pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| {
+    order.par_sort_unstable_by(|&a, &b| {
         ingested
             .customers
             .get(rows[a].cust)

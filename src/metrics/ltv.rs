@@ -8,7 +8,7 @@ use arrow::array::{Date32Array, Float64Array, Int64Array, RecordBatch, StringArr
 use crate::schema;
 use crate::time::date_to_days;
 
-use super::{arc, Ctx, CustomerRow, ALL, ALL_SEGMENT};
+use super::{arc, rfm, Ctx, CustomerRow};
 
 /// Sums over a group of acquired customers (money in minor units).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -69,23 +69,28 @@ type Key = (String, String, Option<usize>);
 #[derive(Debug, Clone, Copy)]
 struct Cac(f64, Option<f64>, Option<f64>);
 
-/// Groups acquired customers by segment (and segment × cohort).
+/// Groups acquired customers by segment (and segment × cohort). Sums are kept in a dense
+/// array indexed by (slot, cohort + 1) — slot = a segment of `ctx.slots` or an rfm_segment
+/// value, cohort 0 = all cohorts — and only named (and sorted) at the end.
 pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
-    let mut out: BTreeMap<Key, LtvAcc> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.cohort.is_some()) {
-        let mut keys: Vec<(&str, &str)> = vec![(ALL, ALL_SEGMENT)];
+    let n_slots = ctx.slots.len() + rfm::SEGMENTS.len();
+    let width = ctx.frame.n_periods + 1;
+    let mut acc = vec![LtvAcc::default(); n_slots * width];
+    let mut slots: Vec<usize> = Vec::with_capacity(ctx.n_dims + 2);
+    for r in rows {
+        let Some(cohort) = r.cohort else { continue };
+        slots.clear();
+        slots.push(0);
         for d in 0..ctx.n_dims {
-            let (by, seg) = &ctx.slots.names[(ctx.slots.base[d] + r.segs[d]) as usize];
-            keys.push((by, seg));
+            slots.push((ctx.slots.base[d] + r.segs[d]) as usize);
         }
         if let Some(s) = r.rfm_segment {
-            keys.push(("rfm_segment", s));
+            let k = rfm::SEGMENTS.iter().position(|x| *x == s).unwrap_or(0);
+            slots.push(ctx.slots.len() + k);
         }
-        for (by, seg) in keys {
-            for cohort in [None, r.cohort] {
-                let a = out
-                    .entry((by.to_string(), seg.to_string(), cohort))
-                    .or_default();
+        for &slot in &slots {
+            for c in [0, cohort + 1] {
+                let a = &mut acc[slot * width + c];
                 a.customers += 1;
                 a.revenue += r.revenue;
                 a.cost += r.cost;
@@ -93,6 +98,23 @@ pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
                 a.lifespan_months += r.lifespan_months.unwrap_or(0);
             }
         }
+    }
+    let mut out = BTreeMap::new();
+    for (i, a) in acc.into_iter().enumerate() {
+        if a.customers == 0 {
+            continue;
+        }
+        let (slot, c) = (i / width, i % width);
+        let (by, seg) = if slot < ctx.slots.len() {
+            let (b, s) = &ctx.slots.names[slot];
+            (b.clone(), s.clone())
+        } else {
+            (
+                "rfm_segment".to_string(),
+                rfm::SEGMENTS[slot - ctx.slots.len()].to_string(),
+            )
+        };
+        out.insert((by, seg, c.checked_sub(1)), a);
     }
     out
 }

@@ -83,7 +83,10 @@ pub fn ingest(
         let Scan {
             frame, _download, ..
         } = scan;
-        let callback = PlanCallback::new(move |df: DataFrame| {
+        let callback = PlanCallback::new(move |mut df: DataFrame| {
+            // One chunk per column: ChunkedArray::get is then O(1) instead of a walk over the
+            // streaming engine's small morsels (this alone was most of the read time).
+            df.rechunk_mut_par();
             let rows = df.height() as u64;
             let mut st = st2.lock().expect("ingest state");
             if let Err(e) = process_batch(&df, &kinds, &ctx, &mut st) {
