@@ -80,6 +80,60 @@ impl Dict {
     }
 }
 
+/// Shards of the customer interner. Customers are split by a hash of their id, so each shard
+/// can intern its rows in parallel; a customer id is `local id × SHARDS + shard`. Ids are then
+/// nearly dense (shards fill evenly); the few unused ids have no orders and produce no rows.
+pub const SHARDS: usize = 16;
+
+/// Which shard a customer id (text) belongs to.
+pub fn shard_of(s: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    s.hash(&mut h);
+    // The high bits of FxHash mix best.
+    (h.finish() >> 56) as usize % SHARDS
+}
+
+/// Customer-id interner, sharded so batches are interned in parallel.
+#[derive(Debug)]
+pub struct ShardedDict {
+    pub shards: Vec<Dict>,
+}
+
+impl Default for ShardedDict {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Dict::default()).collect(),
+        }
+    }
+}
+
+impl ShardedDict {
+    /// Interns one value (sequential path, for tests and small inputs).
+    pub fn intern(&mut self, s: &str) -> u32 {
+        let k = shard_of(s);
+        self.shards[k].intern(s) * SHARDS as u32 + k as u32
+    }
+
+    pub fn get(&self, id: u32) -> &str {
+        self.shards[id as usize % SHARDS].get(id / SHARDS as u32)
+    }
+
+    /// Size of the id space (ids are below this).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(Dict::len).max().unwrap_or(0) * SHARDS
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(Dict::is_empty)
+    }
+
+    /// Number of distinct customers interned.
+    pub fn count(&self) -> usize {
+        self.shards.iter().map(Dict::len).sum()
+    }
+}
+
 /// Interner for keys that are only compared, never printed (order ids): no copy of the text
 /// is kept besides the map's.
 #[derive(Debug, Default)]
@@ -173,7 +227,7 @@ pub struct IngestStats {
 #[derive(Debug, Default)]
 pub struct Ingested {
     pub lines: Lines,
-    pub customers: Dict,
+    pub customers: ShardedDict,
     /// One dictionary per configured segment column, in config order.
     pub segments: Vec<Dict>,
     pub has_cost: bool,

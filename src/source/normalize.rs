@@ -43,7 +43,7 @@ pub fn ingest(
             has_cost: cfg.config.input.columns.cost.is_some(),
             ..Default::default()
         },
-        orders: KeyDict::default(),
+        orders: (0..super::SHARDS).map(|_| KeyDict::default()).collect(),
         error: None,
     }));
     let bar = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
@@ -167,7 +167,8 @@ fn progress_bar(enabled: bool, total_bytes: u64) -> Option<indicatif::ProgressBa
 
 struct State {
     out: Ingested,
-    orders: KeyDict,
+    /// Order ids per customer shard (an order key only has to be unique within a customer).
+    orders: Vec<KeyDict>,
     error: Option<String>,
 }
 
@@ -388,15 +389,16 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         .flat_map_iter(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(classify))
         .collect();
 
-    // Sequential merge: interning and appends.
+    // Merge: rejects and counts first; customer and order ids are interned in parallel per
+    // customer shard; then the appends.
     let State { out, orders, .. } = st;
     let fstats = out
         .stats
         .files
         .get_mut(ctx.file_index)
         .ok_or("internal: file stats missing")?;
-    let lines: &mut Lines = &mut out.lines;
-    for (i, o) in outcomes.into_iter().enumerate() {
+    let mut used: Vec<usize> = Vec::with_capacity(n);
+    for (i, o) in outcomes.iter().enumerate() {
         fstats.rows_read += 1;
         match o {
             Outcome::After => fstats.rows_after_as_of += 1,
@@ -413,40 +415,80 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
                     customer_id: cid.get(i).map(str::to_string),
                     ts: ts.raw(i),
                     amount: amount.raw(i),
-                    ts_local,
+                    ts_local: *ts_local,
                 });
             }
-            Outcome::Used {
-                ts_utc,
-                ts_local,
-                amount,
-                cost,
-            } => {
+            Outcome::Used { .. } => {
                 fstats.rows_used += 1;
-                let line_no = lines.cust.len() as u64;
-                lines
-                    .cust
-                    .push(out.customers.intern(cid.get(i).unwrap_or("").trim()));
-                let okey = match order.and_then(|o| o.get(i)).map(str::trim) {
-                    Some(s) if !s.is_empty() => orders.intern(s) as u64,
-                    _ => ROW_ORDER_BASE + line_no,
-                };
-                lines.order.push(okey);
-                lines.file.push(ctx.file_index as u32);
-                lines.ts_utc.push(ts_utc);
-                lines.ts_local.push(ts_local);
-                lines.amount.push(amount);
-                if kinds.cost.is_some() {
-                    lines.cost.push(cost);
-                }
-                for (d, c) in segs.iter().enumerate() {
-                    let v = match c.get(i).map(str::trim) {
-                        Some(s) if !s.is_empty() => s,
-                        _ => UNKNOWN_SEGMENT,
-                    };
-                    lines.seg.push(out.segments[d].intern(v));
-                }
+                used.push(i);
             }
+        }
+    }
+    let first_line = out.lines.cust.len() as u64;
+    let cid_of = |i: usize| cid.get(i).unwrap_or("").trim();
+    let shard: Vec<u8> = used
+        .par_iter()
+        .map(|&i| super::shard_of(cid_of(i)) as u8)
+        .collect();
+    let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); super::SHARDS];
+    for (pos, &k) in shard.iter().enumerate() {
+        by_shard[k as usize].push(pos);
+    }
+    // (position in `used`, customer id, order key) per shard, interned in parallel.
+    let ids: Vec<Vec<(usize, u32, u64)>> = out
+        .customers
+        .shards
+        .par_iter_mut()
+        .zip(orders.par_iter_mut())
+        .zip(by_shard.par_iter())
+        .enumerate()
+        .map(|(k, ((cdict, odict), positions))| {
+            positions
+                .iter()
+                .map(|&pos| {
+                    let i = used[pos];
+                    let c = cdict.intern(cid_of(i)) * super::SHARDS as u32 + k as u32;
+                    let okey = match order.and_then(|o| o.get(i)).map(str::trim) {
+                        Some(s) if !s.is_empty() => odict.intern(s) as u64,
+                        _ => ROW_ORDER_BASE + first_line + pos as u64,
+                    };
+                    (pos, c, okey)
+                })
+                .collect()
+        })
+        .collect();
+    let mut cust = vec![0u32; used.len()];
+    let mut okeys = vec![0u64; used.len()];
+    for (pos, c, o) in ids.into_iter().flatten() {
+        cust[pos] = c;
+        okeys[pos] = o;
+    }
+    let lines: &mut Lines = &mut out.lines;
+    lines.cust.extend_from_slice(&cust);
+    lines.order.extend_from_slice(&okeys);
+    for &i in &used {
+        let Outcome::Used {
+            ts_utc,
+            ts_local,
+            amount,
+            cost,
+        } = outcomes[i]
+        else {
+            continue;
+        };
+        lines.file.push(ctx.file_index as u32);
+        lines.ts_utc.push(ts_utc);
+        lines.ts_local.push(ts_local);
+        lines.amount.push(amount);
+        if kinds.cost.is_some() {
+            lines.cost.push(cost);
+        }
+        for (d, c) in segs.iter().enumerate() {
+            let v = match c.get(i).map(str::trim) {
+                Some(s) if !s.is_empty() => s,
+                _ => UNKNOWN_SEGMENT,
+            };
+            lines.seg.push(out.segments[d].intern(v));
         }
     }
     debug!(rows = n, "Normalized batch.");
