@@ -145,6 +145,33 @@ fn local_tables(ws: &Workspace, input: &str) -> Vec<arrow::array::RecordBatch> {
         .collect()
 }
 
+/// Uploads tx.csv to `{base}/in/`, runs `{base}/in/tx.csv` → `{base}/out`, downloads the
+/// tables and compares them with the local run's.
+fn round_trip(
+    ws: &Workspace,
+    store: &Arc<dyn ObjectStore>,
+    base: &str,
+    env: &[(String, String)],
+    local: &[arrow::array::RecordBatch],
+) {
+    put(
+        store,
+        "in/tx.csv",
+        std::fs::read(ws.path("tx.csv")).unwrap(),
+    );
+    let out = run(
+        ws,
+        &format!("{base}/in/tx.csv"),
+        &format!("{base}/out"),
+        env,
+        "",
+    );
+    assert_ok(&out);
+    let dir = ws.path(&format!("from_{}", base.replace([':', '/'], "_")));
+    download(store, "out", &dir);
+    assert_same_tables(local, &dir);
+}
+
 /// Same columns and values (the file metadata differs: it names each run).
 fn assert_same_tables(expected: &[arrow::array::RecordBatch], dir: &std::path::Path) {
     for (t, want) in TABLES.iter().zip(expected) {
@@ -162,21 +189,7 @@ fn s3_to_s3_equals_local_with_globs_and_hive() {
     generate(&ws, "tx.csv", "400", "4000");
     let local = local_tables(&ws, "tx.csv");
 
-    put(
-        &store,
-        "in/tx.csv",
-        std::fs::read(ws.path("tx.csv")).unwrap(),
-    );
-    let out = run(
-        &ws,
-        "s3://cv-test/in/tx.csv",
-        "s3://cv-test/out",
-        &s3_env(&moto),
-        "",
-    );
-    assert_ok(&out);
-    download(&store, "out", &ws.path("from_s3"));
-    assert_same_tables(&local, &ws.path("from_s3"));
+    round_trip(&ws, &store, "s3://cv-test", &s3_env(&moto), &local);
     let manifest: serde_json::Value =
         serde_json::from_slice(&get(&store, &format!("out/_manifests/as_of={AS_OF}.json")))
             .unwrap();
@@ -294,21 +307,7 @@ fn azure_run_equals_local() {
             .build()
             .unwrap(),
     );
-    put(
-        &store,
-        "in/tx.csv",
-        std::fs::read(ws.path("tx.csv")).unwrap(),
-    );
-    let out = run(
-        &ws,
-        "az://cvtest/in/tx.csv",
-        "az://cvtest/out",
-        &azure_env(&az),
-        "",
-    );
-    assert_ok(&out);
-    download(&store, "out", &ws.path("from_az"));
-    assert_same_tables(&local, &ws.path("from_az"));
+    round_trip(&ws, &store, "az://cvtest", &azure_env(&az), &local);
 }
 
 #[test]
