@@ -399,7 +399,11 @@ pub fn backfill(
         )));
     }
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
-    let bar = dates_bar(opts.progress, dates.len() as u64);
+    let bar = source::normalize::progress_bar(
+        opts.progress,
+        dates.len() as u64,
+        "backfill [{bar:30}] {pos}/{len} dates, last {msg} ({elapsed})",
+    );
     let mut out = Vec::new();
     for (d, view) in dates.iter().zip(views) {
         let span = info_span!("as_of", as_of = %d);
@@ -417,22 +421,6 @@ pub fn backfill(
         warn!("Backfill published fewer dates than planned.");
     }
     Ok(out)
-}
-
-/// Progress per as_of date, only on a terminal.
-fn dates_bar(enabled: bool, n: u64) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !enabled || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(n);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "backfill [{bar:30}] {pos}/{len} dates, last {msg} ({elapsed})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    Some(bar)
 }
 
 /// One input file's check result for `validate`.

@@ -46,7 +46,11 @@ pub fn ingest(
         orders: (0..super::SHARDS).map(|_| KeyDict::default()).collect(),
         error: None,
     }));
-    let bar = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
+    let bar = progress_bar(
+        opts.progress,
+        files.iter().map(|f| f.size).sum(),
+        "{spinner} reading [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})",
+    );
     for (fi, file) in files.iter().enumerate() {
         let span = info_span!("read", file = %file.display);
         let _g = span.enter();
@@ -150,16 +154,15 @@ pub fn ingest(
     Ok(out)
 }
 
-fn progress_bar(enabled: bool, total_bytes: u64) -> Option<indicatif::ProgressBar> {
+/// A progress bar on stderr, only when enabled and stderr is a terminal (never in logs).
+pub fn progress_bar(enabled: bool, len: u64, template: &str) -> Option<indicatif::ProgressBar> {
     if !enabled || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(total_bytes);
+    let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} reading [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     Some(bar)
