@@ -151,26 +151,38 @@ const SHARD: usize = 2048;
 /// id order) and the merged accumulators.
 pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     let n = orders.n_customers();
-    let parts: Vec<(Vec<CustomerRow>, Acc)> = (0..n.div_ceil(SHARD))
+    // fold/reduce keeps one accumulator per worker (not one per shard): their size grows with
+    // segments × periods. Every sum is an integer, so the merge order does not matter, and the
+    // rows are sorted later where order matters.
+    let (mut rows, acc) = (0..n.div_ceil(SHARD))
         .into_par_iter()
-        .map(|s| {
-            let mut acc = Acc::new(ctx);
-            let rows = (s * SHARD..((s + 1) * SHARD).min(n))
-                // A customer whose lines all come after the cutoff does not exist yet.
-                .filter(|&c| !orders.of(c).is_empty())
-                .map(|c| {
-                    fold::fold_customer(c as u32, orders.of(c), orders.seg_of(c), ctx, &mut acc)
-                })
-                .collect();
-            (rows, acc)
-        })
-        .collect();
-    let mut rows = Vec::with_capacity(n);
-    let mut acc = Acc::new(ctx);
-    for (r, a) in parts {
-        rows.extend(r);
-        acc.merge(a);
-    }
+        .fold(
+            || (Vec::new(), Acc::new(ctx)),
+            |(mut rows, mut acc), s| {
+                for c in s * SHARD..((s + 1) * SHARD).min(n) {
+                    // A customer whose lines all come after the cutoff does not exist yet.
+                    if !orders.of(c).is_empty() {
+                        rows.push(fold::fold_customer(
+                            c as u32,
+                            orders.of(c),
+                            orders.seg_of(c),
+                            ctx,
+                            &mut acc,
+                        ));
+                    }
+                }
+                (rows, acc)
+            },
+        )
+        .reduce(
+            || (Vec::new(), Acc::new(ctx)),
+            |(mut r1, mut a1), (r2, a2)| {
+                r1.extend(r2);
+                a1.merge(a2);
+                (r1, a1)
+            },
+        );
+    rows.sort_unstable_by_key(|r| r.cust);
     (rows, acc)
 }
 

@@ -20,6 +20,9 @@ use super::{
     UNKNOWN_SEGMENT,
 };
 
+/// Earliest accepted transaction time: 1900-01-01 (local µs).
+const MIN_TS: i64 = -25_567 * crate::time::MICROS_PER_DAY;
+
 /// What the source stage needs besides the config.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestOptions {
@@ -345,6 +348,10 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
             Ts::Utc(u) => (u, zone.utc_to_local(u)),
             Ts::Local(l) => (zone.local_to_utc(l), l),
         };
+        if ts_local < MIN_TS {
+            // A typo like 0024-01-01 would otherwise stretch the tables over 2000 years.
+            return Outcome::Rejected("ts: before 1900-01-01", Some(ts_local));
+        }
         if ts_local >= cutoff {
             return Outcome::After;
         }

@@ -270,3 +270,17 @@ fn boolean_env_twins_accept_1_and_true() {
         assert!(o.status.success(), "{v}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn ancient_timestamps_are_rejected_not_stretched_over_centuries() {
+    // "0024" instead of "2024": rejected, so the tables still start in 2024.
+    let ws = ws_with(format!(
+        "{HEADER}a,1,2024-01-02,1.00,web\nb,2,0024-01-02,1.00,web\nc,3,2024-02-02,1.00,web\n"
+    ));
+    ws.run_ok("2024-06-30");
+    let r = ws.table("rejects", "2024-06-30");
+    assert_eq!(r.str("reason", 0).as_deref(), Some("ts: before 1900-01-01"));
+    let t = ws.table("retention", "2024-06-30");
+    let all = t.filter(&[("segment", "__all__")]);
+    assert_eq!(all.len(), 6, "Jan..Jun 2024");
+}
