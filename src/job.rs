@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use chrono::{Datelike, Duration, NaiveDate, Utc};
-use tracing::{info, info_span, warn};
+use tracing::{info, info_span};
 
 use crate::config::Validated;
 use crate::metrics::{self, Ctx};
@@ -416,9 +416,6 @@ pub fn backfill(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
-    }
-    if out.len() != dates.len() {
-        warn!("Backfill published fewer dates than planned.");
     }
     Ok(out)
 }

@@ -204,6 +204,20 @@ fn client(cfg: &StorageConfig) -> ClientOptions {
         )
 }
 
+/// Parses `[storage.options]` keys as one store's configuration keys; an unknown key is named.
+fn config_keys<'a, K: FromStr>(
+    opts: &'a std::collections::BTreeMap<String, String>,
+    kind: &str,
+) -> Result<Vec<(K, &'a String)>, String> {
+    opts.iter()
+        .map(|(k, v)| {
+            K::from_str(k)
+                .map(|key| (key, v))
+                .map_err(|_| format!("storage.options.{k}: not {kind} option"))
+        })
+        .collect()
+}
+
 /// Opens a location. Local paths (and `file://` URLs) stay paths; other URLs get a store.
 pub fn open(s: &str, cfg: &StorageConfig) -> Result<Location, StorageError> {
     if !is_url(s) {
@@ -237,9 +251,7 @@ pub fn open(s: &str, cfg: &StorageConfig) -> Result<Location, StorageError> {
                 .with_client_options(client(cfg))
                 // Conditional manifest updates (If-Match on the ETag).
                 .with_conditional_put(S3ConditionalPut::ETagMatch);
-            for (k, v) in opts {
-                let key = AmazonS3ConfigKey::from_str(k)
-                    .map_err(|_| bad(format!("storage.options.{k}: not an S3 option")))?;
+            for (key, v) in config_keys::<AmazonS3ConfigKey>(opts, "an S3").map_err(bad)? {
                 b = b.with_config(key, v);
             }
             Arc::new(b.build().map_err(|e| bad(store_message(&e)))?)
@@ -249,9 +261,7 @@ pub fn open(s: &str, cfg: &StorageConfig) -> Result<Location, StorageError> {
                 .with_url(url.as_str())
                 .with_retry(retry(cfg))
                 .with_client_options(client(cfg));
-            for (k, v) in opts {
-                let key = GoogleConfigKey::from_str(k)
-                    .map_err(|_| bad(format!("storage.options.{k}: not a GCS option")))?;
+            for (key, v) in config_keys::<GoogleConfigKey>(opts, "a GCS").map_err(bad)? {
                 b = b.with_config(key, v);
             }
             Arc::new(b.build().map_err(|e| bad(store_message(&e)))?)
@@ -261,9 +271,7 @@ pub fn open(s: &str, cfg: &StorageConfig) -> Result<Location, StorageError> {
                 .with_url(url.as_str())
                 .with_retry(retry(cfg))
                 .with_client_options(client(cfg));
-            for (k, v) in opts {
-                let key = AzureConfigKey::from_str(k)
-                    .map_err(|_| bad(format!("storage.options.{k}: not an Azure option")))?;
+            for (key, v) in config_keys::<AzureConfigKey>(opts, "an Azure").map_err(bad)? {
                 b = b.with_config(key, v);
             }
             Arc::new(b.build().map_err(|e| bad(store_message(&e)))?)
@@ -340,6 +348,21 @@ mod tests {
             "https://host/x.csv?<redacted>"
         );
         assert_eq!(redact("s3://bucket/a/b"), "s3://bucket/a/b");
+    }
+
+    #[test]
+    fn unknown_store_option_is_named() {
+        let mut opts = std::collections::BTreeMap::new();
+        opts.insert("aws_region".to_string(), "eu-west-1".to_string());
+        assert_eq!(
+            config_keys::<AmazonS3ConfigKey>(&opts, "an S3")
+                .unwrap()
+                .len(),
+            1
+        );
+        opts.insert("aws_regoin".to_string(), "x".to_string());
+        let err = config_keys::<AmazonS3ConfigKey>(&opts, "an S3").unwrap_err();
+        assert_eq!(err, "storage.options.aws_regoin: not an S3 option");
     }
 
     #[test]
