@@ -87,7 +87,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("orders_build", |b| {
         b.iter(|| orders::build(black_box(&ing.lines), ing.customers.len(), 1))
     });
-    let ord = orders::build(&ing.lines, ing.customers.len(), 1);
+    let built = orders::build(&ing.lines, ing.customers.len(), 1);
+    let ord = built.at(i64::MAX);
     let ctx = Ctx::new(&cfg, as_of, &ing, &ord);
     g.bench_function("customer_fold", |b| {
         b.iter(|| metrics::fold_all(black_box(&ord), &ctx))

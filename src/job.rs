@@ -76,8 +76,8 @@ impl Timings {
 struct Prepared {
     output: Location,
     ingested: Ingested,
-    /// Orders built ahead (a single run builds them once and frees the lines).
-    orders: Option<orders::Orders>,
+    /// Orders built once for the last date; every date sees them `at` its own cutoff.
+    orders: orders::Orders,
     spend: Option<source::spend::Spend>,
     timings: Timings,
 }
@@ -124,7 +124,7 @@ fn prepare(cfg: &Validated, last_as_of: NaiveDate, progress: bool) -> Result<Pre
     Ok(Prepared {
         output,
         ingested,
-        orders: None,
+        orders: orders::Orders::default(),
         spend,
         timings,
     })
@@ -250,18 +250,13 @@ fn publish_date(
     let mut timings = prep.timings.clone();
     let ing = &prep.ingested;
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
-    let orders = match &prep.orders {
-        Some(o) => o,
-        None => &timings.time("orders", || {
-            orders::build_until(&ing.lines, ing.customers.len(), ing.segments.len(), cutoff)
-        }),
-    };
-    let mut ctx = Ctx::new(cfg, as_of, ing, orders);
+    let orders = prep.orders.at(cutoff);
+    let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
     ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
     let tables = timings.time("metrics", || {
-        metrics::compute(ing, orders, &ctx, &view.rejects)
+        metrics::compute(ing, &orders, &ctx, &view.rejects)
     });
-    let n_orders = orders.orders.len() as u64;
+    let n_orders = orders.count() as u64;
     let as_of_s = as_of.format("%Y-%m-%d").to_string();
     let staged = timings.time("write", || {
         sink::stage(
@@ -333,16 +328,20 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let view = date_view(&prep.ingested, cutoff);
     check(cfg, as_of, &view)?;
-    // One date: build the orders now and free the lines (the largest allocation) before the
-    // metrics, to keep the peak memory down.
-    let ing = &prep.ingested;
-    let orders = prep.timings.time("orders", || {
-        orders::build_until(&ing.lines, ing.customers.len(), ing.segments.len(), cutoff)
-    });
-    prep.ingested.lines = source::Lines::default();
-    prep.orders = Some(orders);
+    build_orders(&mut prep);
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     publish_date(cfg, &prep, as_of, as_of_source, &run_id, view)
+}
+
+/// Builds the orders once from every line read (all dates of a backfill share them) and frees
+/// the lines, the largest allocation, before the metrics: the date views, which need the lines,
+/// are taken before this.
+fn build_orders(prep: &mut Prepared) {
+    let ing = &prep.ingested;
+    prep.orders = prep.timings.time("orders", || {
+        orders::build(&ing.lines, ing.customers.len(), ing.segments.len())
+    });
+    prep.ingested.lines = source::Lines::default();
 }
 
 /// The as_of dates of a backfill: every end of a `every` period within [from, to].
@@ -380,7 +379,7 @@ pub fn backfill(
     let span = info_span!("backfill", %run_id, dates = dates.len());
     let _g = span.enter();
     info!(first = %dates[0], last = %last, "Starting backfill.");
-    let prep = prepare(cfg, last, opts.progress)?;
+    let mut prep = prepare(cfg, last, opts.progress)?;
     let views: Vec<DateView> = dates
         .iter()
         .map(|d| date_view(&prep.ingested, date_to_local_micros(*d + Duration::days(1))))
@@ -398,6 +397,7 @@ pub fn backfill(
             problems.join(" | ")
         )));
     }
+    build_orders(&mut prep);
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     let bar = source::normalize::progress_bar(
         opts.progress,

@@ -3,6 +3,8 @@
 //! cost = sum of line costs — and lays them out per customer in time order (CSR layout), in
 //! parallel over customer shards.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use crate::source::Lines;
@@ -27,6 +29,12 @@ impl Order {
 }
 
 /// Orders of all customers: customer `c` owns `orders[start[c]..start[c + 1]]`, sorted by time.
+///
+/// The orders are built once for the latest cutoff; `at(cutoff)` then gives them as of any
+/// earlier cutoff without rebuilding: an order exists at a cutoff when its first line is before
+/// it, so a customer's orders at a cutoff are a prefix of their time-ordered orders, and only an
+/// order whose lines have different times ("late lines", e.g. a refund netted into it later)
+/// needs its value summed again from the lines before the cutoff.
 #[derive(Debug, Default)]
 pub struct Orders {
     pub start: Vec<usize>,
@@ -34,6 +42,18 @@ pub struct Orders {
     /// Segment value ids of each order (those of its earliest line), `n_dims` per order.
     pub seg: Vec<u32>,
     pub n_dims: usize,
+    /// Per customer: the latest time of a late line of any of their orders (i64::MIN if none).
+    pub late_max: Vec<i64>,
+    /// Lines of every order that has late lines, by order index.
+    pub late: rustc_hash::FxHashMap<usize, Box<[LateLine]>>,
+}
+
+/// One line of an order whose lines have different times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LateLine {
+    pub ts_local: i64,
+    pub amount: i64,
+    pub cost: i64,
 }
 
 impl Orders {
@@ -49,6 +69,77 @@ impl Orders {
     /// Segment ids of customer `c`'s orders (`n_dims` per order).
     pub fn seg_of(&self, c: usize) -> &[u32] {
         &self.seg[self.start[c] * self.n_dims..self.start[c + 1] * self.n_dims]
+    }
+
+    /// The orders as of `cutoff` (local µs): only lines before it count.
+    pub fn at(&self, cutoff: i64) -> AsOf<'_> {
+        AsOf {
+            orders: self,
+            cutoff,
+        }
+    }
+}
+
+/// The orders as seen at a cutoff (see `Orders`).
+#[derive(Debug, Clone, Copy)]
+pub struct AsOf<'a> {
+    pub orders: &'a Orders,
+    pub cutoff: i64,
+}
+
+impl<'a> AsOf<'a> {
+    pub fn n_customers(&self) -> usize {
+        self.orders.n_customers()
+    }
+
+    /// Customer `c`'s orders before the cutoff (values as of the cutoff) and their segment ids.
+    /// Empty when the customer has no line before the cutoff.
+    pub fn of(&self, c: usize) -> (Cow<'a, [Order]>, &'a [u32]) {
+        let o = self.orders;
+        let all = o.of(c);
+        let n = all.partition_point(|x| x.ts_local < self.cutoff);
+        let seg = &o.seg[o.start[c] * o.n_dims..(o.start[c] + n) * o.n_dims];
+        if o.late_max[c] < self.cutoff {
+            return (Cow::Borrowed(&all[..n]), seg);
+        }
+        let mut own = all[..n].to_vec();
+        for (k, order) in own.iter_mut().enumerate() {
+            if let Some(lines) = o.late.get(&(o.start[c] + k)) {
+                *order = Order {
+                    value: 0,
+                    refunds: 0,
+                    cost: 0,
+                    ..*order
+                };
+                for l in lines.iter().filter(|l| l.ts_local < self.cutoff) {
+                    order.value += l.amount;
+                    if l.amount < 0 {
+                        order.refunds -= l.amount;
+                    }
+                    order.cost += l.cost;
+                }
+            }
+        }
+        (Cow::Owned(own), seg)
+    }
+
+    /// Local time of the earliest order before the cutoff.
+    pub fn earliest(&self) -> Option<i64> {
+        (0..self.n_customers())
+            .filter_map(|c| self.orders.of(c).first().map(|o| o.ts_local))
+            .filter(|&t| t < self.cutoff)
+            .min()
+    }
+
+    /// Number of orders before the cutoff.
+    pub fn count(&self) -> usize {
+        (0..self.n_customers())
+            .map(|c| {
+                self.orders
+                    .of(c)
+                    .partition_point(|x| x.ts_local < self.cutoff)
+            })
+            .sum()
     }
 }
 
@@ -85,7 +176,14 @@ pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64
     }
     let has_cost = !lines.cost.is_empty();
 
-    let shards: Vec<(Vec<usize>, Vec<Order>, Vec<u32>)> = (0..n_customers.div_ceil(SHARD))
+    type Shard = (
+        Vec<usize>,
+        Vec<Order>,
+        Vec<u32>,
+        Vec<i64>,
+        Vec<(usize, Box<[LateLine]>)>,
+    );
+    let shards: Vec<Shard> = (0..n_customers.div_ceil(SHARD))
         .into_par_iter()
         .map(|s| {
             let c0 = s * SHARD;
@@ -94,7 +192,9 @@ pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64
             let mut orders = Vec::new();
             let mut segs = Vec::new();
             let mut idx: Vec<u32> = Vec::new();
-            let mut keyed: Vec<(Order, u64, u32)> = Vec::new();
+            let mut keyed: Vec<(Order, u64, u32, Option<Box<[LateLine]>>)> = Vec::new();
+            let mut late_max = Vec::with_capacity(c1 - c0);
+            let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
             for c in c0..c1 {
                 idx.clear();
                 idx.extend_from_slice(&perm[start[c]..start[c + 1]]);
@@ -103,10 +203,12 @@ pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64
                     (lines.order[i], lines.ts_local[i], i)
                 });
                 keyed.clear();
+                let mut my_late_max = i64::MIN;
                 let mut k = 0;
                 while k < idx.len() {
                     let first = idx[k] as usize;
                     let key = lines.order[first];
+                    let k0 = k;
                     let mut o = Order {
                         ts_local: lines.ts_local[first],
                         ts_utc: lines.ts_utc[first],
@@ -126,17 +228,37 @@ pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64
                         }
                         k += 1;
                     }
-                    keyed.push((o, key, first as u32));
+                    // Lines sorted by time within the order: the last one is the latest.
+                    let last_ts = lines.ts_local[idx[k - 1] as usize];
+                    let own_lines = (last_ts > o.ts_local).then(|| {
+                        my_late_max = my_late_max.max(last_ts);
+                        idx[k0..k]
+                            .iter()
+                            .map(|&i| {
+                                let i = i as usize;
+                                LateLine {
+                                    ts_local: lines.ts_local[i],
+                                    amount: lines.amount[i],
+                                    cost: if has_cost { lines.cost[i] } else { 0 },
+                                }
+                            })
+                            .collect()
+                    });
+                    keyed.push((o, key, first as u32, own_lines));
                 }
-                keyed.sort_unstable_by_key(|(o, key, _)| (o.ts_local, *key));
+                keyed.sort_unstable_by_key(|(o, key, _, _)| (o.ts_local, *key));
                 counts.push(keyed.len());
-                for (o, _, first) in &keyed {
-                    orders.push(*o);
-                    let f = *first as usize;
+                late_max.push(my_late_max);
+                for (o, _, first, own_lines) in keyed.drain(..) {
+                    if let Some(l) = own_lines {
+                        late.push((orders.len(), l));
+                    }
+                    orders.push(o);
+                    let f = first as usize;
                     segs.extend_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
                 }
             }
-            (counts, orders, segs)
+            (counts, orders, segs, late_max, late)
         })
         .collect();
 
@@ -146,15 +268,21 @@ pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64
         orders: Vec::with_capacity(total),
         seg: Vec::with_capacity(total * n_dims),
         n_dims,
+        late_max: Vec::with_capacity(n_customers),
+        late: Default::default(),
     };
     out.start.push(0);
-    for (counts, orders, segs) in shards {
+    for (counts, orders, segs, late_max, late) in shards {
         for n in counts {
             let last = *out.start.last().unwrap_or(&0);
             out.start.push(last + n);
         }
+        let base = out.orders.len();
+        out.late
+            .extend(late.into_iter().map(|(i, l)| (base + i, l)));
         out.orders.extend(orders);
         out.seg.extend(segs);
+        out.late_max.extend(late_max);
     }
     out
 }
@@ -190,5 +318,47 @@ mod tests {
         // Segment of the order = that of its earliest line (t=3 → seg 2).
         assert_eq!(o.seg_of(0), &[5, 2]);
         assert_eq!(o.of(1)[0].value, 400);
+    }
+
+    #[test]
+    fn orders_at_a_cutoff_equal_orders_built_until_it() {
+        // Same lines as above. Order 7 of customer 0 has lines at t=3 (2.50), t=5 (10.00) and
+        // t=9 (−12.50), so it has late lines. As of cutoff 6 it is 2.50 + 10.00 = 12.50 (a
+        // purchase, no refund yet); as of 4 it is 2.50; as of 10 it is 0 with refunds 12.50;
+        // as of 3 it does not exist yet and customer 0 has only the 3.00 order at t=1.
+        let lines = Lines {
+            cust: vec![0, 0, 1, 0, 0],
+            file: vec![0; 5],
+            order: vec![7, 7, ROW_ORDER_BASE + 2, 7, ROW_ORDER_BASE + 4],
+            ts_utc: vec![5, 3, 2, 9, 1],
+            ts_local: vec![5, 3, 2, 9, 1],
+            amount: vec![1000, 250, 400, -1250, 300],
+            cost: vec![],
+            seg: vec![1, 2, 3, 4, 5],
+        };
+        let all = build(&lines, 2, 1);
+        assert_eq!(all.late_max, vec![9, i64::MIN]);
+        let value_of_7 = |cutoff: i64| {
+            let (o, _) = all.at(cutoff).of(0);
+            o.iter()
+                .find(|x| x.ts_local == 3)
+                .map(|x| (x.value, x.refunds))
+        };
+        assert_eq!(value_of_7(6), Some((1250, 0)));
+        assert_eq!(value_of_7(4), Some((250, 0)));
+        assert_eq!(value_of_7(10), Some((0, 1250)));
+        assert_eq!(value_of_7(3), None);
+        assert_eq!(all.at(3).count(), 2);
+        assert_eq!(all.at(2).earliest(), Some(1));
+        for cutoff in 0..=10 {
+            let until = build_until(&lines, 2, 1, cutoff);
+            let at = all.at(cutoff);
+            for c in 0..2 {
+                let (o, seg) = at.of(c);
+                assert_eq!(&*o, until.of(c), "cutoff {cutoff} customer {c}");
+                assert_eq!(seg, until.seg_of(c), "cutoff {cutoff} customer {c}");
+            }
+            assert_eq!(at.count(), until.orders.len());
+        }
     }
 }

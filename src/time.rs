@@ -220,7 +220,11 @@ impl Frame {
     /// Position (0-based) of the period that contains local time `us` (must be < cutoff and ≥ the
     /// first boundary).
     pub fn period_of(&self, us: i64) -> usize {
-        (self.period.index(local_micros_to_date(us)) - self.first_index) as usize
+        // A binary search over the (few, cached) boundaries: several times faster than calendar
+        // arithmetic, and this runs once per order.
+        self.boundaries[..self.n_periods]
+            .partition_point(|&b| b <= us)
+            .saturating_sub(1)
     }
 
     /// Start date of period j.

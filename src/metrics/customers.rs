@@ -14,13 +14,11 @@ use super::{arc, Ctx, CustomerRow};
 
 /// Builds the customers table.
 pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
+    // customer_id order by the ranks computed once per input (a backfill shares them across
+    // dates): an integer sort instead of a million string comparisons.
+    let rank = ingested.customer_rank();
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.par_sort_unstable_by(|&a, &b| {
-        ingested
-            .customers
-            .get(rows[a].cust)
-            .cmp(ingested.customers.get(rows[b].cust))
-    });
+    order.par_sort_unstable_by_key(|&i| rank[rows[i].cust as usize]);
     let rows: Vec<&CustomerRow> = order.iter().map(|&i| &rows[i]).collect();
     let money = |v: i64| ctx.money(v);
     let ts = |v: Vec<Option<i64>>| arc(TimestampMicrosecondArray::from(v).with_timezone("UTC"));

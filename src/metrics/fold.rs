@@ -191,6 +191,15 @@ fn assign(
     }
 }
 
+/// Buffers one fold worker reuses from customer to customer (no allocation per customer).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    slots: Vec<usize>,
+    runs: Vec<(usize, usize)>,
+    days: Vec<(i64, i64)>,
+    periods: Vec<usize>,
+}
+
 /// Folds one customer's time-ordered orders into their row and the accumulators.
 pub fn fold_customer(
     cust: u32,
@@ -198,19 +207,26 @@ pub fn fold_customer(
     segs: &[u32],
     ctx: &Ctx,
     acc: &mut Acc,
+    scratch: &mut Scratch,
 ) -> CustomerRow {
     let f = &ctx.frame;
     let np = f.n_periods;
+    let Scratch {
+        slots,
+        runs,
+        days,
+        periods,
+    } = scratch;
     let has_purchase = orders.iter().any(Order::is_purchase);
     let my_segs: Box<[u32]> = (0..ctx.n_dims)
         .map(|d| assign(orders, segs, ctx.n_dims, d, ctx.assignment, has_purchase))
         .collect();
-    let mut slots: Vec<usize> = Vec::with_capacity(1 + ctx.n_dims);
+    slots.clear();
     slots.push(0);
     for (d, &v) in my_segs.iter().enumerate() {
         slots.push((ctx.slots.base[d] + v) as usize);
     }
-    for &s in &slots {
+    for &s in slots.iter() {
         acc.slot_customers[s] += 1;
     }
 
@@ -237,14 +253,16 @@ pub fn fold_customer(
     };
 
     // Revenue and purchases per period, for every order (refund orders included: revenue is net).
+    periods.clear();
     for o in orders {
         row.revenue += o.value;
         row.refunds += o.refunds;
         row.cost += o.cost;
         let j = f.period_of(o.ts_local);
+        periods.push(j);
         let p = o.is_purchase() as i64;
         row.purchases += p;
-        for &s in &slots {
+        for &s in slots.iter() {
             acc.revenue[s * np + j] += o.value;
             acc.purchases[s * np + j] += p;
         }
@@ -255,7 +273,7 @@ pub fn fold_customer(
 
     // Activity runs over boundaries.
     let b = &f.boundaries;
-    let mut runs: Vec<(usize, usize)> = Vec::new();
+    runs.clear();
     for o in orders.iter().filter(|o| o.is_purchase()) {
         let lo = b.partition_point(|&x| x <= o.ts_local);
         let hi = b.partition_point(|&x| x <= o.ts_local + ctx.window_us) - 1;
@@ -279,7 +297,7 @@ pub fn fold_customer(
     let cohort = f.period_of(first.ts_local);
     debug_assert_eq!(runs[0].0, cohort + 1);
     for (ri, &(lo, hi)) in runs.iter().enumerate() {
-        for &s in &slots {
+        for &s in slots.iter() {
             let base = s * (np + 2);
             acc.active_diff[base + lo] += 1;
             acc.active_diff[base + hi + 1] -= 1;
@@ -296,15 +314,14 @@ pub fn fold_customer(
 
     // Cohort triangle contributions.
     let len = np - cohort;
-    for &s in &slots {
+    for &s in slots.iter() {
         let c = acc
             .cohorts
             .entry((s as u32, cohort as u32))
             .or_insert_with(|| CohortAcc::new(len));
         c.size += 1;
         let mut last_active_period = usize::MAX;
-        for o in orders {
-            let j = f.period_of(o.ts_local);
+        for (o, &j) in orders.iter().zip(periods.iter()) {
             if j < cohort {
                 // A refund order dated before the first purchase has no cohort offset.
                 continue;
@@ -320,7 +337,7 @@ pub fn fold_customer(
                 }
             }
         }
-        for &(lo, hi) in &runs {
+        for &(lo, hi) in runs.iter() {
             // Active at the end of period k ⇔ boundary cohort + k + 1 ∈ [lo, hi].
             c.end_diff[lo - cohort - 1] += 1;
             c.end_diff[hi - cohort] -= 1;
@@ -346,7 +363,7 @@ pub fn fold_customer(
     }
 
     // BTYD summary (lifetimes definitions, daily periods): purchase days and their revenue.
-    let mut days: Vec<(i64, i64)> = Vec::new();
+    days.clear();
     for o in orders.iter().filter(|o| o.is_purchase()) {
         let d = local_micros_to_day(o.ts_local);
         match days.last_mut() {

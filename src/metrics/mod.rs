@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 
 use crate::config::{SegmentAssignment, Validated};
-use crate::orders::Orders;
+use crate::orders::AsOf;
 use crate::source::Ingested;
 use crate::time::{Frame, Zone, MICROS_PER_DAY};
 
@@ -44,8 +44,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(cfg: &Validated, as_of: NaiveDate, ingested: &Ingested, orders: &Orders) -> Self {
-        let earliest = orders.orders.iter().map(|o| o.ts_local).min();
+    pub fn new(cfg: &Validated, as_of: NaiveDate, ingested: &Ingested, orders: &AsOf) -> Self {
+        let earliest = orders.earliest();
         let m = &cfg.config.metrics;
         let dims: Vec<(String, Vec<String>)> = cfg
             .config
@@ -54,12 +54,7 @@ impl Ctx {
             .segments
             .iter()
             .zip(&ingested.segments)
-            .map(|(name, dict)| {
-                (
-                    name.clone(),
-                    dict.values().iter().map(|v| v.to_string()).collect(),
-                )
-            })
+            .map(|(name, dict)| (name.clone(), dict.iter().map(str::to_string).collect()))
             .collect();
         Ctx {
             frame: Frame::new(m.period, as_of, earliest),
@@ -149,7 +144,7 @@ const SHARD: usize = 2048;
 
 /// Runs the fold over all customers in parallel and returns the per-customer rows (in customer
 /// id order) and the merged accumulators.
-pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
+pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     let n = orders.n_customers();
     // fold/reduce keeps one accumulator per worker (not one per shard): their size grows with
     // segments × periods. Every sum is an integer, so the merge order does not matter, and the
@@ -157,23 +152,26 @@ pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     let (mut rows, acc) = (0..n.div_ceil(SHARD))
         .into_par_iter()
         .fold(
-            || (Vec::new(), Acc::new(ctx)),
-            |(mut rows, mut acc), s| {
+            || (Vec::new(), Acc::new(ctx), fold::Scratch::default()),
+            |(mut rows, mut acc, mut scratch), s| {
                 for c in s * SHARD..((s + 1) * SHARD).min(n) {
                     // A customer whose lines all come after the cutoff does not exist yet.
-                    if !orders.of(c).is_empty() {
+                    let (mine, segs) = orders.of(c);
+                    if !mine.is_empty() {
                         rows.push(fold::fold_customer(
                             c as u32,
-                            orders.of(c),
-                            orders.seg_of(c),
+                            &mine,
+                            segs,
                             ctx,
                             &mut acc,
+                            &mut scratch,
                         ));
                     }
                 }
-                (rows, acc)
+                (rows, acc, scratch)
             },
         )
+        .map(|(rows, acc, _)| (rows, acc))
         .reduce(
             || (Vec::new(), Acc::new(ctx)),
             |(mut r1, mut a1), (r2, a2)| {
@@ -189,7 +187,7 @@ pub fn fold_all(orders: &Orders, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
 /// Computes every table from the ingested data.
 pub fn compute(
     ingested: &Ingested,
-    orders: &Orders,
+    orders: &AsOf,
     ctx: &Ctx,
     rejects: &[crate::source::Reject],
 ) -> Tables {

@@ -2,6 +2,8 @@
 //! and n = all scored customers, so ties share a score and row order does not matter; then the
 //! named rfm_segment by the first rule that matches.
 
+use rayon::prelude::*;
+
 use super::CustomerRow;
 
 /// Scores every customer with at least one purchase; others keep null scores.
@@ -9,28 +11,37 @@ pub fn score(rows: &mut [CustomerRow]) {
     let scored: Vec<usize> = (0..rows.len())
         .filter(|&i| rows[i].cohort.is_some())
         .collect();
-    let n = scored.len() as u64;
+    let n = scored.len();
     if n == 0 {
         return;
     }
-    let sorted = |f: &dyn Fn(&CustomerRow) -> i64| {
-        let mut v: Vec<i64> = scored.iter().map(|&i| f(&rows[i])).collect();
-        v.sort_unstable();
-        v
+    // w per scored customer = how many have a strictly smaller key: sort (key, position) once
+    // and give every member of a run of equal keys the run's start (no binary search per row).
+    let worse = |key: &dyn Fn(&CustomerRow) -> i64| -> Vec<u32> {
+        let mut v: Vec<(i64, u32)> = scored
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| (key(&rows[i]), k as u32))
+            .collect();
+        v.par_sort_unstable();
+        let mut w = vec![0u32; n];
+        let mut start = 0;
+        for p in 0..n {
+            if p > 0 && v[p].0 != v[p - 1].0 {
+                start = p;
+            }
+            w[v[p].1 as usize] = start as u32;
+        }
+        w
     };
-    let recency = sorted(&|r| r.days_since_last.unwrap_or(0));
-    let freq = sorted(&|r| r.purchases);
-    let money = sorted(&|r| r.revenue);
-    let s = |w: usize| (1 + (5 * w as u64) / n) as u8;
-    for &i in &scored {
-        let r = &rows[i];
-        let d = r.days_since_last.unwrap_or(0);
-        // Recency: more days is worse → w = customers with strictly more days.
-        let w_r = recency.len() - recency.partition_point(|&x| x <= d);
-        // Frequency and monetary: less is worse → w = customers with strictly less.
-        let w_f = freq.partition_point(|&x| x < r.purchases);
-        let w_m = money.partition_point(|&x| x < r.revenue);
-        let scores = [s(w_r), s(w_f), s(w_m)];
+    // Recency: more days is worse, so strictly worse = strictly smaller −days.
+    let w_r = worse(&|r| -r.days_since_last.unwrap_or(0));
+    // Frequency and monetary: less is worse.
+    let w_f = worse(&|r| r.purchases);
+    let w_m = worse(&|r| r.revenue);
+    let s = |w: u32| (1 + (5 * w as u64) / n as u64) as u8;
+    for (k, &i) in scored.iter().enumerate() {
+        let scores = [s(w_r[k]), s(w_f[k]), s(w_m[k])];
         rows[i].rfm = Some(scores);
         rows[i].rfm_segment = Some(segment(scores));
     }

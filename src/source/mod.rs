@@ -10,8 +10,6 @@ pub mod spend;
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
-
 pub use files::{discover, InputFile};
 pub use normalize::{ingest, IngestOptions};
 
@@ -45,38 +43,84 @@ pub enum SourceError {
     Storage(#[from] crate::storage::StorageError),
 }
 
-/// String interner: dense u32 ids in first-seen order.
-#[derive(Debug, Default)]
+/// String interner: dense u32 ids in first-seen order. The texts live end to end in one arena
+/// and the hash table holds only ids, so interning allocates nothing per value (at 10M order ids
+/// the per-value `Box<str>` keys cost more time in malloc/free than the hashing itself).
+#[derive(Default)]
 pub struct Dict {
-    map: FxHashMap<Box<str>, u32>,
-    values: Vec<Box<str>>,
+    table: hashbrown::HashTable<u32>,
+    text: String,
+    /// End offset of each value in `text` (its start is the previous value's end).
+    ends: Vec<usize>,
+    /// Hash of each value, so the table grows without rehashing text.
+    hashes: Vec<u64>,
+}
+
+impl std::fmt::Debug for Dict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dict").field("len", &self.len()).finish()
+    }
+}
+
+/// FxHash of a text. The shard of a customer id is taken from its top bits (`shard_of`), so the
+/// table gets the hash rotated: hashbrown's tag bits then come from bits that vary in a shard.
+pub fn text_hash(s: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(s)
 }
 
 impl Dict {
     pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.map.get(s) {
-            return id;
+        self.intern_hashed(s, text_hash(s))
+    }
+
+    /// Interns `s` whose `text_hash` is already known (the customer path hashes once for both
+    /// the shard and the table).
+    pub fn intern_hashed(&mut self, s: &str, hash: u64) -> u32 {
+        let h = hash.rotate_left(24);
+        let Dict {
+            table,
+            text,
+            ends,
+            hashes,
+        } = self;
+        let value = |id: u32| {
+            let i = id as usize;
+            &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
+        };
+        match table.entry(
+            h,
+            |&id| hashes[id as usize] == h && value(id) == s,
+            |&id| hashes[id as usize],
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let id = ends.len() as u32;
+                v.insert(id);
+                text.push_str(s);
+                ends.push(text.len());
+                hashes.push(h);
+                id
+            }
         }
-        let id = self.values.len() as u32;
-        self.values.push(s.into());
-        self.map.insert(s.into(), id);
-        id
     }
 
     pub fn get(&self, id: u32) -> &str {
-        &self.values[id as usize]
+        let i = id as usize;
+        &self.text[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
     }
 
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.ends.is_empty()
     }
 
-    pub fn values(&self) -> &[Box<str>] {
-        &self.values
+    /// Values in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len() as u32).map(|id| self.get(id))
     }
 }
 
@@ -87,11 +131,12 @@ pub const SHARDS: usize = 16;
 
 /// Which shard a customer id (text) belongs to.
 pub fn shard_of(s: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = rustc_hash::FxHasher::default();
-    s.hash(&mut h);
-    // The high bits of FxHash mix best.
-    (h.finish() >> 56) as usize % SHARDS
+    shard_of_hash(text_hash(s))
+}
+
+/// Shard of a customer id from its `text_hash` (the high bits of FxHash mix best).
+pub fn shard_of_hash(h: u64) -> usize {
+    (h >> 56) as usize % SHARDS
 }
 
 /// Customer-id interner, sharded so batches are interned in parallel.
@@ -119,6 +164,11 @@ impl ShardedDict {
         self.shards[id as usize % SHARDS].get(id / SHARDS as u32)
     }
 
+    /// Whether `id` names an interned customer (ids are nearly, not fully, dense).
+    pub fn contains(&self, id: u32) -> bool {
+        ((id / SHARDS as u32) as usize) < self.shards[id as usize % SHARDS].len()
+    }
+
     /// Size of the id space (ids are below this).
     pub fn len(&self) -> usize {
         self.shards.iter().map(Dict::len).max().unwrap_or(0) * SHARDS
@@ -134,23 +184,8 @@ impl ShardedDict {
     }
 }
 
-/// Interner for keys that are only compared, never printed (order ids): no copy of the text
-/// is kept besides the map's.
-#[derive(Debug, Default)]
-pub struct KeyDict {
-    map: FxHashMap<Box<str>, u32>,
-}
-
-impl KeyDict {
-    pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.map.get(s) {
-            return id;
-        }
-        let id = self.map.len() as u32;
-        self.map.insert(s.into(), id);
-        id
-    }
-}
+/// Interner for keys that are only compared, never printed (order ids).
+pub type KeyDict = Dict;
 
 /// Normalized transaction lines (struct of arrays). Only lines before the cutoff are kept.
 #[derive(Debug, Default)]
@@ -233,4 +268,27 @@ pub struct Ingested {
     pub has_cost: bool,
     pub rejects: Vec<Reject>,
     pub stats: IngestStats,
+    /// Position of each customer id in customer_id text order (see `customer_rank`).
+    pub rank: std::sync::OnceLock<Vec<u32>>,
+}
+
+impl Ingested {
+    /// `rank[id]` = position of customer `id` when all customer ids are sorted as text (ids
+    /// that name no customer rank last). Computed on first use and kept, so every as_of date of
+    /// a backfill shares one sort.
+    pub fn customer_rank(&self) -> &[u32] {
+        self.rank.get_or_init(|| {
+            use rayon::prelude::*;
+            let dict = &self.customers;
+            let mut ids: Vec<u32> = (0..dict.len() as u32)
+                .filter(|&id| dict.contains(id))
+                .collect();
+            ids.par_sort_unstable_by(|&a, &b| dict.get(a).cmp(dict.get(b)));
+            let mut rank = vec![u32::MAX; dict.len()];
+            for (pos, &id) in ids.iter().enumerate() {
+                rank[id as usize] = pos as u32;
+            }
+            rank
+        })
+    }
 }

@@ -436,13 +436,13 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
     }
     let first_line = out.lines.cust.len() as u64;
     let cid_of = |i: usize| cid.get(i).unwrap_or("").trim();
-    let shard: Vec<u8> = used
+    let hashes: Vec<u64> = used
         .par_iter()
-        .map(|&i| super::shard_of(cid_of(i)) as u8)
+        .map(|&i| super::text_hash(cid_of(i)))
         .collect();
     let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); super::SHARDS];
-    for (pos, &k) in shard.iter().enumerate() {
-        by_shard[k as usize].push(pos);
+    for (pos, &h) in hashes.iter().enumerate() {
+        by_shard[super::shard_of_hash(h)].push(pos);
     }
     // (position in `used`, customer id, order key) per shard, interned in parallel.
     let ids: Vec<Vec<(usize, u32, u64)>> = out
@@ -457,7 +457,8 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
                 .iter()
                 .map(|&pos| {
                     let i = used[pos];
-                    let c = cdict.intern(cid_of(i)) * super::SHARDS as u32 + k as u32;
+                    let c = cdict.intern_hashed(cid_of(i), hashes[pos]) * super::SHARDS as u32
+                        + k as u32;
                     let okey = match order.and_then(|o| o.get(i)).map(str::trim) {
                         Some(s) if !s.is_empty() => odict.intern(s) as u64,
                         _ => ROW_ORDER_BASE + first_line + pos as u64,
