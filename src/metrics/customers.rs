@@ -1,7 +1,7 @@
 //! customers table (SPEC §4): one row per customer as of as_of, in customer_id order.
 
 use arrow::array::{
-    Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 
 use rayon::prelude::*;
@@ -20,6 +20,7 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.par_sort_unstable_by_key(|&i| rank[rows[i].cust as usize]);
     let rows: Vec<&CustomerRow> = order.iter().map(|&i| &rows[i]).collect();
+    let rows = rows.as_slice();
     let money = |v: i64| ctx.money(v);
     let ts = |v: Vec<Option<i64>>| arc(TimestampMicrosecondArray::from(v).with_timezone("UTC"));
     let ints = |f: &dyn Fn(&CustomerRow) -> Option<i64>| {
@@ -47,51 +48,66 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
         }
     };
 
-    let mut cols = vec![arc(StringArray::from_iter_values(
-        rows.iter().map(|r| ingested.customers.get(r.cust)),
-    ))];
+    // Each column is built by its own closure, all of them in parallel.
+    type Col<'a> = Box<dyn Fn() -> ArrayRef + Send + Sync + 'a>;
+    let mut cols: Vec<Col> = vec![Box::new(|| {
+        arc(StringArray::from_iter_values(
+            rows.iter().map(|r| ingested.customers.get(r.cust)),
+        ))
+    })];
     for d in 0..ctx.n_dims {
-        cols.push(arc(StringArray::from_iter_values(
-            rows.iter().map(|r| ingested.segments[d].get(r.segs[d])),
-        )));
+        cols.push(Box::new(move || {
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| ingested.segments[d].get(r.segs[d])),
+            ))
+        }));
     }
-    cols.push(arc(Date32Array::from(
-        rows.iter()
-            .map(|r| r.cohort.map(|c| date_to_days(ctx.frame.period_start(c))))
-            .collect::<Vec<_>>(),
-    )));
-    cols.push(ts(rows.iter().map(|r| r.first_utc).collect()));
-    cols.push(ts(rows.iter().map(|r| r.last_utc).collect()));
-    cols.push(ints(&|r| Some(r.purchases)));
-    cols.push(floats(&|r| Some(money(r.revenue))));
-    cols.push(floats(&|r| Some(money(r.refunds))));
-    cols.push(floats(&|r| ctx.has_cost.then(|| money(r.cost))));
-    cols.push(floats(&margin));
-    cols.push(floats(&|r| {
-        (r.purchases > 0).then(|| money(r.revenue) / r.purchases as f64)
+    cols.push(Box::new(|| {
+        arc(Date32Array::from(
+            rows.iter()
+                .map(|r| r.cohort.map(|c| date_to_days(ctx.frame.period_start(c))))
+                .collect::<Vec<_>>(),
+        ))
     }));
-    cols.push(ints(&|r| r.lifespan_months));
-    cols.push(floats(&|r| {
-        r.lifespan_months.map(|l| r.purchases as f64 / l as f64)
+    cols.push(Box::new(|| ts(rows.iter().map(|r| r.first_utc).collect())));
+    cols.push(Box::new(|| ts(rows.iter().map(|r| r.last_utc).collect())));
+    cols.push(Box::new(|| ints(&|r| Some(r.purchases))));
+    cols.push(Box::new(|| floats(&|r| Some(money(r.revenue)))));
+    cols.push(Box::new(|| floats(&|r| Some(money(r.refunds)))));
+    cols.push(Box::new(|| floats(&|r| ctx.has_cost.then(|| money(r.cost)))));
+    cols.push(Box::new(|| floats(&margin)));
+    cols.push(Box::new(|| {
+        floats(&|r| (r.purchases > 0).then(|| money(r.revenue) / r.purchases as f64))
     }));
-    cols.push(floats(&|r| Some(gross_profit(r))));
-    cols.push(ints(&|r| r.days_since_last));
-    cols.push(arc(StringArray::from(
-        rows.iter()
-            .map(|r| r.active.map(|a| if a { "active" } else { "churned" }))
-            .collect::<Vec<_>>(),
-    )));
-    cols.push(ts(rows.iter().map(|r| r.churned_at_utc).collect()));
-    cols.push(ints(&|r| r.frequency));
-    cols.push(ints(&|r| r.recency));
-    cols.push(ints(&|r| r.t));
-    cols.push(floats(&|r| r.monetary.map(|m| m / ctx.money_scale)));
+    cols.push(Box::new(|| ints(&|r| r.lifespan_months)));
+    cols.push(Box::new(|| {
+        floats(&|r| r.lifespan_months.map(|l| r.purchases as f64 / l as f64))
+    }));
+    cols.push(Box::new(|| floats(&|r| Some(gross_profit(r)))));
+    cols.push(Box::new(|| ints(&|r| r.days_since_last)));
+    cols.push(Box::new(|| {
+        arc(StringArray::from(
+            rows.iter()
+                .map(|r| r.active.map(|a| if a { "active" } else { "churned" }))
+                .collect::<Vec<_>>(),
+        ))
+    }));
+    cols.push(Box::new(|| ts(rows.iter().map(|r| r.churned_at_utc).collect())));
+    cols.push(Box::new(|| ints(&|r| r.frequency)));
+    cols.push(Box::new(|| ints(&|r| r.recency)));
+    cols.push(Box::new(|| ints(&|r| r.t)));
+    cols.push(Box::new(|| {
+        floats(&|r| r.monetary.map(|m| m / ctx.money_scale))
+    }));
     for k in 0..3 {
-        cols.push(ints(&|r| r.rfm.map(|s| s[k] as i64)));
+        cols.push(Box::new(move || ints(&|r| r.rfm.map(|s| s[k] as i64))));
     }
-    cols.push(arc(StringArray::from(
-        rows.iter().map(|r| r.rfm_segment).collect::<Vec<_>>(),
-    )));
+    cols.push(Box::new(|| {
+        arc(StringArray::from(
+            rows.iter().map(|r| r.rfm_segment).collect::<Vec<_>>(),
+        ))
+    }));
+    let cols: Vec<ArrayRef> = cols.par_iter().map(|f| f()).collect();
     RecordBatch::try_new(
         schema::arrow_schema(schema::CUSTOMERS, &ctx.dim_names),
         cols,

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use polars::prelude::*;
+use polars_arrow::array::{Array as _, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::types::NativeType;
 use rayon::prelude::*;
 use tracing::{debug, info, info_span};
 
@@ -207,16 +209,54 @@ enum Outcome {
     Rejected(&'static str, Option<i64>),
 }
 
+/// A text column of one batch as its single Arrow array (batches are rechunked first): `get` is
+/// a validity check and a load, where `ChunkedArray::get` first locates the chunk.
+#[derive(Clone, Copy)]
+struct Strs<'a>(&'a Utf8ViewArray);
+
+impl<'a> Strs<'a> {
+    fn get(&self, i: usize) -> Option<&'a str> {
+        self.0.get(i)
+    }
+}
+
+/// A numeric column of one batch as its single Arrow array (see `Strs`).
+#[derive(Clone, Copy)]
+struct Nums<'a, T: NativeType>(&'a PrimitiveArray<T>);
+
+impl<T: NativeType> Nums<'_, T> {
+    fn get(&self, i: usize) -> Option<T> {
+        self.0.is_valid(i).then(|| self.0.value(i))
+    }
+}
+
+/// The one chunk of a rechunked column.
+fn single<T: PolarsDataType>(ca: &ChunkedArray<T>) -> Result<&T::Array, String> {
+    match ca.chunks().len() {
+        1 => ca
+            .downcast_get(0)
+            .ok_or_else(|| format!("internal: column {} has no chunk", ca.name())),
+        n => Err(format!(
+            "internal: column {} has {n} chunks after rechunk",
+            ca.name()
+        )),
+    }
+}
+
+fn strs<'a>(s: &'a Series) -> Result<Strs<'a>, String> {
+    single(s.str().map_err(|e| e.to_string())?).map(Strs)
+}
+
 enum TsCol<'a> {
-    Text(&'a StringChunked),
-    Int(&'a Int64Chunked, bool),
-    Days(&'a Int32Chunked),
+    Text(Strs<'a>),
+    Int(Nums<'a, i64>, bool),
+    Days(Nums<'a, i32>),
 }
 
 enum MoneyCol<'a> {
-    Text(&'a StringChunked),
-    Float(&'a Float64Chunked),
-    Int(&'a Int64Chunked),
+    Text(Strs<'a>),
+    Float(Nums<'a, f64>),
+    Int(Nums<'a, i64>),
 }
 
 impl MoneyCol<'_> {
@@ -283,20 +323,20 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
     let e = |e: PolarsError| e.to_string();
     let rows = column(df, read::ROW)?.cast(&DataType::UInt64).map_err(e)?;
     let rows = rows.u64().map_err(e)?;
-    let cid = column(df, read::CID)?.str().map_err(e)?;
+    let cid = strs(column(df, read::CID)?)?;
     let ts_s = column(df, read::TS)?;
     let ts = match kinds.ts {
-        TsKind::Text => TsCol::Text(ts_s.str().map_err(e)?),
-        TsKind::UtcMicros => TsCol::Int(ts_s.i64().map_err(e)?, true),
-        TsKind::LocalMicros => TsCol::Int(ts_s.i64().map_err(e)?, false),
-        TsKind::Days => TsCol::Days(ts_s.i32().map_err(e)?),
+        TsKind::Text => TsCol::Text(strs(ts_s)?),
+        TsKind::UtcMicros => TsCol::Int(Nums(single(ts_s.i64().map_err(e)?)?), true),
+        TsKind::LocalMicros => TsCol::Int(Nums(single(ts_s.i64().map_err(e)?)?), false),
+        TsKind::Days => TsCol::Days(Nums(single(ts_s.i32().map_err(e)?)?)),
     };
     let money_col = |name: &str, kind: MoneyKind| -> Result<MoneyCol<'_>, String> {
         let s = column(df, name)?;
         Ok(match kind {
-            MoneyKind::Text => MoneyCol::Text(s.str().map_err(e)?),
-            MoneyKind::Float => MoneyCol::Float(s.f64().map_err(e)?),
-            MoneyKind::Int => MoneyCol::Int(s.i64().map_err(e)?),
+            MoneyKind::Text => MoneyCol::Text(strs(s)?),
+            MoneyKind::Float => MoneyCol::Float(Nums(single(s.f64().map_err(e)?)?)),
+            MoneyKind::Int => MoneyCol::Int(Nums(single(s.i64().map_err(e)?)?)),
         })
     };
     let amount = money_col(read::AMOUNT, kinds.amount)?;
@@ -305,12 +345,12 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         None => None,
     };
     let order = if kinds.has_order {
-        Some(column(df, read::ORDER)?.str().map_err(e)?)
+        Some(strs(column(df, read::ORDER)?)?)
     } else {
         None
     };
-    let segs: Vec<&StringChunked> = (0..kinds.n_dims)
-        .map(|d| column(df, &read::seg_col(d)).and_then(|s| s.str().map_err(e)))
+    let segs: Vec<Strs> = (0..kinds.n_dims)
+        .map(|d| column(df, &read::seg_col(d)).and_then(strs))
         .collect::<Result<_, _>>()?;
 
     let zone = ctx.opts.zone;
