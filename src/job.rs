@@ -142,23 +142,45 @@ struct DateView {
     reject_ratio: f64,
 }
 
-fn date_view(ing: &Ingested, cutoff: i64) -> DateView {
-    let mut files: Vec<FileStats> = ing
-        .stats
-        .files
-        .iter()
-        .map(|f| FileStats {
-            rows_used: 0,
-            rows_rejected: 0,
-            rows_after_as_of: 0,
-            ..f.clone()
-        })
-        .collect();
+/// Row accounting of every date (cutoffs ascending) in one pass over the lines: each line is
+/// counted at the first date whose cutoff is after it, then counts accumulate over the dates.
+fn date_views(ing: &Ingested, cutoffs: &[i64]) -> Vec<DateView> {
+    let n_files = ing.stats.files.len();
+    // used[file][k]: lines of `file` first seen at date k.
+    let mut used = vec![vec![0u64; cutoffs.len()]; n_files];
     for (i, &f) in ing.lines.file.iter().enumerate() {
-        if ing.lines.ts_local[i] < cutoff {
-            files[f as usize].rows_used += 1;
+        let k = cutoffs.partition_point(|&c| c <= ing.lines.ts_local[i]);
+        if k < cutoffs.len() {
+            used[f as usize][k] += 1;
         }
     }
+    for counts in &mut used {
+        for k in 1..counts.len() {
+            counts[k] += counts[k - 1];
+        }
+    }
+    cutoffs
+        .iter()
+        .enumerate()
+        .map(|(k, &cutoff)| {
+            let files: Vec<FileStats> = ing
+                .stats
+                .files
+                .iter()
+                .enumerate()
+                .map(|(fi, f)| FileStats {
+                    rows_used: used[fi][k],
+                    rows_rejected: 0,
+                    rows_after_as_of: 0,
+                    ..f.clone()
+                })
+                .collect();
+            view_of(ing, cutoff, files)
+        })
+        .collect()
+}
+
+fn view_of(ing: &Ingested, cutoff: i64, mut files: Vec<FileStats>) -> DateView {
     let index: HashMap<String, usize> = files
         .iter()
         .enumerate()
@@ -236,15 +258,19 @@ fn check(cfg: &Validated, as_of: NaiveDate, v: &DateView) -> Result<()> {
     Ok(())
 }
 
-/// Computes every table for one date and publishes it with its manifest.
-fn publish_date(
-    cfg: &Validated,
-    prep: &Prepared,
+/// The tables of one date, computed and not yet published.
+struct Computed {
     as_of: NaiveDate,
-    as_of_source: &str,
-    run_id: &str,
     view: DateView,
-) -> Result<RunSummary> {
+    tables: metrics::Tables,
+    n_orders: u64,
+    timings: Timings,
+    started: chrono::DateTime<Utc>,
+    t0: Instant,
+}
+
+/// Computes every table for one date.
+fn compute_date(cfg: &Validated, prep: &Prepared, as_of: NaiveDate, view: DateView) -> Computed {
     let started = Utc::now();
     let t0 = Instant::now();
     let mut timings = prep.timings.clone();
@@ -256,7 +282,48 @@ fn publish_date(
     let tables = timings.time("metrics", || {
         metrics::compute(ing, &orders, &ctx, &view.rejects)
     });
-    let n_orders = orders.count() as u64;
+    Computed {
+        as_of,
+        view,
+        tables,
+        n_orders: orders.count() as u64,
+        timings,
+        started,
+        t0,
+    }
+}
+
+/// Computes every table for one date and publishes it with its manifest.
+fn publish_date(
+    cfg: &Validated,
+    prep: &Prepared,
+    as_of: NaiveDate,
+    as_of_source: &str,
+    run_id: &str,
+    view: DateView,
+) -> Result<RunSummary> {
+    let computed = compute_date(cfg, prep, as_of, view);
+    publish_computed(cfg, prep, computed, as_of_source, run_id)
+}
+
+/// Writes one date's tables and then its manifest.
+fn publish_computed(
+    cfg: &Validated,
+    prep: &Prepared,
+    computed: Computed,
+    as_of_source: &str,
+    run_id: &str,
+) -> Result<RunSummary> {
+    let Computed {
+        as_of,
+        view,
+        tables,
+        n_orders,
+        mut timings,
+        started,
+        t0,
+    } = computed;
+    let ing = &prep.ingested;
     let as_of_s = as_of.format("%Y-%m-%d").to_string();
     let staged = timings.time("write", || {
         sink::stage(
@@ -326,7 +393,7 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     info!(as_of_source, "Starting run.");
     let mut prep = prepare(cfg, as_of, opts.progress)?;
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
-    let view = date_view(&prep.ingested, cutoff);
+    let view = date_views(&prep.ingested, &[cutoff]).remove(0);
     check(cfg, as_of, &view)?;
     build_orders(&mut prep);
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
@@ -370,6 +437,10 @@ pub fn backfill(
     dates: &[NaiveDate],
     opts: &RunOptions,
 ) -> Result<Vec<RunSummary>> {
+    let mut dates = dates.to_vec();
+    dates.sort_unstable();
+    dates.dedup();
+    let dates = dates.as_slice();
     let Some(&last) = dates.last() else {
         return Err(Error::Quality(
             "the backfill range holds no as_of date (check --from, --to and --every)".into(),
@@ -380,10 +451,11 @@ pub fn backfill(
     let _g = span.enter();
     info!(first = %dates[0], last = %last, "Starting backfill.");
     let mut prep = prepare(cfg, last, opts.progress)?;
-    let views: Vec<DateView> = dates
+    let cutoffs: Vec<i64> = dates
         .iter()
-        .map(|d| date_view(&prep.ingested, date_to_local_micros(*d + Duration::days(1))))
+        .map(|d| date_to_local_micros(*d + Duration::days(1)))
         .collect();
+    let views = date_views(&prep.ingested, &cutoffs);
     let problems: Vec<String> = dates
         .iter()
         .zip(&views)
@@ -404,15 +476,33 @@ pub fn backfill(
         dates.len() as u64,
         "backfill [{bar:30}] {pos}/{len} dates, last {msg} ({elapsed})",
     );
+    // A two-stage pipeline: date k's tables are computed while date k − 1's are written and
+    // published (its fsyncs and renames leave the CPUs idle otherwise). Each stage runs in its
+    // date's span, so log lines carry run_id and as_of on whichever thread runs them.
     let mut out = Vec::new();
-    for (d, view) in dates.iter().zip(views) {
-        let span = info_span!("as_of", as_of = %d);
-        let _g = span.enter();
-        out.push(publish_date(cfg, &prep, *d, "backfill", &run_id, view)?);
+    let mut pending: Option<(tracing::Span, Computed)> = None;
+    let publish = |(span, c): (tracing::Span, Computed)| -> Result<RunSummary> {
+        let d = c.as_of;
+        let summary = span.in_scope(|| publish_computed(cfg, &prep, c, "backfill", &run_id))?;
         if let Some(b) = &bar {
             b.inc(1);
             b.set_message(d.to_string());
         }
+        Ok(summary)
+    };
+    for (d, view) in dates.iter().zip(views) {
+        let span = info_span!("as_of", as_of = %d);
+        let (computed, published) = rayon::join(
+            || span.in_scope(|| compute_date(cfg, &prep, *d, view)),
+            || pending.take().map(publish),
+        );
+        if let Some(p) = published {
+            out.push(p?);
+        }
+        pending = Some((span, computed));
+    }
+    if let Some(p) = pending.take() {
+        out.push(publish(p)?);
     }
     if let Some(b) = bar {
         b.finish_and_clear();
