@@ -1,7 +1,8 @@
 //! customers table (SPEC §4): one row per customer as of as_of, in customer_id order.
 
 use arrow::array::{
-    ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 
 use rayon::prelude::*;
@@ -74,7 +75,9 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
     cols.push(Box::new(|| ints(&|r| Some(r.purchases))));
     cols.push(Box::new(|| floats(&|r| Some(money(r.revenue)))));
     cols.push(Box::new(|| floats(&|r| Some(money(r.refunds)))));
-    cols.push(Box::new(|| floats(&|r| ctx.has_cost.then(|| money(r.cost)))));
+    cols.push(Box::new(|| {
+        floats(&|r| ctx.has_cost.then(|| money(r.cost)))
+    }));
     cols.push(Box::new(|| floats(&margin)));
     cols.push(Box::new(|| {
         floats(&|r| (r.purchases > 0).then(|| money(r.revenue) / r.purchases as f64))
@@ -92,7 +95,9 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
                 .collect::<Vec<_>>(),
         ))
     }));
-    cols.push(Box::new(|| ts(rows.iter().map(|r| r.churned_at_utc).collect())));
+    cols.push(Box::new(|| {
+        ts(rows.iter().map(|r| r.churned_at_utc).collect())
+    }));
     cols.push(Box::new(|| ints(&|r| r.frequency)));
     cols.push(Box::new(|| ints(&|r| r.recency)));
     cols.push(Box::new(|| ints(&|r| r.t)));

@@ -158,3 +158,49 @@ fn second_writer_fails_fast_naming_the_holder() {
     ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-15"]));
     assert!(!ws.path("out/_lock").exists());
 }
+
+#[test]
+fn json_logs_of_every_date_carry_run_id_and_as_of() {
+    // Dates are computed and published on different threads (a two-stage pipeline): every
+    // per-date log line must still name its run and its date.
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    config_to(&ws, "bf");
+    let o = ws.run_env(
+        &[
+            "backfill",
+            "--config",
+            "config.toml",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-03-31",
+            "--log-format",
+            "json",
+        ],
+        &[("CUSTOMER_VALUE_LOG".into(), "info".into())],
+    );
+    ok(&o);
+    let mut published = Vec::new();
+    let mut per_date_lines = 0;
+    for line in String::from_utf8_lossy(&o.stderr).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("every stderr line is JSON");
+        let spans = v["spans"].as_array().cloned().unwrap_or_default();
+        let field = |k: &str| spans.iter().find_map(|s| s[k].as_str().map(str::to_string));
+        let message = v["message"].as_str().unwrap_or("");
+        let stage = v["stage"].as_str().unwrap_or("");
+        if message == "Partition published." || stage == "metrics" || stage == "write" {
+            per_date_lines += 1;
+            assert!(field("run_id").is_some(), "no run_id: {line}");
+            let as_of = field("as_of").unwrap_or_else(|| panic!("no as_of: {line}"));
+            if message == "Partition published." {
+                let manifest = v["manifest"].as_str().unwrap();
+                assert!(manifest.contains(&format!("as_of={as_of}")), "{line}");
+                published.push(as_of);
+            }
+        }
+    }
+    // 3 dates × (metrics, write, published).
+    assert_eq!(per_date_lines, 9);
+    assert_eq!(published, ["2024-01-31", "2024-02-29", "2024-03-31"]);
+}
