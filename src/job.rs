@@ -395,7 +395,7 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let view = date_views(&prep.ingested, &[cutoff]).remove(0);
     check(cfg, as_of, &view)?;
-    build_orders(&mut prep);
+    build_orders(&mut prep, &[cutoff]);
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     publish_date(cfg, &prep, as_of, as_of_source, &run_id, view)
 }
@@ -403,10 +403,10 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
 /// Builds the orders once from every line read (all dates of a backfill share them) and frees
 /// the lines, the largest allocation, before the metrics: the date views, which need the lines,
 /// are taken before this.
-fn build_orders(prep: &mut Prepared) {
+fn build_orders(prep: &mut Prepared, cutoffs: &[i64]) {
     let ing = &prep.ingested;
     prep.orders = prep.timings.time("orders", || {
-        orders::build(&ing.lines, ing.customers.len(), ing.segments.len())
+        orders::build_at(&ing.lines, ing.customers.len(), ing.segments.len(), cutoffs)
     });
     prep.ingested.lines = source::Lines::default();
 }
@@ -469,7 +469,7 @@ pub fn backfill(
             problems.join(" | ")
         )));
     }
-    build_orders(&mut prep);
+    build_orders(&mut prep, &cutoffs);
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     let bar = source::normalize::progress_bar(
         opts.progress,

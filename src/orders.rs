@@ -71,7 +71,8 @@ impl Orders {
         &self.seg[self.start[c] * self.n_dims..self.start[c + 1] * self.n_dims]
     }
 
-    /// The orders as of `cutoff` (local µs): only lines before it count.
+    /// The orders as of `cutoff` (local µs): only lines before it count. `cutoff` must be one
+    /// of those the orders were built for (`build_at`), or later than every line.
     pub fn at(&self, cutoff: i64) -> AsOf<'_> {
         AsOf {
             orders: self,
@@ -148,13 +149,32 @@ const SHARD: usize = 4096;
 
 /// Builds the orders of `n_customers` customers from their lines.
 pub fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
-    build_until(lines, n_customers, n_dims, i64::MAX)
+    build_for(lines, n_customers, n_dims, i64::MAX, &[])
+}
+
+/// Builds the orders from every line, ready to be viewed `at` each of `cutoffs` (ascending):
+/// the lines of an order are kept only when one of these cutoffs falls between its first and
+/// its last line, which is rare (most multi-line orders span seconds), so the extra memory is
+/// small.
+pub fn build_at(lines: &Lines, n_customers: usize, n_dims: usize, cutoffs: &[i64]) -> Orders {
+    build_for(lines, n_customers, n_dims, i64::MAX, cutoffs)
 }
 
 /// Builds the orders as of a cutoff: lines at or after `cutoff` (local µs) are not seen, so an
 /// order's value is the sum of its lines before the cutoff (SPEC §2: history as of an earlier
 /// date cannot change). Customers without lines before the cutoff get no orders.
 pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64) -> Orders {
+    build_for(lines, n_customers, n_dims, cutoff, &[])
+}
+
+fn build_for(
+    lines: &Lines,
+    n_customers: usize,
+    n_dims: usize,
+    cutoff: i64,
+    cutoffs: &[i64],
+) -> Orders {
+    debug_assert!(cutoffs.is_sorted());
     let seen = |i: usize| lines.ts_local[i] < cutoff;
     // Counting sort of line indexes by customer.
     let mut start = vec![0usize; n_customers + 1];
@@ -230,7 +250,10 @@ pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64
                     }
                     // Lines sorted by time within the order: the last one is the latest.
                     let last_ts = lines.ts_local[idx[k - 1] as usize];
-                    let own_lines = (last_ts > o.ts_local).then(|| {
+                    // Does a view cutoff fall in (first line, last line]?
+                    let next_cutoff = cutoffs.partition_point(|&c| c <= o.ts_local);
+                    let spans = cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
+                    let own_lines = spans.then(|| {
                         my_late_max = my_late_max.max(last_ts);
                         idx[k0..k]
                             .iter()
@@ -336,8 +359,12 @@ mod tests {
             cost: vec![],
             seg: vec![1, 2, 3, 4, 5],
         };
-        let all = build(&lines, 2, 1);
+        let cutoffs: Vec<i64> = (0..=10).collect();
+        let all = build_at(&lines, 2, 1, &cutoffs);
         assert_eq!(all.late_max, vec![9, i64::MIN]);
+        // Built for one late cutoff only, no order spans it: no lines are kept.
+        assert!(build_at(&lines, 2, 1, &[100]).late.is_empty());
+        assert!(build(&lines, 2, 1).late.is_empty());
         let value_of_7 = |cutoff: i64| {
             let (o, _) = all.at(cutoff).of(0);
             o.iter()
