@@ -204,3 +204,37 @@ fn json_logs_of_every_date_carry_run_id_and_as_of() {
     assert_eq!(per_date_lines, 9);
     assert_eq!(published, ["2024-01-31", "2024-02-29", "2024-03-31"]);
 }
+
+#[test]
+fn small_row_groups_hold_the_same_rows_with_statistics_and_sort_order() {
+    // Columns are encoded in parallel per row group; with row_group_rows = 2 every table of
+    // fixture A spans several row groups, which must read back exactly as one row group does.
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    config_to(&ws, "one");
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-03-31"]));
+    config_to(&ws, "small");
+    let cfg = std::fs::read_to_string(ws.path("config.toml")).unwrap() + "row_group_rows = 2\n";
+    ws.write("config.toml", cfg);
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-03-31"]));
+    for t in TABLES {
+        let dir = |out: &str| ws.path(&format!("{out}/{t}/as_of=2024-03-31"));
+        let (a, b) = (read_partition(&dir("one")), read_partition(&dir("small")));
+        assert_same(&a.0, &b.0, t);
+        let rows = b.rows();
+        let file = std::fs::read_dir(dir("small"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.num_row_groups(), rows.div_ceil(2), "{t}: {rows} rows");
+        for rg in meta.row_groups() {
+            assert!(rg.num_rows() <= 2);
+            assert!(rg.sorting_columns().is_some_and(|s| !s.is_empty()), "{t}");
+            assert!(rg.column(0).statistics().is_some(), "{t}: no statistics");
+        }
+    }
+}
