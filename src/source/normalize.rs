@@ -517,6 +517,9 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
     let lines: &mut Lines = &mut out.lines;
     lines.cust.extend_from_slice(&cust);
     lines.order.extend_from_slice(&okeys);
+    // Segment columns have few values, usually repeated row after row: compare with the
+    // previous row's value before hashing.
+    let mut last_seg: Vec<Option<(&str, u32)>> = vec![None; segs.len()];
     for &i in &used {
         let Outcome::Used {
             ts_utc,
@@ -539,7 +542,15 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
                 Some(s) if !s.is_empty() => s,
                 _ => UNKNOWN_SEGMENT,
             };
-            lines.seg.push(out.segments[d].intern(v));
+            let id = match last_seg[d] {
+                Some((prev, id)) if prev == v => id,
+                _ => {
+                    let id = out.segments[d].intern(v);
+                    last_seg[d] = Some((v, id));
+                    id
+                }
+            };
+            lines.seg.push(id);
         }
     }
     debug!(rows = n, "Normalized batch.");
