@@ -46,6 +46,8 @@ pub struct Orders {
     pub late_max: Vec<i64>,
     /// Lines of every order that has late lines, by order index.
     pub late: rustc_hash::FxHashMap<usize, Box<[LateLine]>>,
+    /// Local time of the earliest order.
+    pub earliest: Option<i64>,
 }
 
 /// One line of an order whose lines have different times.
@@ -124,12 +126,9 @@ impl<'a> AsOf<'a> {
         (Cow::Owned(own), seg)
     }
 
-    /// Local time of the earliest order before the cutoff.
+    /// Local time of the earliest order before the cutoff (the earliest of all, if before it).
     pub fn earliest(&self) -> Option<i64> {
-        (0..self.n_customers())
-            .filter_map(|c| self.orders.of(c).first().map(|o| o.ts_local))
-            .filter(|&t| t < self.cutoff)
-            .min()
+        self.orders.earliest.filter(|&t| t < self.cutoff)
     }
 
     /// Number of orders before the cutoff.
@@ -293,6 +292,7 @@ fn build_for(
         n_dims,
         late_max: Vec::with_capacity(n_customers),
         late: Default::default(),
+        earliest: None,
     };
     out.start.push(0);
     for (counts, orders, segs, late_max, late) in shards {
@@ -307,6 +307,9 @@ fn build_for(
         out.seg.extend(segs);
         out.late_max.extend(late_max);
     }
+    out.earliest = (0..n_customers)
+        .filter_map(|c| out.of(c).first().map(|o| o.ts_local))
+        .min();
     out
 }
 

@@ -98,6 +98,20 @@ pub fn local_micros_to_date(us: i64) -> NaiveDate {
     epoch() + Duration::days(us.div_euclid(MICROS_PER_DAY))
 }
 
+/// (year, month − 1) of a day number (days since 1970-01-01), without calendar tables: the
+/// civil-from-days algorithm (H. Hinnant), exact for the whole proleptic Gregorian calendar.
+pub fn days_to_year_month0(days: i64) -> (i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    (year, month - 1)
+}
+
 /// Local day number (days since 1970-01-01) of a local wall-clock time.
 pub fn local_micros_to_day(us: i64) -> i64 {
     us.div_euclid(MICROS_PER_DAY)
@@ -254,6 +268,21 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn year_month_of_day_numbers_match_chrono() {
+        // Every day from 1900-01-01 to 2100-12-31 (leap years, 1900 and 2100 not leap, 2000 leap).
+        let mut date = d(1900, 1, 1);
+        while date <= d(2100, 12, 31) {
+            let days = date_to_days(date) as i64;
+            assert_eq!(
+                days_to_year_month0(days),
+                (date.year() as i64, date.month0() as i64),
+                "{date}"
+            );
+            date = date.succ_opt().unwrap();
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::config::SegmentAssignment;
 use crate::orders::Order;
-use crate::time::{local_micros_to_date, local_micros_to_day};
+use crate::time::{days_to_year_month0, local_micros_to_day};
 
 use super::Ctx;
 
@@ -47,6 +47,8 @@ pub struct CustomerRow {
 #[derive(Debug, Clone)]
 pub struct Acc {
     pub n_periods: usize,
+    /// Orders folded (all customers).
+    pub orders: i64,
     /// Customers assigned to each slot (any status).
     pub slot_customers: Vec<i64>,
     /// Per slot, difference array over boundaries (n_periods + 2 entries).
@@ -108,6 +110,7 @@ impl Acc {
         let p = ctx.frame.n_periods;
         Acc {
             n_periods: p,
+            orders: 0,
             slot_customers: vec![0; s],
             active_diff: vec![0; s * (p + 2)],
             new: vec![0; s * p],
@@ -120,6 +123,7 @@ impl Acc {
     }
 
     pub fn merge(&mut self, o: Acc) {
+        self.orders += o.orders;
         add(&mut self.slot_customers, &o.slot_customers);
         add(&mut self.active_diff, &o.active_diff);
         add(&mut self.new, &o.new);
@@ -229,6 +233,7 @@ pub fn fold_customer(
     for &s in slots.iter() {
         acc.slot_customers[s] += 1;
     }
+    acc.orders += orders.len() as i64;
 
     let mut row = CustomerRow {
         cust,
@@ -345,17 +350,16 @@ pub fn fold_customer(
     }
 
     // Per-customer measures.
-    let first_date = local_micros_to_date(first.ts_local);
-    let last_date = local_micros_to_date(last.ts_local);
-    use chrono::Datelike;
-    let months = |d: chrono::NaiveDate| d.year() as i64 * 12 + d.month0() as i64;
-    let as_of_day =
-        (f.as_of - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days();
+    let months = |us: i64| {
+        let (y, m0) = days_to_year_month0(local_micros_to_day(us));
+        y * 12 + m0
+    };
+    let as_of_day = ctx.as_of_day;
     let active = runs.last().is_some_and(|r| r.1 == np);
     row.cohort = Some(cohort);
     row.first_utc = Some(first.ts_utc);
     row.last_utc = Some(last.ts_utc);
-    row.lifespan_months = Some(months(last_date) - months(first_date) + 1);
+    row.lifespan_months = Some(months(last.ts_local) - months(first.ts_local) + 1);
     row.days_since_last = Some(as_of_day - local_micros_to_day(last.ts_local));
     row.active = Some(active);
     if !active {

@@ -26,6 +26,8 @@ pub use fold::{Acc, CustomerRow};
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub frame: Frame,
+    /// as_of as days since 1970-01-01.
+    pub as_of_day: i64,
     pub zone: Zone,
     /// Churn window in µs of local wall-clock time.
     pub window_us: i64,
@@ -58,6 +60,7 @@ impl Ctx {
             .collect();
         Ctx {
             frame: Frame::new(m.period, as_of, earliest),
+            as_of_day: crate::time::date_to_days(as_of) as i64,
             zone: Zone::new(cfg.tz),
             window_us: m.churn_window_days as i64 * MICROS_PER_DAY,
             assignment: m.segment_assignment,
@@ -124,6 +127,8 @@ pub struct Tables {
     pub cohorts: RecordBatch,
     pub ltv: RecordBatch,
     pub rejects: RecordBatch,
+    /// Orders before the cutoff (for the manifest).
+    pub orders: u64,
 }
 
 impl Tables {
@@ -146,10 +151,10 @@ const SHARD: usize = 2048;
 /// id order) and the merged accumulators.
 pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     let n = orders.n_customers();
-    // fold/reduce keeps one accumulator per worker (not one per shard): their size grows with
-    // segments × periods. Every sum is an integer, so the merge order does not matter, and the
-    // rows are sorted later where order matters.
-    let (mut rows, acc) = (0..n.div_ceil(SHARD))
+    // fold keeps one accumulator per piece of work rayon splits off (not one per shard): their
+    // size grows with segments × periods. Every sum is an integer, so the merge order does not
+    // matter.
+    let parts = (0..n.div_ceil(SHARD))
         .into_par_iter()
         .fold(
             || (Vec::new(), Acc::new(ctx), fold::Scratch::default()),
@@ -172,15 +177,19 @@ pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
             },
         )
         .map(|(rows, acc, _)| (rows, acc))
-        .reduce(
-            || (Vec::new(), Acc::new(ctx)),
-            |(mut r1, mut a1), (r2, a2)| {
-                r1.extend(r2);
-                a1.merge(a2);
-                (r1, a1)
-            },
-        );
-    rows.sort_unstable_by_key(|r| r.cust);
+        // Collected in shard order, then merged once: a pairwise reduce would copy the rows
+        // (~250 bytes each) once per level of the reduction tree.
+        .collect::<Vec<_>>();
+    let mut rows = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+    let mut acc = Acc::new(ctx);
+    for (r, a) in parts {
+        rows.extend(r);
+        acc.merge(a);
+    }
+    // The parts come in shard order, so this is normally a check only.
+    if !rows.is_sorted_by_key(|r| r.cust) {
+        rows.sort_unstable_by_key(|r| r.cust);
+    }
     (rows, acc)
 }
 
@@ -199,6 +208,7 @@ pub fn compute(
         cohorts: cohorts::table(&acc, ctx),
         ltv: ltv::table(&rows, ctx),
         rejects: rejects::table(rejects),
+        orders: acc.orders as u64,
     }
 }
 

@@ -8,7 +8,9 @@ use std::path::Path;
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
 use parquet::arrow::ArrowWriter;
+use arrow::datatypes::DataType;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::schema::types::ColumnPath;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use rayon::prelude::*;
@@ -62,7 +64,20 @@ pub fn write(path: &Path, batch: &RecordBatch, meta: &FileMeta<'_>) -> Result<u6
         })
         .collect();
     let level = ZstdLevel::try_new(meta.zstd_level).map_err(|e| perr(path, e))?;
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder();
+    // Dictionary encoding pays for repeated values (segments, statuses, scores, dates). Money,
+    // timestamps and the customers' own id are nearly all distinct: the writer would hash each
+    // value into a dictionary only to fall back to plain encoding when it overflows.
+    for field in schema.fields() {
+        let distinct = matches!(
+            field.data_type(),
+            DataType::Float64 | DataType::Timestamp(_, _)
+        ) || (meta.table == "customers" && field.name() == "customer_id");
+        if distinct {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    let props = props
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_size(meta.row_group_rows)
