@@ -211,7 +211,9 @@ fn build_for(
             let mut orders = Vec::new();
             let mut segs = Vec::new();
             let mut idx: Vec<u32> = Vec::new();
-            let mut keyed: Vec<(Order, u64, u32, Option<Box<[LateLine]>>)> = Vec::new();
+            // (order, order key, first line, the order's lines when a cutoff splits them)
+            type Keyed = (Order, u64, u32, Option<Box<[LateLine]>>);
+            let mut keyed: Vec<Keyed> = Vec::new();
             let mut late_max = Vec::with_capacity(c1 - c0);
             let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
             for c in c0..c1 {

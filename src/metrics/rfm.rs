@@ -193,7 +193,10 @@ mod tests {
             let n = rows.len() as i64;
             for r in &rows {
                 let d = r.days_since_last.unwrap();
-                let w_r = rows.iter().filter(|o| o.days_since_last.unwrap() > d).count() as i64;
+                let w_r = rows
+                    .iter()
+                    .filter(|o| o.days_since_last.unwrap() > d)
+                    .count() as i64;
                 let w_f = rows.iter().filter(|o| o.purchases < r.purchases).count() as i64;
                 let w_m = rows.iter().filter(|o| o.revenue < r.revenue).count() as i64;
                 let want = [w_r, w_f, w_m].map(|w| (1 + 5 * w / n) as u8);

@@ -6,13 +6,13 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
 use parquet::arrow::ArrowWriter;
-use arrow::datatypes::DataType;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::schema::types::ColumnPath;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
 use super::SinkError;
@@ -74,7 +74,8 @@ pub fn write(path: &Path, batch: &RecordBatch, meta: &FileMeta<'_>) -> Result<u6
             DataType::Float64 | DataType::Timestamp(_, _)
         ) || (meta.table == "customers" && field.name() == "customer_id");
         if distinct {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            props =
+                props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
     }
     let props = props

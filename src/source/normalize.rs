@@ -395,24 +395,21 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         if ts_local >= cutoff {
             return Outcome::After;
         }
-        match cid.get(i).map(str::trim) {
+        match cid.get(i).map(trim) {
             None | Some("") => {
                 return Outcome::Rejected("customer_id: missing or empty", Some(ts_local))
             }
-            Some(s) if s.contains('\u{FFFD}') => {
+            Some(s) if replaced(s) => {
                 return Outcome::Rejected("customer_id: not valid UTF-8", Some(ts_local))
             }
             _ => {}
         }
         if let Some(o) = order {
-            if o.get(i).is_some_and(|s| s.contains('\u{FFFD}')) {
+            if o.get(i).is_some_and(replaced) {
                 return Outcome::Rejected("order_id: not valid UTF-8", Some(ts_local));
             }
         }
-        if segs
-            .iter()
-            .any(|c| c.get(i).is_some_and(|s| s.contains('\u{FFFD}')))
-        {
+        if segs.iter().any(|c| c.get(i).is_some_and(replaced)) {
             return Outcome::Rejected("segment: not valid UTF-8", Some(ts_local));
         }
         let amount = match amount.parse(i, decimals) {
@@ -475,7 +472,7 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         }
     }
     let first_line = out.lines.cust.len() as u64;
-    let cid_of = |i: usize| cid.get(i).unwrap_or("").trim();
+    let cid_of = |i: usize| trim(cid.get(i).unwrap_or(""));
     let hashes: Vec<u64> = used
         .par_iter()
         .map(|&i| super::text_hash(cid_of(i)))
@@ -493,14 +490,33 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         .zip(by_shard.par_iter())
         .enumerate()
         .map(|(k, ((cdict, odict), positions))| {
+            // Lines of one customer or one order often come together: compare with the
+            // previous line's id text before probing the table.
+            let mut last_c: Option<(&str, u32)> = None;
+            let mut last_o: Option<(&str, u64)> = None;
             positions
                 .iter()
                 .map(|&pos| {
                     let i = used[pos];
-                    let c = cdict.intern_hashed(cid_of(i), hashes[pos]) * super::SHARDS as u32
-                        + k as u32;
-                    let okey = match order.and_then(|o| o.get(i)).map(str::trim) {
-                        Some(s) if !s.is_empty() => odict.intern(s) as u64,
+                    let text = cid_of(i);
+                    let c = match last_c {
+                        Some((prev, id)) if prev == text => id,
+                        _ => {
+                            let id = cdict.intern_hashed(text, hashes[pos]) * super::SHARDS as u32
+                                + k as u32;
+                            last_c = Some((text, id));
+                            id
+                        }
+                    };
+                    let okey = match order.and_then(|o| o.get(i)).map(trim) {
+                        Some(s) if !s.is_empty() => match last_o {
+                            Some((prev, id)) if prev == s => id,
+                            _ => {
+                                let id = odict.intern(s) as u64;
+                                last_o = Some((s, id));
+                                id
+                            }
+                        },
                         _ => ROW_ORDER_BASE + first_line + pos as u64,
                     };
                     (pos, c, okey)
@@ -538,7 +554,7 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
             lines.cost.push(cost);
         }
         for (d, c) in segs.iter().enumerate() {
-            let v = match c.get(i).map(str::trim) {
+            let v = match c.get(i).map(trim) {
                 Some(s) if !s.is_empty() => s,
                 _ => UNKNOWN_SEGMENT,
             };
@@ -555,6 +571,20 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
     }
     debug!(rows = n, "Normalized batch.");
     Ok(())
+}
+
+/// `str::trim` with a fast path for the usual case: no whitespace at either end.
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
+/// Whether a text holds U+FFFD, the mark of bytes that were not valid UTF-8 (ASCII text, the
+/// usual case, cannot).
+fn replaced(s: &str) -> bool {
+    !s.is_ascii() && s.contains('\u{FFFD}')
 }
 
 fn one_line(s: &str) -> String {
