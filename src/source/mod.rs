@@ -301,3 +301,47 @@ impl Ingested {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interner_is_exact_even_when_hashes_collide() {
+        let mut d = Dict::default();
+        // 100k distinct ids: dense ids in first-seen order, and each text reads back.
+        let texts: Vec<String> = (0..100_000).map(|i| format!("O{i:09}")).collect();
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(d.intern(t), i as u32);
+        }
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(d.intern(t), i as u32, "second intern of {t}");
+            assert_eq!(d.get(i as u32), t);
+        }
+        assert_eq!(d.len(), 100_000);
+        // Different texts given the same hash still get different ids (the text decides).
+        let mut c = Dict::default();
+        let (a, b, e) = (
+            c.intern_hashed("a", 7),
+            c.intern_hashed("b", 7),
+            c.intern_hashed("", 7),
+        );
+        assert_eq!((a, b, e), (0, 1, 2));
+        assert_eq!(c.intern_hashed("b", 7), 1);
+        assert_eq!((c.get(0), c.get(1), c.get(2)), ("a", "b", ""));
+        assert_eq!(c.iter().collect::<Vec<_>>(), vec!["a", "b", ""]);
+    }
+
+    #[test]
+    fn customer_rank_follows_text_order() {
+        let mut ing = Ingested::default();
+        let ids: Vec<u32> = ["c10", "a", "c2", "b"]
+            .iter()
+            .map(|s| ing.customers.intern(s))
+            .collect();
+        let rank = ing.customer_rank();
+        // Text order: a < b < c10 < c2.
+        let got: Vec<u32> = ids.iter().map(|&id| rank[id as usize]).collect();
+        assert_eq!(got, vec![2, 0, 3, 1]);
+    }
+}
