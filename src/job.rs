@@ -1,8 +1,9 @@
 //! The job: wires the stages (discover → read → orders → metrics → publish → manifest) for `run`
-//! and `backfill`, and checks inputs for `validate`. Inputs are read once; a backfill then
-//! computes and publishes every as_of date from the same lines (each date sees only the lines
-//! before its cutoff, exactly as a `run --as-of D` would). Each stage is timed; timings go to the
-//! log and the manifest.
+//! and `backfill`, and checks inputs for `validate`. Inputs are read and the orders built once; a
+//! backfill then computes and publishes every as_of date from the same orders, each seen as of
+//! its own cutoff (only lines before it count, exactly as a `run --as-of D` would), computing one
+//! date while the previous one is written. Each stage is timed; timings go to the log and the
+//! manifest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
