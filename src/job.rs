@@ -149,10 +149,14 @@ fn date_views(ing: &Ingested, cutoffs: &[i64]) -> Vec<DateView> {
     let n_files = ing.stats.files.len();
     // used[file][k]: lines of `file` first seen at date k.
     let mut used = vec![vec![0u64; cutoffs.len()]; n_files];
-    for (i, &f) in ing.lines.file.iter().enumerate() {
-        let k = cutoffs.partition_point(|&c| c <= ing.lines.ts_local[i]);
-        if k < cutoffs.len() {
-            used[f as usize][k] += 1;
+    let runs = &ing.lines.file_runs;
+    for (r, &(f, start)) in runs.iter().enumerate() {
+        let end = runs.get(r + 1).map_or(ing.lines.len(), |next| next.1);
+        for &ts in &ing.lines.ts_local[start..end] {
+            let k = cutoffs.partition_point(|&c| c <= ts);
+            if k < cutoffs.len() {
+                used[f as usize][k] += 1;
+            }
         }
     }
     for counts in &mut used {

@@ -211,17 +211,24 @@ fn build_for(
             let mut orders = Vec::new();
             let mut segs = Vec::new();
             let mut idx: Vec<u32> = Vec::new();
-            // (order, order key, first line, the order's lines when a cutoff splits them)
-            type Keyed = (Order, u64, u32, Option<Box<[LateLine]>>);
+            // (order, its first line, the order's lines when a cutoff splits them)
+            type Keyed = (Order, u32, Option<Box<[LateLine]>>);
             let mut keyed: Vec<Keyed> = Vec::new();
             let mut late_max = Vec::with_capacity(c1 - c0);
             let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
             for c in c0..c1 {
                 idx.clear();
                 idx.extend_from_slice(&perm[start[c]..start[c + 1]]);
-                idx.sort_unstable_by_key(|&i| {
-                    let i = i as usize;
-                    (lines.order[i], lines.ts_local[i], i)
+                // Lines of one order: equal key and equal order_id text (keys are hashes of
+                // the text, so the text settles a collision; it is compared only between
+                // lines whose keys are equal).
+                idx.sort_unstable_by(|&a, &b| {
+                    let (a, b) = (a as usize, b as usize);
+                    lines.order[a]
+                        .cmp(&lines.order[b])
+                        .then_with(|| lines.order_id(a).cmp(lines.order_id(b)))
+                        .then_with(|| lines.ts_local[a].cmp(&lines.ts_local[b]))
+                        .then_with(|| a.cmp(&b))
                 });
                 keyed.clear();
                 let mut my_late_max = i64::MIN;
@@ -229,6 +236,7 @@ fn build_for(
                 while k < idx.len() {
                     let first = idx[k] as usize;
                     let key = lines.order[first];
+                    let text = lines.order_id(first);
                     let k0 = k;
                     let mut o = Order {
                         ts_local: lines.ts_local[first],
@@ -237,7 +245,10 @@ fn build_for(
                         refunds: 0,
                         cost: 0,
                     };
-                    while k < idx.len() && lines.order[idx[k] as usize] == key {
+                    while k < idx.len()
+                        && lines.order[idx[k] as usize] == key
+                        && lines.order_id(idx[k] as usize) == text
+                    {
                         let i = idx[k] as usize;
                         let a = lines.amount[i];
                         o.value += a;
@@ -268,12 +279,13 @@ fn build_for(
                             })
                             .collect()
                     });
-                    keyed.push((o, key, first as u32, own_lines));
+                    keyed.push((o, first as u32, own_lines));
                 }
-                keyed.sort_unstable_by_key(|(o, key, _, _)| (o.ts_local, *key));
+                // Orders at the same time keep the input order of their first lines.
+                keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
                 counts.push(keyed.len());
                 late_max.push(my_late_max);
-                for (o, _, first, own_lines) in keyed.drain(..) {
+                for (o, first, own_lines) in keyed.drain(..) {
                     if let Some(l) = own_lines {
                         late.push((orders.len(), l));
                     }
@@ -328,13 +340,13 @@ mod tests {
         // Customer 1: one line at t=2.
         let lines = Lines {
             cust: vec![0, 0, 1, 0, 0],
-            file: vec![0; 5],
             order: vec![7, 7, ROW_ORDER_BASE + 2, 7, ROW_ORDER_BASE + 4],
             ts_utc: vec![5, 3, 2, 9, 1],
             ts_local: vec![5, 3, 2, 9, 1],
             amount: vec![1000, 250, 400, -1250, 300],
             cost: vec![],
             seg: vec![1, 2, 3, 4, 5],
+            ..Default::default()
         };
         let o = build(&lines, 2, 1);
         assert_eq!(o.n_customers(), 2);
@@ -349,6 +361,28 @@ mod tests {
     }
 
     #[test]
+    fn equal_keys_with_different_order_ids_are_different_orders() {
+        // Keys are hashes of the order_id text; force a collision: lines 0 and 1 ("A", 10.00
+        // and 5.00) and line 2 ("B", 7.00) of customer 0 all have key 42. "A" and "B" must
+        // stay two orders: A = 15.00 at t=1, B = 7.00 at t=2 (tie order: time, then first line).
+        let lines = Lines {
+            cust: vec![0, 0, 0],
+            order: vec![42, 42, 42],
+            file_runs: vec![(0, 0)],
+            order_text: "AAB".into(),
+            order_end: vec![1, 2, 3],
+            ts_utc: vec![1, 3, 2],
+            ts_local: vec![1, 3, 2],
+            amount: vec![1000, 500, 700],
+            cost: vec![],
+            seg: vec![0, 0, 0],
+        };
+        let o = build(&lines, 1, 1);
+        let got: Vec<(i64, i64)> = o.of(0).iter().map(|x| (x.ts_local, x.value)).collect();
+        assert_eq!(got, vec![(1, 1500), (2, 700)]);
+    }
+
+    #[test]
     fn orders_at_a_cutoff_equal_orders_built_until_it() {
         // Same lines as above. Order 7 of customer 0 has lines at t=3 (2.50), t=5 (10.00) and
         // t=9 (−12.50), so it has late lines. As of cutoff 6 it is 2.50 + 10.00 = 12.50 (a
@@ -356,13 +390,13 @@ mod tests {
         // as of 3 it does not exist yet and customer 0 has only the 3.00 order at t=1.
         let lines = Lines {
             cust: vec![0, 0, 1, 0, 0],
-            file: vec![0; 5],
             order: vec![7, 7, ROW_ORDER_BASE + 2, 7, ROW_ORDER_BASE + 4],
             ts_utc: vec![5, 3, 2, 9, 1],
             ts_local: vec![5, 3, 2, 9, 1],
             amount: vec![1000, 250, 400, -1250, 300],
             cost: vec![],
             seg: vec![1, 2, 3, 4, 5],
+            ..Default::default()
         };
         let cutoffs: Vec<i64> = (0..=10).collect();
         let all = build_at(&lines, 2, 1, &cutoffs);

@@ -193,18 +193,22 @@ impl ShardedDict {
     }
 }
 
-/// Interner for keys that are only compared, never printed (order ids).
-pub type KeyDict = Dict;
-
 /// Normalized transaction lines (struct of arrays). Only lines before the cutoff are kept.
 #[derive(Debug, Default)]
 pub struct Lines {
     /// Customer id (index into `Ingested::customers`).
     pub cust: Vec<u32>,
-    /// Order key: an interned order_id, or `ROW_ORDER_BASE + line number` when the line has none.
+    /// Order key: the `text_hash` of the order_id, or `ROW_ORDER_BASE + line number` when the
+    /// line has none. Keys may collide; `order_text` settles it (see `order_id`).
     pub order: Vec<u64>,
-    /// Input file index (into `IngestStats::files`).
-    pub file: Vec<u32>,
+    /// Every line's order_id text (empty when it has none), end to end, and where each ends.
+    /// Both empty when no order_id column is mapped: the keys are then exact.
+    pub order_text: String,
+    pub order_end: Vec<usize>,
+    /// Input file of the lines, as runs: lines from `.1` on come from file `.0` (an index into
+    /// `IngestStats::files`) up to the next run's start. Files are read one after another, so
+    /// this is one entry per file instead of 4 bytes per line.
+    pub file_runs: Vec<(u32, usize)>,
     pub ts_utc: Vec<i64>,
     pub ts_local: Vec<i64>,
     /// Amount in minor units.
@@ -219,6 +223,16 @@ pub struct Lines {
 pub const ROW_ORDER_BASE: u64 = 1 << 40;
 
 impl Lines {
+    /// Line `i`'s order_id text ("" when it has none or none are recorded). Two lines belong to
+    /// the same order exactly when their customer, key and text are equal.
+    pub fn order_id(&self, i: usize) -> &str {
+        if self.order_end.is_empty() {
+            return "";
+        }
+        let start = if i == 0 { 0 } else { self.order_end[i - 1] };
+        &self.order_text[start..self.order_end[i]]
+    }
+
     pub fn len(&self) -> usize {
         self.cust.len()
     }

@@ -18,7 +18,7 @@ use crate::time::Zone;
 use super::parse::{self, MoneyError, Ts};
 use super::read::{self, MoneyKind, Scan, TsKind};
 use super::{
-    Dict, FileStats, Ingested, InputFile, KeyDict, Lines, Reject, SourceError, ROW_ORDER_BASE,
+    Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError, ROW_ORDER_BASE,
     UNKNOWN_SEGMENT,
 };
 
@@ -48,7 +48,6 @@ pub fn ingest(
             has_cost: cfg.config.input.columns.cost.is_some(),
             ..Default::default()
         },
-        orders: (0..super::SHARDS).map(|_| KeyDict::default()).collect(),
         error: None,
     }));
     let bar = progress_bar(
@@ -175,8 +174,6 @@ pub fn progress_bar(enabled: bool, len: u64, template: &str) -> Option<indicatif
 
 struct State {
     out: Ingested,
-    /// Order ids per customer shard (an order key only has to be unique within a customer).
-    orders: Vec<KeyDict>,
     error: Option<String>,
 }
 
@@ -438,7 +435,7 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
 
     // Merge: rejects and counts first; customer and order ids are interned in parallel per
     // customer shard; then the appends.
-    let State { out, orders, .. } = st;
+    let State { out, .. } = st;
     let fstats = out
         .stats
         .files
@@ -486,10 +483,9 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         .customers
         .shards
         .par_iter_mut()
-        .zip(orders.par_iter_mut())
         .zip(by_shard.par_iter())
         .enumerate()
-        .map(|(k, ((cdict, odict), positions))| {
+        .map(|(k, (cdict, positions))| {
             // Lines of one customer or one order often come together: compare with the
             // previous line's id text before probing the table.
             let mut last_c: Option<(&str, u32)> = None;
@@ -509,12 +505,15 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
                         }
                     };
                     let okey = match order.and_then(|o| o.get(i)).map(trim) {
+                        // No dictionary for order ids: the key is the text's hash and the
+                        // text itself is kept per line, for the orders stage to settle
+                        // collisions exactly.
                         Some(s) if !s.is_empty() => match last_o {
-                            Some((prev, id)) if prev == s => id,
+                            Some((prev, key)) if prev == s => key,
                             _ => {
-                                let id = odict.intern(s) as u64;
-                                last_o = Some((s, id));
-                                id
+                                let key = super::text_hash(s);
+                                last_o = Some((s, key));
+                                key
                             }
                         },
                         _ => ROW_ORDER_BASE + first_line + pos as u64,
@@ -531,6 +530,11 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         okeys[pos] = o;
     }
     let lines: &mut Lines = &mut out.lines;
+    if lines.file_runs.last().map(|r| r.0) != Some(ctx.file_index as u32) {
+        lines
+            .file_runs
+            .push((ctx.file_index as u32, lines.cust.len()));
+    }
     lines.cust.extend_from_slice(&cust);
     lines.order.extend_from_slice(&okeys);
     // Segment columns have few values, usually repeated row after row: compare with the
@@ -546,7 +550,12 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
         else {
             continue;
         };
-        lines.file.push(ctx.file_index as u32);
+        if let Some(o) = order {
+            if let Some(s) = o.get(i).map(trim) {
+                lines.order_text.push_str(s);
+            }
+            lines.order_end.push(lines.order_text.len());
+        }
         lines.ts_utc.push(ts_utc);
         lines.ts_local.push(ts_local);
         lines.amount.push(amount);

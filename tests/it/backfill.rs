@@ -238,3 +238,67 @@ fn small_row_groups_hold_the_same_rows_with_statistics_and_sort_order() {
         }
     }
 }
+
+#[test]
+fn per_file_accounting_of_every_date_with_two_input_files() {
+    // File a.csv: lines on Jan 10, Feb 10, Mar 10. File b.csv: Jan 20, a bad amount on Feb 20,
+    // Mar 20. Files are read one after another, lines are attributed to files by runs.
+    // As of Jan 31: a used 1 (after 2), b used 1 (after 2: the bad row is after as_of too).
+    // As of Feb 29: a used 2 (after 1), b used 1, rejected 1 (after 1).
+    let ws = Workspace::new();
+    let head = "customer_id,order_id,ts,amount,channel\n";
+    ws.write(
+        "a.csv",
+        format!(
+            "{head}x,1,2024-01-10,1.00,web\nx,2,2024-02-10,2.00,web\ny,3,2024-03-10,3.00,app\n"
+        ),
+    );
+    ws.write(
+        "b.csv",
+        format!(
+            "{head}z,4,2024-01-20,4.00,web\nz,5,2024-02-20,oops,web\nz,6,2024-03-20,6.00,web\n"
+        ),
+    );
+    let cfg = crate::util::config(
+        &[
+            &ws.path("a.csv").display().to_string(),
+            &ws.path("b.csv").display().to_string(),
+        ],
+        &ws.path("bf").display().to_string(),
+        DEFAULT_COLUMNS,
+        MONTH_31,
+        "",
+    );
+    ws.write("config.toml", cfg);
+    ok(&ws.run(&[
+        "backfill",
+        "--config",
+        "config.toml",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-02-29",
+    ]));
+    let inputs = |d: &str| -> Vec<(u64, u64, u64, u64)> {
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(ws.path(&format!("bf/_manifests/as_of={d}.json"))).unwrap(),
+        )
+        .unwrap();
+        m["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let n = |k: &str| f[k].as_u64().unwrap();
+                (
+                    n("rows_read"),
+                    n("rows_used"),
+                    n("rows_rejected"),
+                    n("rows_after_as_of"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(inputs("2024-01-31"), vec![(3, 1, 0, 2), (3, 1, 0, 2)]);
+    assert_eq!(inputs("2024-02-29"), vec![(3, 2, 0, 1), (3, 1, 1, 1)]);
+}
