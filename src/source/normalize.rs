@@ -1,6 +1,8 @@
 //! Streams each input file through polars in batches and turns every row into a typed line, a
 //! reject with its reason, or an "after as_of" count. Parsing runs in parallel (rayon) within a
-//! batch; interning customer/order/segment strings is the only sequential step.
+//! batch, customer ids are interned in parallel per hash shard, and order ids are hashed (their
+//! text is kept per line for the orders stage); appending the lines and interning the few
+//! segment values are the sequential steps.
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
