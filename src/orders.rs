@@ -240,7 +240,7 @@ fn build_for(
                     let k0 = k;
                     let mut o = Order {
                         ts_local: lines.ts_local[first],
-                        ts_utc: lines.ts_utc[first],
+                        ts_utc: lines.utc(first),
                         value: 0,
                         refunds: 0,
                         cost: 0,

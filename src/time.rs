@@ -138,6 +138,11 @@ impl Zone {
         Self { tz, is_utc }
     }
 
+    /// Whether local wall-clock time is UTC (no conversion).
+    pub fn is_utc(&self) -> bool {
+        self.is_utc
+    }
+
     pub fn tz(&self) -> Tz {
         self.tz
     }

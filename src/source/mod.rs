@@ -209,6 +209,8 @@ pub struct Lines {
     /// `IngestStats::files`) up to the next run's start. Files are read one after another, so
     /// this is one entry per file instead of 4 bytes per line.
     pub file_runs: Vec<(u32, usize)>,
+    /// UTC instant of each line; empty when the configured timezone is UTC, where it equals
+    /// `ts_local` (8 bytes per line saved). Read it with `utc(i)`.
     pub ts_utc: Vec<i64>,
     pub ts_local: Vec<i64>,
     /// Amount in minor units.
@@ -231,6 +233,15 @@ impl Lines {
         }
         let start = if i == 0 { 0 } else { self.order_end[i - 1] };
         &self.order_text[start..self.order_end[i]]
+    }
+
+    /// UTC instant (µs) of line `i`.
+    pub fn utc(&self, i: usize) -> i64 {
+        if self.ts_utc.is_empty() {
+            self.ts_local[i]
+        } else {
+            self.ts_utc[i]
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -558,7 +558,9 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
             }
             lines.order_end.push(lines.order_text.len());
         }
-        lines.ts_utc.push(ts_utc);
+        if !ctx.opts.zone.is_utc() {
+            lines.ts_utc.push(ts_utc);
+        }
         lines.ts_local.push(ts_local);
         lines.amount.push(amount);
         if kinds.cost.is_some() {
