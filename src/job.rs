@@ -268,7 +268,6 @@ struct Computed {
     as_of: NaiveDate,
     view: DateView,
     tables: metrics::Tables,
-    n_orders: u64,
     timings: Timings,
     started: chrono::DateTime<Utc>,
     t0: Instant,
@@ -290,7 +289,6 @@ fn compute_date(cfg: &Validated, prep: &Prepared, as_of: NaiveDate, view: DateVi
     Computed {
         as_of,
         view,
-        n_orders: tables.orders,
         tables,
         timings,
         started,
@@ -323,7 +321,6 @@ fn publish_computed(
         as_of,
         view,
         tables,
-        n_orders,
         mut timings,
         started,
         t0,
@@ -374,7 +371,7 @@ fn publish_computed(
         reject_ratio: view.reject_ratio,
         rejects_by_reason: view.rejects_by_reason,
         customers: tables.customers.num_rows() as u64,
-        orders: n_orders,
+        orders: tables.orders,
         tables: staged.tables().iter().cloned().collect(),
         timings_ms: timings.0.clone(),
     };

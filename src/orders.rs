@@ -332,13 +332,10 @@ mod tests {
     use super::*;
     use crate::source::ROW_ORDER_BASE;
 
-    #[test]
-    fn lines_group_into_orders_and_refunds_net() {
-        // Customer 0: order 7 has two lines (10.00 at t=5, 2.50 at t=3) and a refund line of
-        // −12.50 at t=9 → one order at t=3 of value 10.00 + 2.50 − 12.50 = 0, refunds 12.50.
-        // Customer 0 also has a single line without order id at t=1 (3.00).
-        // Customer 1: one line at t=2.
-        let lines = Lines {
+    /// Customer 0: order 7 with lines at t=5 (10.00), t=3 (2.50) and t=9 (−12.50), and a line
+    /// without order id at t=1 (3.00); customer 1: one line without order id at t=2 (4.00).
+    fn five_lines() -> Lines {
+        Lines {
             cust: vec![0, 0, 1, 0, 0],
             order: vec![7, 7, ROW_ORDER_BASE + 2, 7, ROW_ORDER_BASE + 4],
             ts_utc: vec![5, 3, 2, 9, 1],
@@ -347,7 +344,16 @@ mod tests {
             cost: vec![],
             seg: vec![1, 2, 3, 4, 5],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn lines_group_into_orders_and_refunds_net() {
+        // Customer 0: order 7 has two lines (10.00 at t=5, 2.50 at t=3) and a refund line of
+        // −12.50 at t=9 → one order at t=3 of value 10.00 + 2.50 − 12.50 = 0, refunds 12.50.
+        // Customer 0 also has a single line without order id at t=1 (3.00).
+        // Customer 1: one line at t=2.
+        let lines = five_lines();
         let o = build(&lines, 2, 1);
         assert_eq!(o.n_customers(), 2);
         let c0 = o.of(0);
@@ -365,18 +371,17 @@ mod tests {
         // Keys are hashes of the order_id text; force a collision: lines 0 and 1 ("A", 10.00
         // and 5.00) and line 2 ("B", 7.00) of customer 0 all have key 42. "A" and "B" must
         // stay two orders: A = 15.00 at t=1, B = 7.00 at t=2 (tie order: time, then first line).
-        let lines = Lines {
+        let mut lines = Lines {
             cust: vec![0, 0, 0],
             order: vec![42, 42, 42],
-            file_runs: vec![(0, 0)],
-            order_text: "AAB".into(),
-            order_end: vec![1, 2, 3],
-            ts_utc: vec![1, 3, 2],
             ts_local: vec![1, 3, 2],
             amount: vec![1000, 500, 700],
-            cost: vec![],
             seg: vec![0, 0, 0],
+            ..Default::default()
         };
+        for id in ["A", "A", "B"] {
+            lines.order_ids.push(id);
+        }
         let o = build(&lines, 1, 1);
         let got: Vec<(i64, i64)> = o.of(0).iter().map(|x| (x.ts_local, x.value)).collect();
         assert_eq!(got, vec![(1, 1500), (2, 700)]);
@@ -388,16 +393,7 @@ mod tests {
         // t=9 (−12.50), so it has late lines. As of cutoff 6 it is 2.50 + 10.00 = 12.50 (a
         // purchase, no refund yet); as of 4 it is 2.50; as of 10 it is 0 with refunds 12.50;
         // as of 3 it does not exist yet and customer 0 has only the 3.00 order at t=1.
-        let lines = Lines {
-            cust: vec![0, 0, 1, 0, 0],
-            order: vec![7, 7, ROW_ORDER_BASE + 2, 7, ROW_ORDER_BASE + 4],
-            ts_utc: vec![5, 3, 2, 9, 1],
-            ts_local: vec![5, 3, 2, 9, 1],
-            amount: vec![1000, 250, 400, -1250, 300],
-            cost: vec![],
-            seg: vec![1, 2, 3, 4, 5],
-            ..Default::default()
-        };
+        let lines = five_lines();
         let cutoffs: Vec<i64> = (0..=10).collect();
         let all = build_at(&lines, 2, 1, &cutoffs);
         assert_eq!(all.late_max, vec![9, i64::MIN]);

@@ -43,6 +43,34 @@ pub enum SourceError {
     Storage(#[from] crate::storage::StorageError),
 }
 
+/// Texts stored end to end in one string (no allocation per text), read back by position.
+#[derive(Debug, Default)]
+pub struct Texts {
+    text: String,
+    /// End offset of each text (its start is the previous text's end).
+    ends: Vec<usize>,
+}
+
+impl Texts {
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+
+    /// Text number `i`.
+    pub fn get(&self, i: usize) -> &str {
+        &self.text[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 /// String interner: dense u32 ids in first-seen order. The texts live end to end in one arena,
 /// so interning allocates nothing per value (at 10M order ids the per-value `Box<str>` keys cost
 /// more time in malloc/free than the hashing itself). Each table entry is (id, 32 bits of the
@@ -52,9 +80,8 @@ pub enum SourceError {
 #[derive(Default)]
 pub struct Dict {
     table: hashbrown::HashTable<(u32, u32)>,
-    text: String,
-    /// End offset of each value in `text` (its start is the previous value's end).
-    ends: Vec<usize>,
+    /// Value of each id.
+    values: Texts,
 }
 
 impl std::fmt::Debug for Dict {
@@ -93,38 +120,32 @@ impl Dict {
         // the table uses its low 32 bits.
         let h32 = hash as u32;
         let table_hash = |h32: u32| mix(h32 as u64);
-        let Dict { table, text, ends } = self;
-        let value = |id: u32| {
-            let i = id as usize;
-            &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]
-        };
+        let Dict { table, values } = self;
         match table.entry(
             table_hash(h32),
-            |&(id, h)| h == h32 && value(id) == s,
+            |&(id, h)| h == h32 && values.get(id as usize) == s,
             |&(_, h)| table_hash(h),
         ) {
             hashbrown::hash_table::Entry::Occupied(e) => e.get().0,
             hashbrown::hash_table::Entry::Vacant(v) => {
-                let id = ends.len() as u32;
+                let id = values.len() as u32;
                 v.insert((id, h32));
-                text.push_str(s);
-                ends.push(text.len());
+                values.push(s);
                 id
             }
         }
     }
 
     pub fn get(&self, id: u32) -> &str {
-        let i = id as usize;
-        &self.text[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
+        self.values.get(id as usize)
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.values.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.values.is_empty()
     }
 
     /// Values in id order.
@@ -138,12 +159,7 @@ impl Dict {
 /// nearly dense (shards fill evenly); the few unused ids have no orders and produce no rows.
 pub const SHARDS: usize = 16;
 
-/// Which shard a customer id (text) belongs to.
-pub fn shard_of(s: &str) -> usize {
-    shard_of_hash(text_hash(s))
-}
-
-/// Shard of a customer id from its `text_hash` (the high bits of FxHash mix best).
+/// Which shard a customer id belongs to, from its `text_hash`.
 pub fn shard_of_hash(h: u64) -> usize {
     (h >> 56) as usize % SHARDS
 }
@@ -165,8 +181,9 @@ impl Default for ShardedDict {
 impl ShardedDict {
     /// Interns one value (sequential path, for tests and small inputs).
     pub fn intern(&mut self, s: &str) -> u32 {
-        let k = shard_of(s);
-        self.shards[k].intern(s) * SHARDS as u32 + k as u32
+        let h = text_hash(s);
+        let k = shard_of_hash(h);
+        self.shards[k].intern_hashed(s, h) * SHARDS as u32 + k as u32
     }
 
     pub fn get(&self, id: u32) -> &str {
@@ -199,12 +216,11 @@ pub struct Lines {
     /// Customer id (index into `Ingested::customers`).
     pub cust: Vec<u32>,
     /// Order key: the `text_hash` of the order_id, or `ROW_ORDER_BASE + line number` when the
-    /// line has none. Keys may collide; `order_text` settles it (see `order_id`).
+    /// line has none. Keys may collide; `order_ids` settles it (see `order_id`).
     pub order: Vec<u64>,
-    /// Every line's order_id text (empty when it has none), end to end, and where each ends.
-    /// Both empty when no order_id column is mapped: the keys are then exact.
-    pub order_text: String,
-    pub order_end: Vec<usize>,
+    /// Every line's order_id text (empty when it has none). Empty when no order_id column is
+    /// mapped: the keys are then exact.
+    pub order_ids: Texts,
     /// Input file of the lines, as runs: lines from `.1` on come from file `.0` (an index into
     /// `IngestStats::files`) up to the next run's start. Files are read one after another, so
     /// this is one entry per file instead of 4 bytes per line.
@@ -228,11 +244,11 @@ impl Lines {
     /// Line `i`'s order_id text ("" when it has none or none are recorded). Two lines belong to
     /// the same order exactly when their customer, key and text are equal.
     pub fn order_id(&self, i: usize) -> &str {
-        if self.order_end.is_empty() {
-            return "";
+        if self.order_ids.is_empty() {
+            ""
+        } else {
+            self.order_ids.get(i)
         }
-        let start = if i == 0 { 0 } else { self.order_end[i - 1] };
-        &self.order_text[start..self.order_end[i]]
     }
 
     /// UTC instant (µs) of line `i`.

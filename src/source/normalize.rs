@@ -553,10 +553,7 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
             continue;
         };
         if let Some(o) = order {
-            if let Some(s) = o.get(i).map(trim) {
-                lines.order_text.push_str(s);
-            }
-            lines.order_end.push(lines.order_text.len());
+            lines.order_ids.push(o.get(i).map_or("", trim));
         }
         if !ctx.opts.zone.is_utc() {
             lines.ts_utc.push(ts_utc);

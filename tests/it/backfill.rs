@@ -22,20 +22,33 @@ fn ok(o: &std::process::Output) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Runs `backfill --config config.toml --from FROM --to TO` plus `extra` flags.
+fn backfill(
+    ws: &Workspace,
+    from: &str,
+    to: &str,
+    extra: &[&str],
+    envs: &[(String, String)],
+) -> std::process::Output {
+    let mut args = vec![
+        "backfill",
+        "--config",
+        "config.toml",
+        "--from",
+        from,
+        "--to",
+        to,
+    ];
+    args.extend_from_slice(extra);
+    ws.run_env(&args, envs)
+}
+
 #[test]
 fn backfill_partitions_equal_single_runs() {
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
     config_to(&ws, "bf");
-    let o = ws.run(&[
-        "backfill",
-        "--config",
-        "config.toml",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-04-30",
-    ]);
+    let o = backfill(&ws, "2024-01-01", "2024-04-30", &[], &[]);
     ok(&o);
     // Month ends of the range (the default --every is metrics.period).
     let dates = ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"];
@@ -49,13 +62,7 @@ fn backfill_partitions_equal_single_runs() {
             let b = read_partition(&ws.path(&format!("single/{t}/as_of={d}"))).0;
             assert_same(&a, &b, &format!("{t} as of {d}"));
         }
-        let m = |dir: &str| -> serde_json::Value {
-            serde_json::from_slice(
-                &std::fs::read(ws.path(&format!("{dir}/_manifests/as_of={d}.json"))).unwrap(),
-            )
-            .unwrap()
-        };
-        let (a, b) = (m("bf"), m("single"));
+        let (a, b) = (ws.manifest_in("bf", d), ws.manifest_in("single", d));
         for k in [
             "rows_read",
             "rows_used",
@@ -71,10 +78,7 @@ fn backfill_partitions_equal_single_runs() {
     }
     // As of 2024-01-31: 15 rows read; Jan lines used: a1, b1, e1 (2 lines), f1 = 5; the two bad
     // rows are dated in January → rejected 2; the other 8 are after as_of.
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.path("bf/_manifests/as_of=2024-01-31.json")).unwrap(),
-    )
-    .unwrap();
+    let m = ws.manifest_in("bf", "2024-01-31");
     assert_eq!(
         (
             m["rows_used"].as_u64(),
@@ -166,18 +170,11 @@ fn json_logs_of_every_date_carry_run_id_and_as_of() {
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
     config_to(&ws, "bf");
-    let o = ws.run_env(
-        &[
-            "backfill",
-            "--config",
-            "config.toml",
-            "--from",
-            "2024-01-01",
-            "--to",
-            "2024-03-31",
-            "--log-format",
-            "json",
-        ],
+    let o = backfill(
+        &ws,
+        "2024-01-01",
+        "2024-03-31",
+        &["--log-format", "json"],
         &[("CUSTOMER_VALUE_LOG".into(), "info".into())],
     );
     ok(&o);
@@ -270,21 +267,9 @@ fn per_file_accounting_of_every_date_with_two_input_files() {
         "",
     );
     ws.write("config.toml", cfg);
-    ok(&ws.run(&[
-        "backfill",
-        "--config",
-        "config.toml",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-02-29",
-    ]));
+    ok(&backfill(&ws, "2024-01-01", "2024-02-29", &[], &[]));
     let inputs = |d: &str| -> Vec<(u64, u64, u64, u64)> {
-        let m: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(ws.path(&format!("bf/_manifests/as_of={d}.json"))).unwrap(),
-        )
-        .unwrap();
-        m["inputs"]
+        ws.manifest_in("bf", d)["inputs"]
             .as_array()
             .unwrap()
             .iter()

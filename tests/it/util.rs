@@ -106,8 +106,14 @@ impl Workspace {
     }
 
     pub fn manifest(&self, as_of: &str) -> serde_json::Value {
+        self.manifest_in("out", as_of)
+    }
+
+    /// The manifest of `as_of` in output folder `out`.
+    pub fn manifest_in(&self, out: &str, as_of: &str) -> serde_json::Value {
         let p = self
-            .path("out/_manifests")
+            .path(out)
+            .join("_manifests")
             .join(format!("as_of={as_of}.json"));
         serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
     }
