@@ -73,6 +73,26 @@ pub struct Config {
     /// Optional acquisition spend per segment and period (gives cac, ltv_to_cac, payback_months).
     #[serde(default)]
     pub spend: Option<SpendConfig>,
+    /// Memory planning: when the input is too large for memory, lines are spilled to disk in
+    /// customer partitions and processed one partition at a time.
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// `[engine]`: how much memory the job plans for, and where it spills beyond that.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Memory the job plans to stay within, in MiB; 0 = half of the machine's memory.
+    #[serde(default)]
+    pub memory_limit_mib: u64,
+    /// Customer partitions: 0 = decided from the input size and the memory limit; 1 = all in
+    /// memory; N ≥ 2 = always spill to N partitions.
+    #[serde(default)]
+    pub partitions: usize,
+    /// Folder for spill files (deleted at the end of the run); "" = the system's temp folder.
+    #[serde(default)]
+    pub spill_dir: String,
 }
 
 /// `[storage]`: how object stores are reached. Credentials and endpoints come from the
@@ -327,6 +347,9 @@ fn default_row_group_rows() -> usize {
     1 << 20
 }
 
+/// Most customer partitions a run may spill to (each holds one open file while reading).
+pub const MAX_PARTITIONS: usize = 1024;
+
 /// A configuration that passed validation, with its parsed values ready for the job.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -486,6 +509,12 @@ impl Config {
         }
         if o.row_group_rows == 0 {
             problems.push("output.row_group_rows: must be at least 1".into());
+        }
+        if self.engine.partitions > MAX_PARTITIONS {
+            problems.push(format!(
+                "engine.partitions: {} is above the maximum of {MAX_PARTITIONS}",
+                self.engine.partitions
+            ));
         }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));

@@ -16,7 +16,7 @@ use crate::config::Validated;
 use crate::metrics::{self, Ctx};
 use crate::orders;
 use crate::sink::manifest::Manifest;
-use crate::sink::{self, lock, PublishOptions};
+use crate::sink::{self, lock, PublishOptions, TableData};
 use crate::source::{self, FileStats, IngestOptions, Ingested, Reject};
 use crate::storage::{self, Location};
 use crate::time::{date_to_local_micros, Period, Zone};
@@ -83,8 +83,68 @@ struct Prepared {
     timings: Timings,
 }
 
-/// Opens the output, reads the spend file and every input up to `last_as_of`.
-fn prepare(cfg: &Validated, last_as_of: NaiveDate, progress: bool) -> Result<Prepared> {
+/// Input bytes → bytes of memory a run holding every line needs, by input format (measured on
+/// the benchmark input at 10M and 100M rows: Parquet ×12, CSV ×2.2), with some headroom.
+fn memory_per_input_byte(f: &source::InputFile) -> u64 {
+    let compressed = [".gz", ".zst", ".zstd"]
+        .iter()
+        .any(|ext| f.path.to_ascii_lowercase().ends_with(ext));
+    let base = match f.format {
+        crate::config::InputFormat::Parquet => 13,
+        crate::config::InputFormat::Ndjson => 2,
+        _ => 3,
+    };
+    if compressed {
+        base * 5
+    } else {
+        base
+    }
+}
+
+/// The machine's physical memory in bytes (8 GiB when it cannot be read).
+fn physical_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns −1 for an unknown name.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && size > 0 {
+        pages as u64 * size as u64
+    } else {
+        8 << 30
+    }
+}
+
+/// How many customer partitions to spill the lines to (1 = keep them in memory): the
+/// configured number, or enough that one partition needs at most a quarter of the memory
+/// limit (the dictionaries, the read-ahead partition and the reader's buffers take the rest).
+fn plan_partitions(cfg: &Validated, files: &[source::InputFile]) -> usize {
+    let e = &cfg.config.engine;
+    if e.partitions > 0 {
+        return e.partitions;
+    }
+    let limit = if e.memory_limit_mib > 0 {
+        e.memory_limit_mib << 20
+    } else {
+        physical_memory() / 2
+    };
+    let need: u64 = files
+        .iter()
+        .map(|f| f.size.saturating_mul(memory_per_input_byte(f)))
+        .sum();
+    if need <= limit {
+        1
+    } else {
+        (need.div_ceil((limit / 4).max(1)) as usize).clamp(2, crate::config::MAX_PARTITIONS)
+    }
+}
+
+/// Opens the output, reads the spend file and every input up to the last cutoff (`cutoffs`
+/// ascending, one per as_of date).
+fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Result<Prepared> {
+    let last_cutoff = *cutoffs.last().expect("at least one as_of date");
     let mut timings = Timings::default();
     // Open the output first: a bad output URL fails before any reading.
     let output = storage::open(&cfg.config.output.path, &cfg.config.storage)
@@ -103,15 +163,34 @@ fn prepare(cfg: &Validated, last_as_of: NaiveDate, progress: bool) -> Result<Pre
         .as_ref()
         .map(|sc| source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals))
         .transpose()?;
+    let partitions = plan_partitions(cfg, &files);
+    let spill = if partitions > 1 {
+        let dir = match cfg.config.engine.spill_dir.as_str() {
+            "" => std::env::temp_dir(),
+            d => std::path::PathBuf::from(d),
+        };
+        info!(partitions, spill_dir = %dir.display(), "The input is larger than the memory limit: spilling lines to disk.");
+        let spill =
+            source::spill::Spill::new(&dir, partitions, cutoffs.to_vec()).map_err(|message| {
+                source::SourceError::Read {
+                    file: format!("(spill in {}; engine.spill_dir)", dir.display()),
+                    message,
+                }
+            })?;
+        Some(spill)
+    } else {
+        None
+    };
     let ingested = timings.time("read", || {
         source::ingest(
             &files,
             cfg,
             IngestOptions {
-                cutoff_local: date_to_local_micros(last_as_of + Duration::days(1)),
+                cutoff_local: last_cutoff,
                 zone: Zone::new(cfg.tz),
                 progress,
             },
+            spill,
         )
     })?;
     let st = &ingested.stats;
@@ -147,17 +226,16 @@ struct DateView {
 /// counted at the first date whose cutoff is after it, then counts accumulate over the dates.
 fn date_views(ing: &Ingested, cutoffs: &[i64]) -> Vec<DateView> {
     let n_files = ing.stats.files.len();
-    // used[file][k]: lines of `file` first seen at date k.
+    // used[file][k]: lines of `file` first seen at date k (counted as they were spilled, when
+    // they were: the spill was given the same cutoffs).
     let mut used = vec![vec![0u64; cutoffs.len()]; n_files];
-    let runs = &ing.lines.file_runs;
-    for (r, &(f, start)) in runs.iter().enumerate() {
-        let end = runs.get(r + 1).map_or(ing.lines.len(), |next| next.1);
-        for &ts in &ing.lines.ts_local[start..end] {
-            let k = cutoffs.partition_point(|&c| c <= ts);
-            if k < cutoffs.len() {
-                used[f as usize][k] += 1;
+    match &ing.spill {
+        Some(spill) => {
+            for (u, s) in used.iter_mut().zip(&spill.used) {
+                u.copy_from_slice(s);
             }
         }
+        None => ing.lines.count_by_date(cutoffs, &mut used),
     }
     for counts in &mut used {
         for k in 1..counts.len() {
@@ -268,31 +346,69 @@ struct Computed {
     as_of: NaiveDate,
     view: DateView,
     tables: metrics::Tables,
+    /// The customers table as files already written (a spilled run), instead of `tables`'.
+    customer_files: Option<Vec<sink::PartFile>>,
     timings: Timings,
     started: chrono::DateTime<Utc>,
     t0: Instant,
 }
 
 /// Computes every table for one date.
-fn compute_date(cfg: &Validated, prep: &Prepared, as_of: NaiveDate, view: DateView) -> Computed {
+fn compute_date(
+    cfg: &Validated,
+    prep: &Prepared,
+    as_of: NaiveDate,
+    view: DateView,
+    run_id: &str,
+) -> Result<Computed> {
     let started = Utc::now();
     let t0 = Instant::now();
     let mut timings = prep.timings.clone();
     let ing = &prep.ingested;
-    let cutoff = date_to_local_micros(as_of + Duration::days(1));
-    let orders = prep.orders.at(cutoff);
-    let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
-    ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
-    let tables = timings.time("metrics", || {
-        metrics::compute(ing, &orders, &ctx, &view.rejects)
-    });
-    Computed {
+    let (tables, customer_files) = match &ing.spill {
+        Some(spill) => {
+            let as_of_s = as_of.format("%Y-%m-%d").to_string();
+            let out = timings.time("metrics", || {
+                crate::spilled::compute(
+                    cfg,
+                    ing,
+                    spill,
+                    prep.spend.as_ref(),
+                    as_of,
+                    &view.rejects,
+                    &publish_options(cfg, &as_of_s, run_id),
+                )
+            })?;
+            (out.tables, Some(out.parts))
+        }
+        None => {
+            let cutoff = date_to_local_micros(as_of + Duration::days(1));
+            let orders = prep.orders.at(cutoff);
+            let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
+            ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
+            let tables = timings.time("metrics", || {
+                metrics::compute(ing, &orders, &ctx, &view.rejects)
+            });
+            (tables, None)
+        }
+    };
+    Ok(Computed {
         as_of,
         view,
         tables,
+        customer_files,
         timings,
         started,
         t0,
+    })
+}
+
+fn publish_options<'a>(cfg: &Validated, as_of: &'a str, run_id: &'a str) -> PublishOptions<'a> {
+    PublishOptions {
+        as_of,
+        run_id,
+        zstd_level: cfg.config.output.zstd_level,
+        row_group_rows: cfg.config.output.row_group_rows,
     }
 }
 
@@ -305,7 +421,7 @@ fn publish_date(
     run_id: &str,
     view: DateView,
 ) -> Result<RunSummary> {
-    let computed = compute_date(cfg, prep, as_of, view);
+    let computed = compute_date(cfg, prep, as_of, view, run_id)?;
     publish_computed(cfg, prep, computed, as_of_source, run_id)
 }
 
@@ -321,24 +437,29 @@ fn publish_computed(
         as_of,
         view,
         tables,
+        customer_files,
         mut timings,
         started,
         t0,
     } = computed;
     let ing = &prep.ingested;
     let as_of_s = as_of.format("%Y-%m-%d").to_string();
+    let data: Vec<(&'static str, TableData)> = tables
+        .iter()
+        .into_iter()
+        .map(|(name, batch)| match (&customer_files, name) {
+            (Some(files), "customers") => (name, TableData::Files(files)),
+            _ => (name, TableData::Batch(batch)),
+        })
+        .collect();
     let staged = timings.time("write", || {
-        sink::stage(
-            &prep.output,
-            &PublishOptions {
-                as_of: &as_of_s,
-                run_id,
-                zstd_level: cfg.config.output.zstd_level,
-                row_group_rows: cfg.config.output.row_group_rows,
-            },
-            &tables.iter(),
-        )
+        sink::stage(&prep.output, &publish_options(cfg, &as_of_s, run_id), &data)
     })?;
+    let n_customers = staged
+        .tables()
+        .iter()
+        .find(|(name, _)| name == "customers")
+        .map_or(0, |(_, t)| t.rows);
     timings
         .0
         .push(("date_total".into(), t0.elapsed().as_millis() as u64));
@@ -370,7 +491,7 @@ fn publish_computed(
         rows_after_as_of: view.rows_after_as_of,
         reject_ratio: view.reject_ratio,
         rejects_by_reason: view.rejects_by_reason,
-        customers: tables.customers.num_rows() as u64,
+        customers: n_customers,
         orders: tables.orders,
         tables: staged.tables().iter().cloned().collect(),
         timings_ms: timings.0.clone(),
@@ -393,8 +514,8 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let span = info_span!("run", %run_id, %as_of);
     let _g = span.enter();
     info!(as_of_source, "Starting run.");
-    let mut prep = prepare(cfg, as_of, opts.progress)?;
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
+    let mut prep = prepare(cfg, &[cutoff], opts.progress)?;
     let view = date_views(&prep.ingested, &[cutoff]).remove(0);
     check(cfg, as_of, &view)?;
     build_orders(&mut prep, &[cutoff]);
@@ -407,6 +528,10 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
 /// are taken before this.
 fn build_orders(prep: &mut Prepared, cutoffs: &[i64]) {
     let ing = &prep.ingested;
+    if ing.spill.is_some() {
+        // Spilled lines are built into orders one partition at a time, per date.
+        return;
+    }
     prep.orders = prep.timings.time("orders", || {
         orders::build_at(&ing.lines, ing.customers.len(), ing.segments.len(), cutoffs)
     });
@@ -452,11 +577,11 @@ pub fn backfill(
     let span = info_span!("backfill", %run_id, dates = dates.len());
     let _g = span.enter();
     info!(first = %dates[0], last = %last, "Starting backfill.");
-    let mut prep = prepare(cfg, last, opts.progress)?;
     let cutoffs: Vec<i64> = dates
         .iter()
         .map(|d| date_to_local_micros(*d + Duration::days(1)))
         .collect();
+    let mut prep = prepare(cfg, &cutoffs, opts.progress)?;
     let views = date_views(&prep.ingested, &cutoffs);
     let problems: Vec<String> = dates
         .iter()
@@ -495,13 +620,13 @@ pub fn backfill(
     for (d, view) in dates.iter().zip(views) {
         let span = info_span!("as_of", as_of = %d);
         let (computed, published) = rayon::join(
-            || span.in_scope(|| compute_date(cfg, &prep, *d, view)),
+            || span.in_scope(|| compute_date(cfg, &prep, *d, view, &run_id)),
             || pending.take().map(publish),
         );
         if let Some(p) = published {
             out.push(p?);
         }
-        pending = Some((span, computed));
+        pending = Some((span, computed?));
     }
     if let Some(p) = pending.take() {
         out.push(publish(p)?);

@@ -12,6 +12,7 @@ pub mod orders;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod spilled;
 pub mod storage;
 pub mod time;
 

@@ -18,16 +18,23 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
     // customer_id order from the ranks computed once per input (a backfill shares them across
     // dates): each row is placed at its customer's rank, then the places are read in order; no
     // string comparison and no sort.
+    // A few rows among many customers (one partition of a spilled run) are sorted by rank.
     let rank = ingested.customer_rank();
-    let mut at_rank = vec![u32::MAX; rank.len()];
-    for (i, r) in rows.iter().enumerate() {
-        at_rank[rank[r.cust as usize] as usize] = i as u32;
-    }
-    let rows: Vec<&CustomerRow> = at_rank
-        .iter()
-        .filter(|&&i| i != u32::MAX)
-        .map(|&i| &rows[i as usize])
-        .collect();
+    let rows: Vec<&CustomerRow> = if rows.len() * 8 < rank.len() {
+        let mut v: Vec<&CustomerRow> = rows.iter().collect();
+        v.par_sort_unstable_by_key(|r| rank[r.cust as usize]);
+        v
+    } else {
+        let mut at_rank = vec![u32::MAX; rank.len()];
+        for (i, r) in rows.iter().enumerate() {
+            at_rank[rank[r.cust as usize] as usize] = i as u32;
+        }
+        at_rank
+            .iter()
+            .filter(|&&i| i != u32::MAX)
+            .map(|&i| &rows[i as usize])
+            .collect()
+    };
     let rows = rows.as_slice();
     let cohort_days: Vec<i32> = (0..ctx.frame.n_periods)
         .map(|c| date_to_days(ctx.frame.period_start(c)))

@@ -63,60 +63,90 @@ impl LtvAcc {
     }
 }
 
-type Key = (String, String, Option<usize>);
+/// (segment_by, segment, cohort position; None = all cohorts).
+pub type Key = (String, String, Option<usize>);
 
 /// cac, ltv_to_cac and payback_months of one row.
 #[derive(Debug, Clone, Copy)]
 struct Cac(f64, Option<f64>, Option<f64>);
 
-/// Groups acquired customers by segment (and segment × cohort). Sums are kept in a dense
+/// Sums per group of acquired customers, by segment (and segment × cohort), kept in a dense
 /// array indexed by (slot, cohort + 1) — slot = a segment of `ctx.slots` or an rfm_segment
-/// value, cohort 0 = all cohorts — and only named (and sorted) at the end.
-pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
-    let n_slots = ctx.slots.len() + rfm::SEGMENTS.len();
-    let width = ctx.frame.n_periods + 1;
-    let mut acc = vec![LtvAcc::default(); n_slots * width];
-    let mut slots: Vec<usize> = Vec::with_capacity(ctx.n_dims + 2);
-    for r in rows {
-        let Some(cohort) = r.cohort else { continue };
-        slots.clear();
-        slots.push(0);
-        for d in 0..ctx.n_dims {
-            slots.push((ctx.slots.base[d] + r.segs[d]) as usize);
+/// value, cohort 0 = all cohorts — and only named (and sorted) at the end. Sums of disjoint
+/// sets of customers merge by addition.
+#[derive(Debug, Clone)]
+pub struct Sums {
+    acc: Vec<LtvAcc>,
+    width: usize,
+}
+
+impl Sums {
+    pub fn new(ctx: &Ctx) -> Sums {
+        let n_slots = ctx.slots.len() + rfm::SEGMENTS.len();
+        let width = ctx.frame.n_periods + 1;
+        Sums {
+            acc: vec![LtvAcc::default(); n_slots * width],
+            width,
         }
-        if let Some(s) = r.rfm_segment {
-            let k = rfm::SEGMENTS.iter().position(|x| *x == s).unwrap_or(0);
-            slots.push(ctx.slots.len() + k);
-        }
-        for &slot in &slots {
-            for c in [0, cohort + 1] {
-                let a = &mut acc[slot * width + c];
-                a.customers += 1;
-                a.revenue += r.revenue;
-                a.cost += r.cost;
-                a.purchases += r.purchases;
-                a.lifespan_months += r.lifespan_months.unwrap_or(0);
+    }
+
+    /// Adds the acquired customers of `rows` (scored: rfm_segment is a group).
+    pub fn add(&mut self, rows: &[CustomerRow], ctx: &Ctx) {
+        let width = self.width;
+        let mut slots: Vec<usize> = Vec::with_capacity(ctx.n_dims + 2);
+        for r in rows {
+            let Some(cohort) = r.cohort else { continue };
+            slots.clear();
+            slots.push(0);
+            for d in 0..ctx.n_dims {
+                slots.push((ctx.slots.base[d] + r.segs[d]) as usize);
+            }
+            if let Some(s) = r.rfm_segment {
+                let k = rfm::SEGMENTS.iter().position(|x| *x == s).unwrap_or(0);
+                slots.push(ctx.slots.len() + k);
+            }
+            for &slot in &slots {
+                for c in [0, cohort + 1] {
+                    let a = &mut self.acc[slot * width + c];
+                    a.customers += 1;
+                    a.revenue += r.revenue;
+                    a.cost += r.cost;
+                    a.purchases += r.purchases;
+                    a.lifespan_months += r.lifespan_months.unwrap_or(0);
+                }
             }
         }
     }
-    let mut out = BTreeMap::new();
-    for (i, a) in acc.into_iter().enumerate() {
-        if a.customers == 0 {
-            continue;
+
+    /// The non-empty groups by (segment_by, segment, cohort).
+    pub fn named(self, ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
+        let width = self.width;
+        let mut out = BTreeMap::new();
+        for (i, a) in self.acc.into_iter().enumerate() {
+            if a.customers == 0 {
+                continue;
+            }
+            let (slot, c) = (i / width, i % width);
+            let (by, seg) = if slot < ctx.slots.len() {
+                let (b, s) = &ctx.slots.names[slot];
+                (b.clone(), s.clone())
+            } else {
+                (
+                    "rfm_segment".to_string(),
+                    rfm::SEGMENTS[slot - ctx.slots.len()].to_string(),
+                )
+            };
+            out.insert((by, seg, c.checked_sub(1)), a);
         }
-        let (slot, c) = (i / width, i % width);
-        let (by, seg) = if slot < ctx.slots.len() {
-            let (b, s) = &ctx.slots.names[slot];
-            (b.clone(), s.clone())
-        } else {
-            (
-                "rfm_segment".to_string(),
-                rfm::SEGMENTS[slot - ctx.slots.len()].to_string(),
-            )
-        };
-        out.insert((by, seg, c.checked_sub(1)), a);
+        out
     }
-    out
+}
+
+/// Groups acquired customers by segment (and segment × cohort).
+pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
+    let mut sums = Sums::new(ctx);
+    sums.add(rows, ctx);
+    sums.named(ctx)
 }
 
 /// Spend (minor units) behind a row: the cohort's period, or every period for the segment row;
@@ -141,7 +171,11 @@ fn spend_for(ctx: &Ctx, (by, seg, cohort): &Key) -> Option<i64> {
 
 /// Builds the ltv table.
 pub fn table(rows: &[CustomerRow], ctx: &Ctx) -> RecordBatch {
-    let groups = groups(rows, ctx);
+    table_of(&groups(rows, ctx), ctx)
+}
+
+/// Builds the ltv table from its groups.
+pub fn table_of(groups: &BTreeMap<Key, LtvAcc>, ctx: &Ctx) -> RecordBatch {
     let figs: Vec<(&Key, &LtvAcc, LtvFigures)> = groups
         .iter()
         .map(|(k, a)| (k, a, a.figures(ctx.has_cost, ctx.margin, ctx.money_scale)))

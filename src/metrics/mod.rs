@@ -47,7 +47,17 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(cfg: &Validated, as_of: NaiveDate, ingested: &Ingested, orders: &AsOf) -> Self {
-        let earliest = orders.earliest();
+        Self::with_earliest(cfg, as_of, ingested, orders.earliest())
+    }
+
+    /// The context when the earliest order before the cutoff (local µs) is known otherwise (a
+    /// spilled run sees one partition of the orders at a time).
+    pub fn with_earliest(
+        cfg: &Validated,
+        as_of: NaiveDate,
+        ingested: &Ingested,
+        earliest: Option<i64>,
+    ) -> Self {
         let m = &cfg.config.metrics;
         let dims: Vec<(String, Vec<String>)> = cfg
             .config

@@ -8,24 +8,68 @@ use super::CustomerRow;
 
 /// Scores every customer with at least one purchase; others keep null scores.
 pub fn score(rows: &mut [CustomerRow]) {
-    let scored: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i].cohort.is_some())
-        .collect();
-    let n = scored.len();
-    if n == 0 {
-        return;
+    let mut keys = Keys::default();
+    keys.add(rows);
+    keys.scorer().score(rows);
+}
+
+/// The three measures of every scored customer, gathered (possibly part by part) before the
+/// whole base is known.
+#[derive(Debug, Default)]
+pub struct Keys([Vec<i64>; 3]);
+
+/// A scored customer's measures, each oriented so that a smaller key is worse: recency as
+/// −days (more days is worse), then purchases and revenue (less is worse). None when the
+/// customer never purchased (not scored).
+fn keys_of(r: &CustomerRow) -> Option<[i64; 3]> {
+    r.cohort?;
+    Some([-r.days_since_last.unwrap_or(0), r.purchases, r.revenue])
+}
+
+impl Keys {
+    /// Adds the scored customers of `rows`.
+    pub fn add(&mut self, rows: &[CustomerRow]) {
+        for k in rows.iter().filter_map(keys_of) {
+            for m in 0..3 {
+                self.0[m].push(k[m]);
+            }
+        }
     }
-    // w per scored customer = how many have a strictly smaller key. Keys in a small range
-    // (purchases, days) are counted: a histogram and its running sum give w in O(n). Others
-    // (revenue) sort (key, position) once and give every member of a run of equal keys the
-    // run's start. No binary search per row either way.
-    let worse = |key: &dyn Fn(&CustomerRow) -> i64| -> Vec<u32> {
-        let keys: Vec<i64> = scored.iter().map(|&i| key(&rows[i])).collect();
+
+    /// The scorer of the whole base gathered so far.
+    pub fn scorer(self) -> Scorer {
+        let n = self.0[0].len() as u64;
+        Scorer {
+            n,
+            measures: self.0.map(Worse::new),
+        }
+    }
+}
+
+/// Scores customers against a whole base: w = customers strictly worse, n = all scored.
+#[derive(Debug)]
+pub struct Scorer {
+    n: u64,
+    measures: [Worse; 3],
+}
+
+/// w for any key of one measure.
+#[derive(Debug)]
+enum Worse {
+    /// Keys in a small range (purchases, days) are counted: `below[j]` = keys k with
+    /// k − lo < j, a histogram's running sum, so w is one lookup.
+    Counts { lo: i64, below: Vec<u32> },
+    /// Others (revenue) are sorted once; w = position of the first key not smaller.
+    Sorted(Vec<i64>),
+}
+
+impl Worse {
+    fn new(mut keys: Vec<i64>) -> Worse {
+        let n = keys.len();
         let lo = keys.iter().copied().min().unwrap_or(0);
         let hi = keys.iter().copied().max().unwrap_or(0);
         let range = hi as i128 - lo as i128 + 1;
         if range <= (4 * n as i128).max(1024) {
-            // below[j] = keys k with k − lo < j.
             let mut below = vec![0u32; range as usize + 1];
             for &k in &keys {
                 below[(k - lo) as usize + 1] += 1;
@@ -33,34 +77,38 @@ pub fn score(rows: &mut [CustomerRow]) {
             for j in 1..below.len() {
                 below[j] += below[j - 1];
             }
-            return keys.iter().map(|&k| below[(k - lo) as usize]).collect();
+            return Worse::Counts { lo, below };
         }
-        let mut v: Vec<(i64, u32)> = keys
-            .iter()
-            .enumerate()
-            .map(|(k, &key)| (key, k as u32))
-            .collect();
-        v.par_sort_unstable();
-        let mut w = vec![0u32; n];
-        let mut start = 0;
-        for p in 0..n {
-            if p > 0 && v[p].0 != v[p - 1].0 {
-                start = p;
+        keys.par_sort_unstable();
+        Worse::Sorted(keys)
+    }
+
+    fn of(&self, k: i64) -> u32 {
+        match self {
+            Worse::Counts { lo, below } => {
+                // Keys outside the range (not in the base) are below or above all of it.
+                let j = (k as i128 - *lo as i128).clamp(0, below.len() as i128 - 1);
+                below[j as usize]
             }
-            w[v[p].1 as usize] = start as u32;
+            Worse::Sorted(v) => v.partition_point(|&x| x < k) as u32,
         }
-        w
-    };
-    // Recency: more days is worse, so strictly worse = strictly smaller −days.
-    let w_r = worse(&|r| -r.days_since_last.unwrap_or(0));
-    // Frequency and monetary: less is worse.
-    let w_f = worse(&|r| r.purchases);
-    let w_m = worse(&|r| r.revenue);
-    let s = |w: u32| (1 + (5 * w as u64) / n as u64) as u8;
-    for (k, &i) in scored.iter().enumerate() {
-        let scores = [s(w_r[k]), s(w_f[k]), s(w_m[k])];
-        rows[i].rfm = Some(scores);
-        rows[i].rfm_segment = Some(segment(scores));
+    }
+}
+
+impl Scorer {
+    /// Sets the scores and rfm_segment of every scored customer of `rows`.
+    pub fn score(&self, rows: &mut [CustomerRow]) {
+        if self.n == 0 {
+            return;
+        }
+        let s = |w: u32| (1 + (5 * w as u64) / self.n) as u8;
+        rows.par_iter_mut().for_each(|r| {
+            if let Some(k) = keys_of(r) {
+                let scores = [0, 1, 2].map(|m| s(self.measures[m].of(k[m])));
+                r.rfm = Some(scores);
+                r.rfm_segment = Some(segment(scores));
+            }
+        });
     }
 }
 
@@ -189,7 +237,18 @@ mod tests {
                     )
                 })
                 .collect();
+            // Scoring in two parts against keys gathered from both (a spilled run scores one
+            // partition at a time) gives the same scores as scoring all rows at once.
+            let mut parts = rows.clone();
+            let (first, second) = parts.split_at_mut(117);
+            let mut keys = Keys::default();
+            keys.add(first);
+            keys.add(second);
+            let scorer = keys.scorer();
+            scorer.score(second);
+            scorer.score(first);
             score(&mut rows);
+            assert_eq!(parts, rows);
             let n = rows.len() as i64;
             for r in &rows {
                 let d = r.days_since_last.unwrap();

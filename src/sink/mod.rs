@@ -38,6 +38,33 @@ pub(crate) fn sorted_by(table: &str) -> &'static [&'static str] {
     }
 }
 
+/// One table's data for a partition.
+#[derive(Debug, Clone, Copy)]
+pub enum TableData<'a> {
+    /// Rows to write as one file.
+    Batch(&'a RecordBatch),
+    /// Parquet files already written (a spilled run's customers table, one per customer
+    /// partition); they are moved or uploaded as they are.
+    Files(&'a [PartFile]),
+}
+
+/// A data file written ahead of publishing.
+#[derive(Debug, Clone)]
+pub struct PartFile {
+    pub path: PathBuf,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Name of a partition's data file: `part-<run_id>.parquet`, or with its number when the
+/// table has several.
+pub(crate) fn file_name(run_id: &str, number: Option<usize>) -> String {
+    match number {
+        None => format!("part-{run_id}.parquet"),
+        Some(i) => format!("part-{run_id}-{i:05}.parquet"),
+    }
+}
+
 /// Tables written but not yet committed by a manifest.
 #[derive(Debug)]
 pub enum Staged {
@@ -50,7 +77,7 @@ pub enum Staged {
 pub fn stage(
     output: &Location,
     opts: &PublishOptions<'_>,
-    tables: &[(&'static str, &RecordBatch)],
+    tables: &[(&'static str, TableData<'_>)],
 ) -> Result<Staged, SinkError> {
     match output {
         Location::Local(root) => Ok(Staged::Local(

@@ -7,12 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::RecordBatch;
 use tracing::{info, warn};
 
 use super::manifest::{FileEntry, TableEntry};
 use super::parquet::{write, FileMeta};
-use super::{PublishOptions, SinkError};
+use super::{PublishOptions, SinkError, TableData};
 
 /// A publish in progress: tables swapped in, manifest not yet written.
 #[derive(Debug)]
@@ -28,7 +27,7 @@ pub struct Published {
 pub fn publish(
     root: &Path,
     opts: &PublishOptions<'_>,
-    tables: &[(&'static str, &RecordBatch)],
+    tables: &[(&'static str, TableData<'_>)],
 ) -> Result<Published, SinkError> {
     let staging = root.join("_staging").join(opts.run_id);
     std::fs::create_dir_all(&staging).map_err(|e| super::io(&staging, e))?;
@@ -39,28 +38,40 @@ pub fn publish(
     };
     let partition = format!("as_of={}", opts.as_of);
     let mut staged = Vec::new();
-    for (name, batch) in tables {
+    for (name, data) in tables {
         let dir = staging.join(name).join(&partition);
+        let entry = |file: String, rows: u64, bytes: u64| FileEntry {
+            path: format!("{name}/{partition}/{file}"),
+            rows,
+            bytes,
+        };
         let result = std::fs::create_dir_all(&dir)
             .map_err(|e| super::io(&dir, e))
-            .and_then(|_| {
-                let file = format!("part-{}.parquet", opts.run_id);
-                let bytes = write(&dir.join(&file), batch, &FileMeta::for_table(name, opts))?;
-                Ok(FileEntry {
-                    path: format!("{name}/{partition}/{file}"),
-                    rows: batch.num_rows() as u64,
-                    bytes,
-                })
+            .and_then(|_| match data {
+                TableData::Batch(batch) => {
+                    let file = super::file_name(opts.run_id, None);
+                    let bytes = write(&dir.join(&file), batch, &FileMeta::for_table(name, opts))?;
+                    Ok(vec![entry(file, batch.num_rows() as u64, bytes)])
+                }
+                TableData::Files(parts) => parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, part)| {
+                        let file = super::file_name(opts.run_id, Some(i));
+                        move_file(&part.path, &dir.join(&file))?;
+                        Ok(entry(file, part.rows, part.bytes))
+                    })
+                    .collect(),
             });
         match result {
-            Ok(entry) => {
+            Ok(files) => {
                 staged.push((name.to_string(), dir));
                 published.tables.push((
                     name.to_string(),
                     TableEntry {
                         partition: format!("{name}/{partition}"),
-                        rows: entry.rows,
-                        files: vec![entry],
+                        rows: files.iter().map(|f| f.rows).sum(),
+                        files,
                     },
                 ));
             }
@@ -119,6 +130,20 @@ fn remove_if_empty(dir: Option<&Path>) {
     if let Some(d) = dir {
         let _ = std::fs::remove_dir(d);
     }
+}
+
+/// Moves a file written ahead into staging: a rename, or a copy when the spill folder is on
+/// another filesystem.
+fn move_file(from: &Path, to: &Path) -> Result<(), SinkError> {
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to).map_err(|e| super::io(to, e))?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| super::io(to, e))?;
+    let _ = std::fs::remove_file(from);
+    Ok(())
 }
 
 /// Moves `staged` to `live`; if `live` exists the two are exchanged atomically (the old

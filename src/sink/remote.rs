@@ -7,7 +7,6 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use object_store::path::Path as ObjPath;
 use object_store::{
     ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion, WriteMultipart,
@@ -18,7 +17,7 @@ use crate::storage::{block_on, Remote, StorageError};
 
 use super::manifest::{FileEntry, Manifest, TableEntry};
 use super::parquet::{write, FileMeta};
-use super::{PublishOptions, SinkError};
+use super::{PublishOptions, SinkError, TableData};
 
 /// Files above this size are sent as multipart uploads of this part size.
 const PART: usize = 8 << 20;
@@ -40,7 +39,7 @@ fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::E
 pub fn upload(
     remote: &Remote,
     opts: &PublishOptions<'_>,
-    tables: &[(&'static str, &RecordBatch)],
+    tables: &[(&'static str, TableData<'_>)],
 ) -> Result<Uploaded, SinkError> {
     let tmp = tempfile::tempdir().map_err(|e| super::io(&std::env::temp_dir(), e))?;
     let mut up = Uploaded {
@@ -50,34 +49,49 @@ pub fn upload(
         tables: Vec::new(),
     };
     let partition = format!("as_of={}", opts.as_of);
-    for (name, batch) in tables {
-        let local = tmp.path().join(format!("{name}.parquet"));
-        let file = format!("part-{}.parquet", opts.run_id);
-        let rel = format!("{name}/{partition}/{file}");
-        let key = remote.child(&rel);
-        let result = write(&local, batch, &FileMeta::for_table(name, opts))
-            .and_then(|bytes| upload_file(remote, &local, &key, bytes).map(|_| bytes));
-        match result {
-            Ok(bytes) => {
+    for (name, data) in tables {
+        // (local file, its number among several, rows, bytes) of each file to upload.
+        let files: Result<Vec<(std::path::PathBuf, Option<usize>, u64, u64)>, SinkError> =
+            match data {
+                TableData::Batch(batch) => {
+                    let local = tmp.path().join(format!("{name}.parquet"));
+                    write(&local, batch, &FileMeta::for_table(name, opts))
+                        .map(|bytes| vec![(local, None, batch.num_rows() as u64, bytes)])
+                }
+                TableData::Files(parts) => Ok(parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.path.clone(), Some(i), p.rows, p.bytes))
+                    .collect()),
+            };
+        let mut entry = TableEntry {
+            partition: format!("{name}/{partition}"),
+            rows: 0,
+            files: Vec::new(),
+        };
+        let result = files.and_then(|files| {
+            for (local, number, rows, bytes) in files {
+                let rel = format!(
+                    "{name}/{partition}/{}",
+                    super::file_name(opts.run_id, number)
+                );
+                let key = remote.child(&rel);
+                upload_file(remote, &local, &key, bytes)?;
                 up.uploaded.push(key);
-                up.tables.push((
-                    name.to_string(),
-                    TableEntry {
-                        partition: format!("{name}/{partition}"),
-                        rows: batch.num_rows() as u64,
-                        files: vec![FileEntry {
-                            path: rel,
-                            rows: batch.num_rows() as u64,
-                            bytes,
-                        }],
-                    },
-                ));
+                entry.rows += rows;
+                entry.files.push(FileEntry {
+                    path: rel,
+                    rows,
+                    bytes,
+                });
             }
-            Err(e) => {
-                up.cleanup();
-                return Err(e);
-            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            up.cleanup();
+            return Err(e);
         }
+        up.tables.push((name.to_string(), entry));
     }
     info!(tables = up.tables.len(), output = %remote.display, "Uploaded data files.");
     Ok(up)
@@ -203,9 +217,8 @@ impl Uploaded {
 
     /// Deletes the files of each partition that the new manifest does not list.
     fn remove_replaced(&self) {
-        for (i, (_, entry)) in self.tables.iter().enumerate() {
+        for (_, entry) in &self.tables {
             let prefix = self.remote.child(&entry.partition);
-            let keep = &self.uploaded[i];
             let listed = match self.remote.list(&prefix) {
                 Ok(l) => l,
                 Err(e) => {
@@ -213,7 +226,10 @@ impl Uploaded {
                     continue;
                 }
             };
-            for m in listed.into_iter().filter(|m| &m.location != keep) {
+            for m in listed
+                .into_iter()
+                .filter(|m| !self.uploaded.contains(&m.location))
+            {
                 let store = Arc::clone(&self.remote.store);
                 let loc = m.location.clone();
                 if let Err(e) = block_on(async move { store.delete(&loc).await }) {

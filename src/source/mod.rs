@@ -7,6 +7,7 @@ pub mod normalize;
 pub mod parse;
 pub mod read;
 pub mod spend;
+pub mod spill;
 
 use std::collections::BTreeMap;
 
@@ -266,6 +267,21 @@ impl Lines {
     pub fn is_empty(&self) -> bool {
         self.cust.is_empty()
     }
+
+    /// Adds to `used[file][k]` the lines of each file counted first at date k: before cutoff k
+    /// and not before cutoff k − 1 (`cutoffs` ascending; lines after the last are not counted).
+    pub fn count_by_date(&self, cutoffs: &[i64], used: &mut [Vec<u64>]) {
+        let runs = &self.file_runs;
+        for (r, &(f, start)) in runs.iter().enumerate() {
+            let end = runs.get(r + 1).map_or(self.len(), |next| next.1);
+            for &ts in &self.ts_local[start..end] {
+                let k = cutoffs.partition_point(|&c| c <= ts);
+                if k < cutoffs.len() {
+                    used[f as usize][k] += 1;
+                }
+            }
+        }
+    }
 }
 
 /// A rejected input row, kept for the rejects table.
@@ -320,6 +336,8 @@ pub struct Ingested {
     pub stats: IngestStats,
     /// Position of each customer id in customer_id text order (see `customer_rank`).
     pub rank: std::sync::OnceLock<Vec<u32>>,
+    /// Where the lines went when the input is larger than memory (`lines` is then empty).
+    pub spill: Option<spill::Spill>,
 }
 
 impl Ingested {

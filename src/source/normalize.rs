@@ -20,9 +20,12 @@ use crate::time::Zone;
 use super::parse::{self, MoneyError, Ts};
 use super::read::{self, MoneyKind, Scan, TsKind};
 use super::{
-    Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError, ROW_ORDER_BASE,
+    spill::Spill, Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError, ROW_ORDER_BASE,
     UNKNOWN_SEGMENT,
 };
+
+/// Lines held in memory before they are moved to the spill (about 60 bytes each).
+pub const SPILL_CHUNK: usize = 1 << 22;
 
 /// Earliest accepted transaction time: 1900-01-01 (local µs).
 const MIN_TS: i64 = -25_567 * crate::time::MICROS_PER_DAY;
@@ -38,16 +41,22 @@ pub struct IngestOptions {
 }
 
 /// Reads every file and returns the normalized lines, rejects and accounting.
+///
+/// With a `spill`, lines are moved to it in chunks of [`SPILL_CHUNK`] as they are read, so
+/// memory holds one chunk besides the dictionaries; the returned `lines` are then empty.
 pub fn ingest(
     files: &[InputFile],
     cfg: &Validated,
     opts: IngestOptions,
+    spill: Option<Spill>,
 ) -> Result<Ingested, SourceError> {
     let n_dims = cfg.config.input.columns.segments.len();
+    let n_files = files.len();
     let state = Arc::new(Mutex::new(State {
         out: Ingested {
             segments: (0..n_dims).map(|_| Dict::default()).collect(),
             has_cost: cfg.config.input.columns.cost.is_some(),
+            spill,
             ..Default::default()
         },
         error: None,
@@ -103,6 +112,15 @@ pub fn ingest(
                 st.error = Some(e);
                 return Ok(true);
             }
+            let out = &mut st.out;
+            if let Some(spill) = out.spill.as_mut() {
+                if out.lines.len() >= SPILL_CHUNK {
+                    if let Err(e) = spill.flush(&mut out.lines, n_files, n_dims) {
+                        st.error = Some(e);
+                        return Ok(true);
+                    }
+                }
+            }
             if let Some(b) = &bar2 {
                 b.set_message(format!("{} rows", st.out.stats.rows_read + rows));
             }
@@ -148,6 +166,21 @@ pub fn ingest(
         .into_inner()
         .expect("ingest state");
     let mut out = st.out;
+    if let Some(spill) = out.spill.as_mut() {
+        spill
+            .flush(&mut out.lines, n_files, n_dims)
+            .and_then(|_| spill.finish())
+            .map_err(|message| SourceError::Read {
+                file: "(spill)".into(),
+                message,
+            })?;
+        info!(
+            lines = spill.lines,
+            partitions = spill.partitions(),
+            mib = spill.bytes >> 20,
+            "Spilled the lines to disk."
+        );
+    }
     let s = &mut out.stats;
     s.rows_read = s.files.iter().map(|f| f.rows_read).sum();
     s.rows_used = s.files.iter().map(|f| f.rows_used).sum();
@@ -470,7 +503,8 @@ fn process_batch(df: &DataFrame, kinds: &Kinds, ctx: &Ctx, st: &mut State) -> Re
             }
         }
     }
-    let first_line = out.lines.cust.len() as u64;
+    // Lines already spilled count too: keys of lines without an order_id stay unique.
+    let first_line = out.spill.as_ref().map_or(0, |s| s.lines) + out.lines.cust.len() as u64;
     let cid_of = |i: usize| trim(cid.get(i).unwrap_or(""));
     let hashes: Vec<u64> = used
         .par_iter()

@@ -8,4 +8,5 @@ mod invariants;
 mod object_storage;
 mod reader;
 mod servers;
+mod spill;
 mod util;

@@ -1,0 +1,180 @@
+//! Inputs larger than the memory limit: lines spilled to disk by customer partition give the
+//! same tables as a run that holds every line in memory (the customers table then comes as one
+//! file per partition, each sorted by customer_id).
+
+use arrow::array::{AsArray, RecordBatch};
+
+use crate::fixtures::FIXTURE_A;
+use crate::util::{assert_same, read_partition, Workspace, DEFAULT_COLUMNS};
+
+const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
+
+fn ok(o: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    err
+}
+
+/// The customers rows of every file of a partition, in customer_id order.
+fn by_customer(t: RecordBatch) -> RecordBatch {
+    let idx = arrow::compute::sort_to_indices(t.column_by_name("customer_id").unwrap(), None, None)
+        .unwrap();
+    arrow::compute::take_record_batch(&t, &idx).unwrap()
+}
+
+/// Every table of `as_of` in `a` and `b` holds the same rows, and the manifests the same
+/// accounting.
+fn assert_same_partition(ws: &Workspace, a: &str, b: &str, as_of: &str) {
+    for t in TABLES {
+        let mut x = read_partition(&ws.path(&format!("{a}/{t}/as_of={as_of}"))).0;
+        let mut y = read_partition(&ws.path(&format!("{b}/{t}/as_of={as_of}"))).0;
+        if t == "customers" {
+            (x, y) = (by_customer(x), by_customer(y));
+        }
+        assert_same(&x, &y, &format!("{t} as of {as_of}"));
+    }
+    let (ma, mb) = (ws.manifest_in(a, as_of), ws.manifest_in(b, as_of));
+    for k in [
+        "rows_read",
+        "rows_used",
+        "rows_rejected",
+        "rows_after_as_of",
+        "customers",
+        "orders",
+        "rejects_by_reason",
+        "inputs",
+    ] {
+        assert_eq!(ma[k], mb[k], "manifest {k} as of {as_of}");
+    }
+}
+
+/// Files of a customers partition; each must be in customer_id order on its own.
+fn customer_files(ws: &Workspace, out: &str, as_of: &str) -> usize {
+    let dir = ws.path(&format!("{out}/customers/as_of={as_of}"));
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for f in &files {
+        let t = read_partition_file(f);
+        let ids = t.column_by_name("customer_id").unwrap().as_string::<i32>();
+        let ids: Vec<&str> = ids.iter().map(|v| v.unwrap()).collect();
+        assert!(
+            ids.is_sorted(),
+            "{} is not in customer_id order",
+            f.display()
+        );
+    }
+    files.len()
+}
+
+fn read_partition_file(f: &std::path::Path) -> RecordBatch {
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(f).unwrap(),
+    )
+    .unwrap();
+    let schema = b.schema().clone();
+    let batches: Vec<RecordBatch> = b.build().unwrap().map(|r| r.unwrap()).collect();
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
+}
+
+#[test]
+fn spilled_backfill_equals_the_in_memory_one() {
+    // Fixture A (7 customers, bad rows, multi-line orders) in New York time, so the spill
+    // carries both local and UTC times; 3 partitions, month ends January to April.
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    for (out, engine) in [("mem", "partitions = 1"), ("spilled", "partitions = 3")] {
+        let cfg = crate::util::config(
+            &[&ws.path("tx.csv").display().to_string()],
+            &ws.path(out).display().to_string(),
+            DEFAULT_COLUMNS,
+            "period = \"month\"\nchurn_window_days = 31\ntimezone = \"America/New_York\"",
+            "",
+        );
+        ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
+        let o = ws.run(&[
+            "backfill",
+            "--config",
+            "config.toml",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-04-30",
+        ]);
+        ok(&o);
+    }
+    for d in ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"] {
+        assert_same_partition(&ws, "spilled", "mem", d);
+        assert_eq!(customer_files(&ws, "mem", d), 1);
+    }
+    // By April all 7 customers exist; 3 partitions hold them, one file each.
+    assert_eq!(customer_files(&ws, "spilled", "2024-04-30"), 3);
+    let m = ws.manifest_in("spilled", "2024-04-30");
+    assert_eq!(
+        m["tables"]["customers"]["files"].as_array().unwrap().len(),
+        3
+    );
+}
+
+#[test]
+fn sample_spills_when_the_memory_limit_is_small() {
+    // The bundled sample (2.2 MB gzip CSV, about 33 MB to hold in memory by the planner's
+    // estimate) under a 4 MiB limit: the planner picks partitions of at most 1 MiB, so about
+    // 33 of them.
+    let ws = Workspace::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let default = std::fs::read_to_string(root.join("config/default.toml")).unwrap();
+    let input = root.join("data/transactions.csv.gz").display().to_string();
+    for (out, limit) in [("mem", 0), ("spilled", 4)] {
+        let cfg = default
+            .replace(
+                "paths = [\"data/transactions.csv.gz\"]",
+                &format!("paths = [{input:?}]"),
+            )
+            .replace(
+                "path = \"out\"",
+                &format!("path = {:?}", ws.path(out).display().to_string()),
+            )
+            .replace(
+                "memory_limit_mib = 0",
+                &format!("memory_limit_mib = {limit}"),
+            );
+        ws.write("config.toml", cfg);
+        let err = ok(&ws.run_env(
+            &["run", "--config", "config.toml", "--as-of", "2024-12-31"],
+            &[("CUSTOMER_VALUE_LOG".into(), "info".into())],
+        ));
+        assert_eq!(err.contains("spilling lines to disk"), limit > 0, "{err}");
+    }
+    assert_same_partition(&ws, "spilled", "mem", "2024-12-31");
+    let files = customer_files(&ws, "spilled", "2024-12-31");
+    assert!((20..=64).contains(&files), "{files} customers files");
+}
+
+#[test]
+fn an_unusable_spill_folder_fails_naming_the_key() {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    let cfg = crate::util::config(
+        &[&ws.path("tx.csv").display().to_string()],
+        &ws.path("out").display().to_string(),
+        DEFAULT_COLUMNS,
+        "",
+        "",
+    );
+    let missing = ws.path("no/such/folder").display().to_string();
+    ws.write(
+        "config.toml",
+        format!("{cfg}[engine]\npartitions = 2\nspill_dir = {missing:?}\n"),
+    );
+    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-30"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("engine.spill_dir") && err.contains(&missing),
+        "{err}"
+    );
+    // Nothing was published.
+    assert!(!ws.path("out/customers").exists());
+}
