@@ -30,8 +30,8 @@ impl Keys {
     /// Adds the scored customers of `rows`.
     pub fn add(&mut self, rows: &[CustomerRow]) {
         for k in rows.iter().filter_map(keys_of) {
-            for m in 0..3 {
-                self.0[m].push(k[m]);
+            for (keys, v) in self.0.iter_mut().zip(k) {
+                keys.push(v);
             }
         }
     }

@@ -35,6 +35,9 @@ fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::E
     SinkError::Storage(remote.op_err(path, op, e))
 }
 
+/// A local file to upload: (path, its number among a table's several files, rows, bytes).
+type ToUpload = (std::path::PathBuf, Option<usize>, u64, u64);
+
 /// Writes each table to a local temporary file and uploads it.
 pub fn upload(
     remote: &Remote,
@@ -50,20 +53,18 @@ pub fn upload(
     };
     let partition = format!("as_of={}", opts.as_of);
     for (name, data) in tables {
-        // (local file, its number among several, rows, bytes) of each file to upload.
-        let files: Result<Vec<(std::path::PathBuf, Option<usize>, u64, u64)>, SinkError> =
-            match data {
-                TableData::Batch(batch) => {
-                    let local = tmp.path().join(format!("{name}.parquet"));
-                    write(&local, batch, &FileMeta::for_table(name, opts))
-                        .map(|bytes| vec![(local, None, batch.num_rows() as u64, bytes)])
-                }
-                TableData::Files(parts) => Ok(parts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (p.path.clone(), Some(i), p.rows, p.bytes))
-                    .collect()),
-            };
+        let files: Result<Vec<ToUpload>, SinkError> = match data {
+            TableData::Batch(batch) => {
+                let local = tmp.path().join(format!("{name}.parquet"));
+                write(&local, batch, &FileMeta::for_table(name, opts))
+                    .map(|bytes| vec![(local, None, batch.num_rows() as u64, bytes)])
+            }
+            TableData::Files(parts) => Ok(parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.path.clone(), Some(i), p.rows, p.bytes))
+                .collect()),
+        };
         let mut entry = TableEntry {
             partition: format!("{name}/{partition}"),
             rows: 0,
