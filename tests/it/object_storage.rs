@@ -526,3 +526,42 @@ fn s3_lock_object_blocks_a_second_writer() {
         "lock released"
     );
 }
+
+#[test]
+fn s3_spilled_run_uploads_one_customers_file_per_partition() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "spilled");
+    let store = s3_store(&moto, "spilled");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "300", "3000");
+    let input = ws.path("tx.csv").display().to_string();
+    let local = local_tables(&ws, &input);
+    // Twice: the rerun replaces the partition, so the first run's 3 files are deleted.
+    for _ in 0..2 {
+        let out = run(
+            &ws,
+            &input,
+            "s3://spilled/out",
+            &s3_env(&moto),
+            "[engine]\npartitions = 3\n",
+        );
+        assert_ok(&out);
+        assert_eq!(list(&store, "out/customers").len(), 3);
+    }
+    let dir = ws.path("dl");
+    download(&store, "out", &dir);
+    for (t, want) in TABLES.iter().zip(&local) {
+        let mut got = read_partition(&dir.join(t).join(format!("as_of={AS_OF}"))).0;
+        if *t == "customers" {
+            // Three files, each in customer_id order: compare in one order.
+            let idx = arrow::compute::sort_to_indices(
+                got.column_by_name("customer_id").unwrap(),
+                None,
+                None,
+            )
+            .unwrap();
+            got = arrow::compute::take_record_batch(&got, &idx).unwrap();
+        }
+        crate::util::assert_same(&got, want, t);
+    }
+}
