@@ -79,7 +79,7 @@ print(f"checked: {lines} rows read, {rows} customers in {len(files)} files, "
 PY
 read -r bw bc brss <<< "$big"
 line=$(printf "| %s | %s | %s | %s | %s MiB | %s s / %s s / %s MiB |" \
-  "$rows" "$fmt" "$(du -h "$input" | cut -f1)" "$partitions" "$spill_mib" "$bw" "$bc" "$brss")
+  "$rows" "$fmt" "$(du -hL "$input" | cut -f1)" "$partitions" "$spill_mib" "$bw" "$bc" "$brss")
 if [ "${COMPARE_IN_MEMORY:-0}" = 1 ]; then
   mem=$(measure ltr_memory "$bin" run --config "$(config ltr_memory "partitions = 1")" \
     --as-of $as_of --no-progress)

@@ -83,7 +83,7 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Memory the job plans to stay within, in MiB; 0 = half of the machine's memory.
+    /// Memory the job plans to stay within, in MiB; 0 = three quarters of the machine's memory.
     #[serde(default)]
     pub memory_limit_mib: u64,
     /// Customer partitions: 0 = decided from the input size and the memory limit; 1 = all in

@@ -128,7 +128,7 @@ fn plan_partitions(cfg: &Validated, files: &[source::InputFile]) -> usize {
     let limit = if e.memory_limit_mib > 0 {
         e.memory_limit_mib << 20
     } else {
-        physical_memory() / 2
+        physical_memory() / 4 * 3
     };
     let need: u64 = files
         .iter()
