@@ -690,6 +690,53 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
     }
 
+    fn planned(engine: &str, files: &[(&str, crate::config::InputFormat, u64)]) -> usize {
+        let text = format!(
+            "[input]\npaths = [\"x\"]\n[input.columns]\ncustomer_id = \"c\"\nts = \"t\"\namount = \"a\"\n[engine]\n{engine}\n"
+        );
+        let cfg = crate::config::Config::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let files: Vec<source::InputFile> = files
+            .iter()
+            .map(|&(path, format, mib)| source::InputFile {
+                path: path.into(),
+                display: path.into(),
+                remote: false,
+                format,
+                hive: Vec::new(),
+                size: mib << 20,
+                mtime: None,
+                etag: None,
+            })
+            .collect();
+        plan_partitions(&cfg, &files)
+    }
+
+    #[test]
+    fn partitions_follow_the_input_size_and_the_memory_limit() {
+        use crate::config::InputFormat::{Csv, Parquet};
+        // 100 MiB of Parquet needs 100 × 13 = 1300 MiB: within a 2048 MiB limit, in memory.
+        assert_eq!(
+            planned("memory_limit_mib = 2048", &[("a.parquet", Parquet, 100)]),
+            1
+        );
+        // 300 MiB of CSV + 100 MiB of Parquet need 900 + 1300 = 2200 MiB > 2048: partitions of
+        // at most 2048 / 4 = 512 MiB, so ceil(2200 / 512) = 5.
+        let two = [("a.csv", Csv, 300), ("b.parquet", Parquet, 100)];
+        assert_eq!(planned("memory_limit_mib = 2048", &two), 5);
+        // A compressed CSV needs 5 × more: 100 MiB of .csv.gz = 1500 MiB; limit 1024 → 256 MiB
+        // partitions → ceil(1500 / 256) = 6.
+        assert_eq!(
+            planned("memory_limit_mib = 1024", &[("a.csv.gz", Csv, 100)]),
+            6
+        );
+        // A configured number wins, whatever the sizes; 1 keeps everything in memory.
+        assert_eq!(planned("partitions = 7", &[("a.csv", Csv, 1)]), 7);
+        assert_eq!(planned("partitions = 1\nmemory_limit_mib = 1", &two), 1);
+    }
+
     #[test]
     fn backfill_dates_are_period_ends() {
         assert_eq!(
