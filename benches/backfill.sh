@@ -9,22 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-10000000}"
 fmt="${2:-parquet}"
-cache="${CUSTOMER_VALUE_CACHE:-$HOME/.cache/customer-value}"
-target="${CARGO_TARGET_DIR:-$cache/target-release}"
-work="${CUSTOMER_VALUE_BENCH_DIR:-benches/work}"
-mkdir -p "$work"
-CARGO_TARGET_DIR="$target" cargo build --release --quiet
-bin="$target/release/customer-value"
-input="$work/tx_${rows}.$fmt"
-[ -f "$input" ] || "$bin" generate --output "$input" --customers $((rows / 10)) --rows "$rows" \
-  --seed 1 --start 2023-01-01 --months 36 > /dev/null
+source benches/common.sh
+input=$(bench_input "$rows" "$fmt")
 
-measure() { # name, command... → "wall_s cpu_s rss_mib"
-  local name=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$work/$name.time" "$@" > "$work/$name.log" 2>&1 || {
-    echo "$name failed:"; tail -5 "$work/$name.log"; exit 1; }
-  awk '{printf "%.2f %.2f %.0f\n", $1, $2 + $3, $4 / 1024}' "$work/$name.time"
-}
 
 for kind in run backfill; do
   rm -rf "$work/out_bf_$kind"

@@ -10,34 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-10000000}"
 formats="${2:-parquet csv}"
-cache="${CUSTOMER_VALUE_CACHE:-$HOME/.cache/customer-value}"
+source benches/common.sh
 venv="$cache/venv"
-target="${CARGO_TARGET_DIR:-$cache/target-release}"
-work="${CUSTOMER_VALUE_BENCH_DIR:-benches/work}"
-mkdir -p "$work"
 
 if ! "$venv/bin/python" -c "import duckdb, polars, pyarrow" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet duckdb polars pyarrow
 fi
-CARGO_TARGET_DIR="$target" cargo build --release --quiet
-bin="$target/release/customer-value"
 py="$venv/bin/python"
 as_of=2025-12-31
-customers=$((rows / 10))
-
-measure() { # name, command... → "wall_s cpu_s rss_mib"
-  local name=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$work/$name.time" "$@" > "$work/$name.log" 2>&1 || {
-    echo "$name failed:"; tail -5 "$work/$name.log"; exit 1; }
-  awk '{printf "%.2f %.2f %.0f\n", $1, $2 + $3, $4 / 1024}' "$work/$name.time"
-}
 
 results=()
 for fmt in $formats; do
-  input="$work/tx_${rows}.$fmt"
-  [ -f "$input" ] || "$bin" generate --output "$input" --customers "$customers" --rows "$rows" \
-    --seed 1 --start 2023-01-01 --months 36 > /dev/null
+  input=$(bench_input "$rows" "$fmt")
   sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_$fmt\"#" \
     config/default.toml > "$work/config_$fmt.toml"
   ours=$(measure "ours_$fmt" "$bin" run --config "$work/config_$fmt.toml" --as-of $as_of --no-progress)

@@ -16,26 +16,13 @@ cd "$(dirname "$0")/.."
 rows="${1:-450000000}"
 fmt="${2:-csv}"
 limit="${3:-8192}"
-cache="${CUSTOMER_VALUE_CACHE:-$HOME/.cache/customer-value}"
-target="${CARGO_TARGET_DIR:-$cache/target-release}"
-work="${CUSTOMER_VALUE_BENCH_DIR:-benches/work}"
+source benches/common.sh
 spill="${CUSTOMER_VALUE_SPILL_DIR:-$work}"
-mkdir -p "$work"
-CARGO_TARGET_DIR="$target" cargo build --release --quiet
-bin="$target/release/customer-value"
 py="$cache/venv/bin/python"
 "$py" -c "import pyarrow" 2>/dev/null || { python3 -m venv "$cache/venv"; "$cache/venv/bin/pip" install --quiet pyarrow; }
-input="$work/tx_${rows}.$fmt"
-[ -f "$input" ] || "$bin" generate --output "$input" --customers $((rows / 10)) --rows "$rows" \
-  --seed 1 --start 2023-01-01 --months 36 > /dev/null
+input=$(bench_input "$rows" "$fmt")
 as_of=2025-12-31
 
-measure() { # name, command... → "wall_s cpu_s rss_mib"
-  local name=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$work/$name.time" "$@" > "$work/$name.log" 2>&1 || {
-    echo "$name failed:"; tail -5 "$work/$name.log"; exit 1; }
-  awk '{printf "%.2f %.2f %.0f\n", $1, $2 + $3, $4 / 1024}' "$work/$name.time"
-}
 config() { # name, [engine] lines → config path
   sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_$1\"#" \
     -e "s#^memory_limit_mib = .*#memory_limit_mib = $limit#" -e "s#^partitions = .*#$2#" \

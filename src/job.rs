@@ -86,15 +86,12 @@ struct Prepared {
 /// Input bytes → bytes of memory a run holding every line needs, by input format (measured on
 /// the benchmark input at 10M and 100M rows: Parquet ×12, CSV ×2.2), with some headroom.
 fn memory_per_input_byte(f: &source::InputFile) -> u64 {
-    let compressed = [".gz", ".zst", ".zstd"]
-        .iter()
-        .any(|ext| f.path.to_ascii_lowercase().ends_with(ext));
     let base = match f.format {
         crate::config::InputFormat::Parquet => 13,
         crate::config::InputFormat::Ndjson => 2,
         _ => 3,
     };
-    if compressed {
+    if source::files::is_compressed(&f.path) {
         base * 5
     } else {
         base
@@ -184,14 +181,10 @@ fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Result<Prepared>
         };
         info!(partitions, spill_dir = %dir.display(), "The input is larger than the memory limit: spilling lines to disk.");
         read_without_memory_map();
-        let spill =
-            source::spill::Spill::new(&dir, partitions, cutoffs.to_vec()).map_err(|message| {
-                source::SourceError::Read {
-                    file: format!("(spill in {}; engine.spill_dir)", dir.display()),
-                    message,
-                }
-            })?;
-        Some(spill)
+        Some(
+            source::spill::Spill::new(&dir, partitions, cutoffs.to_vec())
+                .map_err(source::SourceError::Spill)?,
+        )
     } else {
         None
     };

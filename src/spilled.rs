@@ -21,20 +21,13 @@ use crate::source::spend::Spend;
 use crate::source::spill::Spill;
 use crate::source::{Ingested, Lines, Reject, SourceError};
 use crate::time::date_to_local_micros;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The tables of one date, with the customers table as files already written.
 pub struct Output {
     /// Every table; `customers` is empty (its rows are in `parts`).
     pub tables: Tables,
     pub parts: Vec<PartFile>,
-}
-
-fn spill_err(message: String) -> Error {
-    Error::Source(SourceError::Read {
-        file: "(spill)".into(),
-        message,
-    })
 }
 
 /// Computes every table of `as_of` from the spilled lines; the customers files go to the
@@ -123,12 +116,12 @@ fn each_partition(
     mut f: impl FnMut(usize, Lines) -> Result<()> + Send,
 ) -> Result<()> {
     let n = spill.partitions();
-    let mut next = Some(spill.read(0).map_err(spill_err)?);
+    let mut next = Some(spill.read(0).map_err(SourceError::Spill)?);
     for p in 0..n {
         let lines = next.take().unwrap_or_default();
         let (done, read) = rayon::join(|| f(p, lines), || (p + 1 < n).then(|| spill.read(p + 1)));
         done?;
-        next = read.transpose().map_err(spill_err)?;
+        next = read.transpose().map_err(SourceError::Spill)?;
     }
     Ok(())
 }

@@ -147,11 +147,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// optionally followed by `.gz` or `.zst`.
 pub fn format_from_name(name: &str) -> Option<InputFormat> {
     let lower = name.to_ascii_lowercase();
-    let base = lower
-        .strip_suffix(".gz")
-        .or_else(|| lower.strip_suffix(".zst"))
-        .or_else(|| lower.strip_suffix(".zstd"))
-        .unwrap_or(&lower);
+    let base = without_compression(&lower).unwrap_or(&lower);
     let ext = base.rsplit_once('.')?.1;
     match ext {
         "csv" | "tsv" | "txt" => Some(InputFormat::Csv),
@@ -159,6 +155,18 @@ pub fn format_from_name(name: &str) -> Option<InputFormat> {
         "ndjson" | "jsonl" | "json" => Some(InputFormat::Ndjson),
         _ => None,
     }
+}
+
+/// `lower` (a lowercase file name) without its compression suffix, or None when it has none.
+fn without_compression(lower: &str) -> Option<&str> {
+    [".gz", ".zst", ".zstd"]
+        .iter()
+        .find_map(|ext| lower.strip_suffix(ext))
+}
+
+/// Whether a file name ends in a compression suffix (`.gz`, `.zst`, `.zstd`).
+pub fn is_compressed(name: &str) -> bool {
+    without_compression(&name.to_ascii_lowercase()).is_some()
 }
 
 fn resolve_format(

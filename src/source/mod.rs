@@ -42,6 +42,9 @@ pub enum SourceError {
     Read { file: String, message: String },
     #[error("input {0}")]
     Storage(#[from] crate::storage::StorageError),
+    /// Writing or reading the spilled lines failed (the message names the spill file).
+    #[error("spilling lines to disk (engine.spill_dir): {0}")]
+    Spill(String),
 }
 
 /// Texts stored end to end in one string (no allocation per text), read back by position.

@@ -108,15 +108,18 @@ pub fn ingest(
             df.rechunk_mut_par();
             let rows = df.height() as u64;
             let mut st = st2.lock().expect("ingest state");
-            if let Err(e) = process_batch(&df, &kinds, &ctx, &mut st) {
-                st.error = Some(e);
+            if let Err(message) = process_batch(&df, &kinds, &ctx, &mut st) {
+                st.error = Some(SourceError::Read {
+                    file: ctx.file_name.clone(),
+                    message,
+                });
                 return Ok(true);
             }
             let out = &mut st.out;
             if let Some(spill) = out.spill.as_mut() {
                 if out.lines.len() >= SPILL_CHUNK {
                     if let Err(e) = spill.flush(&mut out.lines, n_files, n_dims) {
-                        st.error = Some(e);
+                        st.error = Some(SourceError::Spill(e));
                         return Ok(true);
                     }
                 }
@@ -133,10 +136,7 @@ pub fn ingest(
             .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
         let mut st = state.lock().expect("ingest state");
         if let Some(e) = st.error.take() {
-            return Err(SourceError::Read {
-                file: file.display.clone(),
-                message: e,
-            });
+            return Err(e);
         }
         result.map_err(|e| SourceError::Read {
             file: file.display.clone(),
@@ -170,10 +170,7 @@ pub fn ingest(
         spill
             .flush(&mut out.lines, n_files, n_dims)
             .and_then(|_| spill.finish())
-            .map_err(|message| SourceError::Read {
-                file: "(spill)".into(),
-                message,
-            })?;
+            .map_err(SourceError::Spill)?;
         info!(
             lines = spill.lines,
             partitions = spill.partitions(),
@@ -209,7 +206,7 @@ pub fn progress_bar(enabled: bool, len: u64, template: &str) -> Option<indicatif
 
 struct State {
     out: Ingested,
-    error: Option<String>,
+    error: Option<SourceError>,
 }
 
 #[derive(Clone, Copy)]

@@ -45,6 +45,11 @@ pub struct Spill {
     pub bytes: u64,
 }
 
+/// The file of partition `p` in the spill folder `dir`.
+fn part_path(dir: &Path, p: usize) -> PathBuf {
+    dir.join(format!("part-{p:05}.lines"))
+}
+
 fn io_err(path: &Path, e: std::io::Error) -> String {
     format!("spill file {}: {e}", path.display())
 }
@@ -58,7 +63,7 @@ impl Spill {
             .map_err(|e| io_err(parent, e))?;
         let writers = (0..n)
             .map(|p| {
-                let path = dir.path().join(format!("part-{p:05}.lines"));
+                let path = part_path(dir.path(), p);
                 File::create(&path)
                     .map(|f| BufWriter::with_capacity(1 << 16, f))
                     .map_err(|e| io_err(&path, e))
@@ -86,7 +91,7 @@ impl Spill {
     }
 
     fn path(&self, p: usize) -> PathBuf {
-        self.dir.path().join(format!("part-{p:05}.lines"))
+        part_path(self.dir.path(), p)
     }
 
     /// Moves every line of `lines` to its partition's file and leaves `lines` empty.

@@ -2,10 +2,13 @@
 //! same tables as a run that holds every line in memory (the customers table then comes as one
 //! file per partition, each sorted by customer_id).
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 
 use crate::fixtures::FIXTURE_A;
-use crate::util::{assert_same, read_partition, Workspace, DEFAULT_COLUMNS};
+use crate::util::{
+    assert_same, by_customer, read_file, read_partition, Workspace, ACCOUNTING_KEYS,
+    DEFAULT_COLUMNS,
+};
 
 const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
 
@@ -13,13 +16,6 @@ fn ok(o: &std::process::Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{err}");
     err
-}
-
-/// The customers rows of every file of a partition, in customer_id order.
-fn by_customer(t: RecordBatch) -> RecordBatch {
-    let idx = arrow::compute::sort_to_indices(t.column_by_name("customer_id").unwrap(), None, None)
-        .unwrap();
-    arrow::compute::take_record_batch(&t, &idx).unwrap()
 }
 
 /// Every table of `as_of` in `a` and `b` holds the same rows, and the manifests the same
@@ -34,16 +30,7 @@ fn assert_same_partition(ws: &Workspace, a: &str, b: &str, as_of: &str) {
         assert_same(&x, &y, &format!("{t} as of {as_of}"));
     }
     let (ma, mb) = (ws.manifest_in(a, as_of), ws.manifest_in(b, as_of));
-    for k in [
-        "rows_read",
-        "rows_used",
-        "rows_rejected",
-        "rows_after_as_of",
-        "customers",
-        "orders",
-        "rejects_by_reason",
-        "inputs",
-    ] {
+    for k in ACCOUNTING_KEYS {
         assert_eq!(ma[k], mb[k], "manifest {k} as of {as_of}");
     }
 }
@@ -56,7 +43,7 @@ fn customer_files(ws: &Workspace, out: &str, as_of: &str) -> usize {
         .map(|e| e.unwrap().path())
         .collect();
     for f in &files {
-        let t = read_partition_file(f);
+        let t = read_file(f);
         let ids = t.column_by_name("customer_id").unwrap().as_string::<i32>();
         let ids: Vec<&str> = ids.iter().map(|v| v.unwrap()).collect();
         assert!(
@@ -66,16 +53,6 @@ fn customer_files(ws: &Workspace, out: &str, as_of: &str) -> usize {
         );
     }
     files.len()
-}
-
-fn read_partition_file(f: &std::path::Path) -> RecordBatch {
-    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(f).unwrap(),
-    )
-    .unwrap();
-    let schema = b.schema().clone();
-    let batches: Vec<RecordBatch> = b.build().unwrap().map(|r| r.unwrap()).collect();
-    arrow::compute::concat_batches(&schema, &batches).unwrap()
 }
 
 #[test]

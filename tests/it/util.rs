@@ -120,25 +120,47 @@ impl Workspace {
 }
 
 pub fn read_partition(dir: &Path) -> Table {
-    let mut batches = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .collect();
     files.sort();
-    let mut schema = None;
-    for f in files {
-        let file = std::fs::File::open(&f).unwrap();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-        schema = Some(builder.schema().clone());
-        for b in builder.build().unwrap() {
-            batches.push(b.unwrap());
-        }
-    }
-    let schema = schema.unwrap_or_else(|| panic!("no Parquet file in {}", dir.display()));
-    Table(arrow::compute::concat_batches(&schema, &batches).unwrap())
+    let tables: Vec<RecordBatch> = files.iter().map(|f| read_file(f)).collect();
+    let schema = tables
+        .first()
+        .unwrap_or_else(|| panic!("no Parquet file in {}", dir.display()))
+        .schema();
+    Table(arrow::compute::concat_batches(&schema, &tables).unwrap())
 }
+
+/// Every row of one Parquet file.
+pub fn read_file(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
+}
+
+/// The rows of a customers table (possibly read from several files) in customer_id order.
+pub fn by_customer(t: RecordBatch) -> RecordBatch {
+    let idx = arrow::compute::sort_to_indices(t.column_by_name("customer_id").unwrap(), None, None)
+        .unwrap();
+    arrow::compute::take_record_batch(&t, &idx).unwrap()
+}
+
+/// The manifest's row accounting and counts, which runs of the same input and date share.
+pub const ACCOUNTING_KEYS: [&str; 8] = [
+    "rows_read",
+    "rows_used",
+    "rows_rejected",
+    "rows_after_as_of",
+    "customers",
+    "orders",
+    "rejects_by_reason",
+    "inputs",
+];
 
 /// A table with typed accessors by column name.
 pub struct Table(pub RecordBatch);
