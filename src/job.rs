@@ -540,7 +540,15 @@ fn build_orders(prep: &mut Prepared, cutoffs: &[i64]) {
         return;
     }
     prep.orders = prep.timings.time("orders", || {
-        orders::build_at(&ing.lines, ing.customers.len(), ing.segments.len(), cutoffs)
+        // Customers laid out in customer_id order: the fold then yields the customers table's
+        // rows in order.
+        orders::build_at(
+            &ing.lines,
+            ing.customers.len(),
+            ing.segments.len(),
+            cutoffs,
+            Some(ing.customer_order().layout()),
+        )
     });
     prep.ingested.lines = source::Lines::default();
 }

@@ -35,8 +35,14 @@ impl Order {
 /// it, so a customer's orders at a cutoff are a prefix of their time-ordered orders, and only an
 /// order whose lines have different times ("late lines", e.g. a refund netted into it later)
 /// needs its value summed again from the lines before the cutoff.
+///
+/// Customers are laid out at positions: by default a customer's position is their id; built
+/// with a `Layout`, customers are laid out in customer_id text order, so the fold yields the
+/// customers table's rows in its order and reads them back sequentially.
 #[derive(Debug, Default)]
 pub struct Orders {
+    /// Customer id at each position; empty when positions are the ids.
+    pub ids: Vec<u32>,
     pub start: Vec<usize>,
     pub orders: Vec<Order>,
     /// Segment value ids of each order (those of its earliest line), `n_dims` per order.
@@ -58,9 +64,27 @@ pub struct LateLine {
     pub cost: i64,
 }
 
+/// Customer positions for `build_at`: `rank[id]` is customer `id`'s position (`u32::MAX` for
+/// ids that name no customer), `ids[position]` the customer there.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout<'a> {
+    pub rank: &'a [u32],
+    pub ids: &'a [u32],
+}
+
 impl Orders {
+    /// Number of positions (customers).
     pub fn n_customers(&self) -> usize {
         self.start.len().saturating_sub(1)
+    }
+
+    /// Customer id at position `c`.
+    pub fn id(&self, c: usize) -> u32 {
+        if self.ids.is_empty() {
+            c as u32
+        } else {
+            self.ids[c]
+        }
     }
 
     /// Orders of customer `c`.
@@ -93,6 +117,11 @@ pub struct AsOf<'a> {
 impl<'a> AsOf<'a> {
     pub fn n_customers(&self) -> usize {
         self.orders.n_customers()
+    }
+
+    /// Customer id at position `c`.
+    pub fn id(&self, c: usize) -> u32 {
+        self.orders.id(c)
     }
 
     /// Customer `c`'s orders before the cutoff (values as of the cutoff) and their segment ids.
@@ -148,22 +177,28 @@ const SHARD: usize = 4096;
 
 /// Builds the orders of `n_customers` customers from their lines.
 pub fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
-    build_for(lines, n_customers, n_dims, i64::MAX, &[])
+    build_for(lines, n_customers, n_dims, i64::MAX, &[], None)
 }
 
 /// Builds the orders from every line, ready to be viewed `at` each of `cutoffs` (ascending):
 /// the lines of an order are kept only when one of these cutoffs falls between its first and
 /// its last line, which is rare (most multi-line orders span seconds), so the extra memory is
-/// small.
-pub fn build_at(lines: &Lines, n_customers: usize, n_dims: usize, cutoffs: &[i64]) -> Orders {
-    build_for(lines, n_customers, n_dims, i64::MAX, cutoffs)
+/// small. With a `layout`, customers are laid out at its positions.
+pub fn build_at(
+    lines: &Lines,
+    n_customers: usize,
+    n_dims: usize,
+    cutoffs: &[i64],
+    layout: Option<Layout<'_>>,
+) -> Orders {
+    build_for(lines, n_customers, n_dims, i64::MAX, cutoffs, layout)
 }
 
 /// Builds the orders as of a cutoff: lines at or after `cutoff` (local µs) are not seen, so an
 /// order's value is the sum of its lines before the cutoff (SPEC §2: history as of an earlier
 /// date cannot change). Customers without lines before the cutoff get no orders.
 pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64) -> Orders {
-    build_for(lines, n_customers, n_dims, cutoff, &[])
+    build_for(lines, n_customers, n_dims, cutoff, &[], None)
 }
 
 fn build_for(
@@ -172,14 +207,20 @@ fn build_for(
     n_dims: usize,
     cutoff: i64,
     cutoffs: &[i64],
+    layout: Option<Layout<'_>>,
 ) -> Orders {
     debug_assert!(cutoffs.is_sorted());
     let seen = |i: usize| lines.ts_local[i] < cutoff;
-    // Counting sort of line indexes by customer.
+    let n_customers = layout.map_or(n_customers, |l| l.ids.len());
+    let position = |c: u32| match layout {
+        Some(l) => l.rank[c as usize] as usize,
+        None => c as usize,
+    };
+    // Counting sort of line indexes by customer position.
     let mut start = vec![0usize; n_customers + 1];
     for (i, &c) in lines.cust.iter().enumerate() {
         if seen(i) {
-            start[c as usize + 1] += 1;
+            start[position(c) + 1] += 1;
         }
     }
     for i in 0..n_customers {
@@ -189,8 +230,9 @@ fn build_for(
     let mut perm = vec![0u32; start[n_customers]];
     for (i, &c) in lines.cust.iter().enumerate() {
         if seen(i) {
-            perm[fill[c as usize]] = i as u32;
-            fill[c as usize] += 1;
+            let p = position(c);
+            perm[fill[p]] = i as u32;
+            fill[p] += 1;
         }
     }
     let has_cost = !lines.cost.is_empty();
@@ -300,6 +342,7 @@ fn build_for(
 
     let total: usize = shards.iter().map(|s| s.1.len()).sum();
     let mut out = Orders {
+        ids: layout.map(|l| l.ids.to_vec()).unwrap_or_default(),
         start: Vec::with_capacity(n_customers + 1),
         orders: Vec::with_capacity(total),
         seg: Vec::with_capacity(total * n_dims),
@@ -367,6 +410,34 @@ mod tests {
     }
 
     #[test]
+    fn a_layout_puts_customers_at_their_positions() {
+        // Same lines; customer 1 at position 0 and customer 0 at position 1 (rank = [1, 0]).
+        // Position 0 then holds customer 1's one order (4.00 at t=2), position 1 customer 0's
+        // two orders, with their segments, exactly as built without a layout.
+        let lines = five_lines();
+        let (rank, ids) = ([1u32, 0], [1u32, 0]);
+        let o = build_at(
+            &lines,
+            2,
+            1,
+            &[],
+            Some(Layout {
+                rank: &rank,
+                ids: &ids,
+            }),
+        );
+        let plain = build(&lines, 2, 1);
+        assert_eq!(o.n_customers(), 2);
+        assert_eq!((o.id(0), o.id(1)), (1, 0));
+        assert_eq!(o.of(0), plain.of(1));
+        assert_eq!(o.of(1), plain.of(0));
+        assert_eq!(o.seg_of(1), &[5, 2]);
+        assert_eq!(o.at(i64::MAX).of(0).0[0].value, 400);
+        assert_eq!(o.earliest, Some(1));
+        assert_eq!(plain.id(1), 1);
+    }
+
+    #[test]
     fn equal_keys_with_different_order_ids_are_different_orders() {
         // Keys are hashes of the order_id text; force a collision: lines 0 and 1 ("A", 10.00
         // and 5.00) and line 2 ("B", 7.00) of customer 0 all have key 42. "A" and "B" must
@@ -395,10 +466,10 @@ mod tests {
         // as of 3 it does not exist yet and customer 0 has only the 3.00 order at t=1.
         let lines = five_lines();
         let cutoffs: Vec<i64> = (0..=10).collect();
-        let all = build_at(&lines, 2, 1, &cutoffs);
+        let all = build_at(&lines, 2, 1, &cutoffs, None);
         assert_eq!(all.late_max, vec![9, i64::MIN]);
         // Built for one late cutoff only, no order spans it: no lines are kept.
-        assert!(build_at(&lines, 2, 1, &[100]).late.is_empty());
+        assert!(build_at(&lines, 2, 1, &[100], None).late.is_empty());
         assert!(build(&lines, 2, 1).late.is_empty());
         let value_of_7 = |cutoff: i64| {
             let (o, _) = all.at(cutoff).of(0);

@@ -1,9 +1,10 @@
 //! customers table (SPEC §4): one row per customer as of as_of, in customer_id order.
 
 use arrow::array::{
-    ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondBuilder, UInt32Array,
 };
+use arrow::compute::{concat, take};
 
 use rayon::prelude::*;
 
@@ -15,125 +16,151 @@ use super::{arc, Ctx, CustomerRow};
 
 /// Builds the customers table.
 pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
-    // customer_id order from the ranks computed once per input (a backfill shares them across
-    // dates): each row is placed at its customer's rank, then the places are read in order; no
-    // string comparison and no sort.
-    // A few rows among many customers (one partition of a spilled run) are sorted by rank.
+    // Rows come from the fold in the orders' layout, which is customer_id order for a run held
+    // in memory; the rows of one partition of a spilled run are in customer id order and are
+    // sorted by rank (computed once per input and shared by every date of a backfill).
     let rank = ingested.customer_rank();
-    let rows: Vec<&CustomerRow> = if rows.len() * 8 < rank.len() {
-        let mut v: Vec<&CustomerRow> = rows.iter().collect();
-        v.par_sort_unstable_by_key(|r| rank[r.cust as usize]);
-        v
-    } else {
-        let mut at_rank = vec![u32::MAX; rank.len()];
-        for (i, r) in rows.iter().enumerate() {
-            at_rank[rank[r.cust as usize] as usize] = i as u32;
-        }
-        at_rank
-            .iter()
-            .filter(|&&i| i != u32::MAX)
-            .map(|&i| &rows[i as usize])
-            .collect()
-    };
-    let rows = rows.as_slice();
+    let at = |r: &CustomerRow| rank[r.cust as usize];
+    let mut rows: Vec<&CustomerRow> = rows.iter().collect();
+    if !rows.is_sorted_by_key(|r| at(r)) {
+        rows.par_sort_unstable_by_key(|r| at(r));
+    }
     let cohort_days: Vec<i32> = (0..ctx.frame.n_periods)
         .map(|c| date_to_days(ctx.frame.period_start(c)))
         .collect();
-    let cohort_days = &cohort_days;
-    let money = |v: i64| ctx.money(v);
-    let ts = |v: Vec<Option<i64>>| arc(TimestampMicrosecondArray::from(v).with_timezone("UTC"));
-    let ints = |f: &dyn Fn(&CustomerRow) -> Option<i64>| {
-        arc(Int64Array::from(
-            rows.iter().map(|r| f(r)).collect::<Vec<_>>(),
-        ))
+    // One pass over the rows appends to every column's builder (a row is fetched once, not
+    // once per column). Chunks of rows are built in parallel and joined per column.
+    let chunk = rows
+        .len()
+        .div_ceil(rayon::current_num_threads())
+        .max(1 << 16);
+    let (ids, parts): (ArrayRef, Vec<Vec<ArrayRef>>) = rayon::join(
+        || customer_ids(&rows, ingested, &rank),
+        || {
+            rows.par_chunks(chunk)
+                .map(|part| build(part, ingested, ctx, &cohort_days))
+                .collect()
+        },
+    );
+    let mut cols: Vec<ArrayRef> = match parts.len() {
+        0 => build(&[], ingested, ctx, &cohort_days),
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ => (0..parts[0].len())
+            .into_par_iter()
+            .map(|i| {
+                let pieces: Vec<&dyn Array> = parts.iter().map(|p| p[i].as_ref()).collect();
+                concat(&pieces).expect("chunks of one column have one type")
+            })
+            .collect(),
     };
-    let floats = |f: &dyn Fn(&CustomerRow) -> Option<f64>| {
-        arc(Float64Array::from(
-            rows.iter().map(|r| f(r)).collect::<Vec<_>>(),
-        ))
-    };
-    let margin = |r: &CustomerRow| -> Option<f64> {
-        if ctx.has_cost {
-            (r.revenue != 0).then(|| (r.revenue - r.cost) as f64 / r.revenue as f64)
-        } else {
-            Some(ctx.margin)
-        }
-    };
-    let gross_profit = |r: &CustomerRow| -> f64 {
-        if ctx.has_cost {
-            money(r.revenue - r.cost)
-        } else {
-            money(r.revenue) * ctx.margin
-        }
-    };
-
-    // Each column is built by its own closure, all of them in parallel.
-    type Col<'a> = Box<dyn Fn() -> ArrayRef + Send + Sync + 'a>;
-    let mut cols: Vec<Col> = vec![Box::new(|| {
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|r| ingested.customers.get(r.cust)),
-        ))
-    })];
-    for d in 0..ctx.n_dims {
-        cols.push(Box::new(move || {
-            arc(StringArray::from_iter_values(
-                rows.iter().map(|r| ingested.segments[d].get(r.segs[d])),
-            ))
-        }));
-    }
-    cols.push(Box::new(move || {
-        arc(Date32Array::from(
-            rows.iter()
-                .map(|r| r.cohort.map(|c| cohort_days[c]))
-                .collect::<Vec<_>>(),
-        ))
-    }));
-    cols.push(Box::new(|| ts(rows.iter().map(|r| r.first_utc).collect())));
-    cols.push(Box::new(|| ts(rows.iter().map(|r| r.last_utc).collect())));
-    cols.push(Box::new(|| ints(&|r| Some(r.purchases))));
-    cols.push(Box::new(|| floats(&|r| Some(money(r.revenue)))));
-    cols.push(Box::new(|| floats(&|r| Some(money(r.refunds)))));
-    cols.push(Box::new(|| {
-        floats(&|r| ctx.has_cost.then(|| money(r.cost)))
-    }));
-    cols.push(Box::new(|| floats(&margin)));
-    cols.push(Box::new(|| {
-        floats(&|r| (r.purchases > 0).then(|| money(r.revenue) / r.purchases as f64))
-    }));
-    cols.push(Box::new(|| ints(&|r| r.lifespan_months)));
-    cols.push(Box::new(|| {
-        floats(&|r| r.lifespan_months.map(|l| r.purchases as f64 / l as f64))
-    }));
-    cols.push(Box::new(|| floats(&|r| Some(gross_profit(r)))));
-    cols.push(Box::new(|| ints(&|r| r.days_since_last)));
-    cols.push(Box::new(|| {
-        arc(StringArray::from(
-            rows.iter()
-                .map(|r| r.active.map(|a| if a { "active" } else { "churned" }))
-                .collect::<Vec<_>>(),
-        ))
-    }));
-    cols.push(Box::new(|| {
-        ts(rows.iter().map(|r| r.churned_at_utc).collect())
-    }));
-    cols.push(Box::new(|| ints(&|r| r.frequency)));
-    cols.push(Box::new(|| ints(&|r| r.recency)));
-    cols.push(Box::new(|| ints(&|r| r.t)));
-    cols.push(Box::new(|| {
-        floats(&|r| r.monetary.map(|m| m / ctx.money_scale))
-    }));
-    for k in 0..3 {
-        cols.push(Box::new(move || ints(&|r| r.rfm.map(|s| s[k] as i64))));
-    }
-    cols.push(Box::new(|| {
-        arc(StringArray::from(
-            rows.iter().map(|r| r.rfm_segment).collect::<Vec<_>>(),
-        ))
-    }));
-    let cols: Vec<ArrayRef> = cols.par_iter().map(|f| f()).collect();
+    cols.insert(0, ids);
     RecordBatch::try_new(
         schema::arrow_schema(schema::CUSTOMERS, &ctx.dim_names),
         cols,
     )
     .expect("customers columns match the documented schema")
+}
+
+/// The customer_id column of `rows` (sorted by rank). A run held in memory takes the texts in
+/// order from the sorted array of all ids (the whole array when every customer has a row); a
+/// spilled run, which keeps no such array, looks each one up.
+fn customer_ids(rows: &[&CustomerRow], ingested: &Ingested, rank: &[u32]) -> ArrayRef {
+    if ingested.spill.is_some() {
+        return arc(StringArray::from_iter_values(
+            rows.iter().map(|r| ingested.customers.get(r.cust)),
+        ));
+    }
+    let all = ingested.sorted_customer_ids();
+    if rows.len() == all.len() {
+        return arc(all.clone());
+    }
+    let at = UInt32Array::from_iter_values(rows.iter().map(|r| rank[r.cust as usize]));
+    take(all, &at, None).expect("ranks index the sorted customer ids")
+}
+
+/// Builds every column of the customers table but customer_id for `rows`, in schema order.
+fn build(
+    rows: &[&CustomerRow],
+    ingested: &Ingested,
+    ctx: &Ctx,
+    cohort_days: &[i32],
+) -> Vec<ArrayRef> {
+    let n = rows.len();
+    let ints = || Int64Builder::with_capacity(n);
+    let floats = || Float64Builder::with_capacity(n);
+    let stamps = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut segs: Vec<StringBuilder> = (0..ctx.n_dims)
+        .map(|_| StringBuilder::with_capacity(n, n * 8))
+        .collect();
+    let mut cohort = Date32Builder::with_capacity(n);
+    let (mut first, mut last, mut churned_at) = (stamps(), stamps(), stamps());
+    let (mut orders, mut lifespan, mut days_since) = (ints(), ints(), ints());
+    let (mut frequency, mut recency, mut t) = (ints(), ints(), ints());
+    let mut rfm = [ints(), ints(), ints()];
+    let (mut revenue, mut refunds, mut cost, mut margin) = (floats(), floats(), floats(), floats());
+    let (mut aov, mut per_month, mut ltv, mut monetary) = (floats(), floats(), floats(), floats());
+    let mut status = StringBuilder::with_capacity(n, n * 7);
+    let mut segment = StringBuilder::with_capacity(n, n * 10);
+    let money = |v: i64| ctx.money(v);
+    for r in rows {
+        for (d, b) in segs.iter_mut().enumerate() {
+            b.append_value(ingested.segments[d].get(r.segs[d]));
+        }
+        cohort.append_option(r.cohort.map(|c| cohort_days[c]));
+        first.append_option(r.first_utc);
+        last.append_option(r.last_utc);
+        orders.append_value(r.purchases);
+        revenue.append_value(money(r.revenue));
+        refunds.append_value(money(r.refunds));
+        if ctx.has_cost {
+            cost.append_value(money(r.cost));
+            margin.append_option(
+                (r.revenue != 0).then(|| (r.revenue - r.cost) as f64 / r.revenue as f64),
+            );
+            ltv.append_value(money(r.revenue - r.cost));
+        } else {
+            cost.append_null();
+            margin.append_value(ctx.margin);
+            ltv.append_value(money(r.revenue) * ctx.margin);
+        }
+        aov.append_option((r.purchases > 0).then(|| money(r.revenue) / r.purchases as f64));
+        lifespan.append_option(r.lifespan_months);
+        per_month.append_option(r.lifespan_months.map(|l| r.purchases as f64 / l as f64));
+        days_since.append_option(r.days_since_last);
+        status.append_option(r.active.map(|a| if a { "active" } else { "churned" }));
+        churned_at.append_option(r.churned_at_utc);
+        frequency.append_option(r.frequency);
+        recency.append_option(r.recency);
+        t.append_option(r.t);
+        monetary.append_option(r.monetary.map(|m| m / ctx.money_scale));
+        for (k, b) in rfm.iter_mut().enumerate() {
+            b.append_option(r.rfm.map(|s| s[k] as i64));
+        }
+        segment.append_option(r.rfm_segment);
+    }
+    let mut cols: Vec<ArrayRef> = segs.iter_mut().map(|b| arc(b.finish())).collect();
+    cols.extend([
+        arc(cohort.finish()),
+        arc(first.finish()),
+        arc(last.finish()),
+        arc(orders.finish()),
+        arc(revenue.finish()),
+        arc(refunds.finish()),
+        arc(cost.finish()),
+        arc(margin.finish()),
+        arc(aov.finish()),
+        arc(lifespan.finish()),
+        arc(per_month.finish()),
+        arc(ltv.finish()),
+        arc(days_since.finish()),
+        arc(status.finish()),
+        arc(churned_at.finish()),
+        arc(frequency.finish()),
+        arc(recency.finish()),
+        arc(t.finish()),
+        arc(monetary.finish()),
+    ]);
+    cols.extend(rfm.iter_mut().map(|b| arc(b.finish())));
+    cols.push(arc(segment.finish()));
+    cols
 }

@@ -157,8 +157,8 @@ impl Tables {
 /// Customers per parallel fold shard.
 const SHARD: usize = 2048;
 
-/// Runs the fold over all customers in parallel and returns the per-customer rows (in customer
-/// id order) and the merged accumulators.
+/// Runs the fold over all customers in parallel and returns the per-customer rows (in the
+/// orders' customer layout) and the merged accumulators.
 pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     let n = orders.n_customers();
     // fold keeps one accumulator per piece of work rayon splits off (not one per shard): their
@@ -174,7 +174,7 @@ pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
                     let (mine, segs) = orders.of(c);
                     if !mine.is_empty() {
                         rows.push(fold::fold_customer(
-                            c as u32,
+                            orders.id(c),
                             &mine,
                             segs,
                             ctx,
@@ -195,10 +195,6 @@ pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     for (r, a) in parts {
         rows.extend(r);
         acc.merge(a);
-    }
-    // The parts come in shard order, so this is normally a check only.
-    if !rows.is_sorted_by_key(|r| r.cust) {
-        rows.sort_unstable_by_key(|r| r.cust);
     }
     (rows, acc)
 }

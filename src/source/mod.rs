@@ -337,8 +337,10 @@ pub struct Ingested {
     pub has_cost: bool,
     pub rejects: Vec<Reject>,
     pub stats: IngestStats,
-    /// Position of each customer id in customer_id text order (see `customer_rank`).
-    pub rank: std::sync::OnceLock<Vec<u32>>,
+    /// Customers in customer_id text order (see `customer_order`).
+    pub order: std::sync::OnceLock<CustomerOrder>,
+    /// Every customer_id text in text order, as one Arrow array (see `sorted_customer_ids`).
+    pub sorted_ids: std::sync::OnceLock<arrow::array::StringArray>,
     /// Where the lines went when the input is larger than memory (`lines` is then empty).
     pub spill: Option<spill::Spill>,
 }
@@ -348,7 +350,12 @@ impl Ingested {
     /// that name no customer rank last). Computed on first use and kept, so every as_of date of
     /// a backfill shares one sort.
     pub fn customer_rank(&self) -> &[u32] {
-        self.rank.get_or_init(|| {
+        &self.customer_order().rank
+    }
+
+    /// The customers sorted by customer_id text, computed on first use and kept.
+    pub fn customer_order(&self) -> &CustomerOrder {
+        self.order.get_or_init(|| {
             use rayon::prelude::*;
             let dict = &self.customers;
             let mut ids: Vec<u32> = (0..dict.len() as u32)
@@ -359,8 +366,39 @@ impl Ingested {
             for (pos, &id) in ids.iter().enumerate() {
                 rank[id as usize] = pos as u32;
             }
-            rank
+            CustomerOrder { rank, ids }
         })
+    }
+
+    /// The customer_id text of every customer, at its rank. Built on first use and kept: the
+    /// customers table of any date takes its ids from it in order, instead of looking each
+    /// one up in the dictionary, whose texts lie in hash order.
+    pub fn sorted_customer_ids(&self) -> &arrow::array::StringArray {
+        self.sorted_ids.get_or_init(|| {
+            let ids = &self.customer_order().ids;
+            arrow::array::StringArray::from_iter_values(
+                ids.iter().map(|&id| self.customers.get(id)),
+            )
+        })
+    }
+}
+
+/// Customers in customer_id text order.
+#[derive(Debug, Default)]
+pub struct CustomerOrder {
+    /// `rank[id]`: position of customer `id` (`u32::MAX` for ids that name no customer).
+    pub rank: Vec<u32>,
+    /// `ids[position]`: the customer at a position.
+    pub ids: Vec<u32>,
+}
+
+impl CustomerOrder {
+    /// The orders layout that puts customers in this order.
+    pub fn layout(&self) -> crate::orders::Layout<'_> {
+        crate::orders::Layout {
+            rank: &self.rank,
+            ids: &self.ids,
+        }
     }
 }
 
