@@ -35,7 +35,7 @@ pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatc
         .div_ceil(rayon::current_num_threads())
         .max(1 << 16);
     let (ids, parts): (ArrayRef, Vec<Vec<ArrayRef>>) = rayon::join(
-        || customer_ids(&rows, ingested, &rank),
+        || customer_ids(&rows, ingested, rank),
         || {
             rows.par_chunks(chunk)
                 .map(|part| build(part, ingested, ctx, &cohort_days))
