@@ -94,7 +94,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| metrics::fold_all(black_box(&ord), &ctx))
     });
     g.bench_function("all_tables", |b| {
-        b.iter(|| metrics::compute(&ing, &ord, &ctx, &[]))
+        b.iter(|| metrics::compute(&ing, &ord, &ctx, &[], true))
     });
     g.finish();
 }

@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// Remove another run's lock on the output before starting (only when it is known dead).
     #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK", value_parser = BoolishValueParser::new())]
     pub force_unlock: bool,
+    /// Tables to write, comma-separated (default: all five). The partitions of the others are
+    /// left as they are for each date, and its manifest keeps listing them.
+    #[arg(long, value_enum, value_delimiter = ',', env = "CUSTOMER_VALUE_TABLES")]
+    pub tables: Vec<TableName>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +114,34 @@ pub struct BackfillArgs {
     /// Remove another run's lock on the output before starting (only when it is known dead).
     #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK", value_parser = BoolishValueParser::new())]
     pub force_unlock: bool,
+    /// Tables to write, comma-separated (default: all five). The partitions of the others are
+    /// left as they are for each date, and its manifest keeps listing them.
+    #[arg(long, value_enum, value_delimiter = ',', env = "CUSTOMER_VALUE_TABLES")]
+    pub tables: Vec<TableName>,
+}
+
+/// An output table, for `--tables`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableName {
+    Customers,
+    Retention,
+    Cohorts,
+    Ltv,
+    Rejects,
+}
+
+/// The selected tables' names; all of them when none is given.
+fn selected(tables: &[TableName]) -> job::TableSet {
+    if tables.is_empty() {
+        return job::TableSet::ALL;
+    }
+    job::TableSet::of(tables.iter().map(|t| match t {
+        TableName::Customers => "customers",
+        TableName::Retention => "retention",
+        TableName::Cohorts => "cohorts",
+        TableName::Ltv => "ltv",
+        TableName::Rejects => "rejects",
+    }))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -251,6 +283,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                     as_of,
                     progress: !args.no_progress,
                     force_unlock: args.force_unlock,
+                    tables: selected(&args.tables),
                 },
             )?;
             print_summary(&summary);
@@ -303,6 +336,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                     as_of: None,
                     progress: !args.no_progress,
                     force_unlock: args.force_unlock,
+                    tables: selected(&args.tables),
                 },
             )?;
             for s in &summaries {

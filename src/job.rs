@@ -31,6 +31,42 @@ pub struct RunOptions {
     pub progress: bool,
     /// Remove another run's lock on the output first.
     pub force_unlock: bool,
+    /// Tables to write.
+    pub tables: TableSet,
+}
+
+/// The tables a run writes (`--tables`). Each date's partitions of the others are left as they
+/// are, and its new manifest lists them as the earlier run wrote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSet(u8);
+
+impl TableSet {
+    /// Every table, in publishing order.
+    pub const NAMES: [&'static str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
+    pub const ALL: TableSet = TableSet(0b11111);
+
+    /// The set of the named tables; names outside `NAMES` are ignored.
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> TableSet {
+        TableSet(
+            names
+                .into_iter()
+                .filter_map(|n| Self::NAMES.iter().position(|&t| t == n))
+                .fold(0, |bits, i| bits | 1 << i),
+        )
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        Self::NAMES
+            .iter()
+            .position(|&t| t == name)
+            .is_some_and(|i| self.0 & 1 << i != 0)
+    }
+}
+
+impl Default for TableSet {
+    fn default() -> Self {
+        TableSet::ALL
+    }
 }
 
 /// What a successful run reports, per as_of date.
@@ -353,6 +389,8 @@ struct Computed {
     as_of: NaiveDate,
     view: DateView,
     tables: metrics::Tables,
+    /// The tables to publish.
+    selected: TableSet,
     /// The customers table as files already written (a spilled run), instead of `tables`'.
     customer_files: Option<Vec<sink::PartFile>>,
     timings: Timings,
@@ -367,6 +405,7 @@ fn compute_date(
     as_of: NaiveDate,
     view: DateView,
     run_id: &str,
+    selected: TableSet,
 ) -> Result<Computed> {
     let started = Utc::now();
     let t0 = Instant::now();
@@ -384,6 +423,7 @@ fn compute_date(
                     as_of,
                     &view.rejects,
                     &publish_options(cfg, &as_of_s, run_id),
+                    selected.has("customers"),
                 )
             })?;
             (out.tables, Some(out.parts))
@@ -394,7 +434,7 @@ fn compute_date(
             let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
             ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
             let tables = timings.time("metrics", || {
-                metrics::compute(ing, &orders, &ctx, &view.rejects)
+                metrics::compute(ing, &orders, &ctx, &view.rejects, selected.has("customers"))
             });
             (tables, None)
         }
@@ -403,6 +443,7 @@ fn compute_date(
         as_of,
         view,
         tables,
+        selected,
         customer_files,
         timings,
         started,
@@ -427,8 +468,9 @@ fn publish_date(
     as_of_source: &str,
     run_id: &str,
     view: DateView,
+    selected: TableSet,
 ) -> Result<RunSummary> {
-    let computed = compute_date(cfg, prep, as_of, view, run_id)?;
+    let computed = compute_date(cfg, prep, as_of, view, run_id, selected)?;
     publish_computed(cfg, prep, computed, as_of_source, run_id)
 }
 
@@ -444,6 +486,7 @@ fn publish_computed(
         as_of,
         view,
         tables,
+        selected,
         customer_files,
         mut timings,
         started,
@@ -454,19 +497,21 @@ fn publish_computed(
     let data: Vec<(&'static str, TableData)> = tables
         .iter()
         .into_iter()
+        .filter(|(name, _)| selected.has(name))
         .map(|(name, batch)| match (&customer_files, name) {
             (Some(files), "customers") => (name, TableData::Files(files)),
             _ => (name, TableData::Batch(batch)),
         })
         .collect();
+    // Tables left out keep their partition of this date as the previous manifest lists it.
+    let kept = if selected == TableSet::ALL {
+        Vec::new()
+    } else {
+        sink::kept_tables(&prep.output, &as_of_s, |name| !selected.has(name))
+    };
     let staged = timings.time("write", || {
         sink::stage(&prep.output, &publish_options(cfg, &as_of_s, run_id), &data)
     })?;
-    let n_customers = staged
-        .tables()
-        .iter()
-        .find(|(name, _)| name == "customers")
-        .map_or(0, |(_, t)| t.rows);
     timings
         .0
         .push(("date_total".into(), t0.elapsed().as_millis() as u64));
@@ -498,9 +543,9 @@ fn publish_computed(
         rows_after_as_of: view.rows_after_as_of,
         reject_ratio: view.reject_ratio,
         rejects_by_reason: view.rejects_by_reason,
-        customers: n_customers,
+        customers: tables.n_customers,
         orders: tables.orders,
-        tables: staged.tables().iter().cloned().collect(),
+        tables: staged.tables().iter().cloned().chain(kept).collect(),
         timings_ms: timings.0.clone(),
     };
     let manifest_path = staged.finish(&as_of_s, run_id, &manifest)?;
@@ -527,7 +572,7 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     check(cfg, as_of, &view)?;
     build_orders(&mut prep, &[cutoff]);
     let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
-    publish_date(cfg, &prep, as_of, as_of_source, &run_id, view)
+    publish_date(cfg, &prep, as_of, as_of_source, &run_id, view, opts.tables)
 }
 
 /// Builds the orders once from every line read (all dates of a backfill share them) and frees
@@ -635,7 +680,7 @@ pub fn backfill(
     for (d, view) in dates.iter().zip(views) {
         let span = info_span!("as_of", as_of = %d);
         let (computed, published) = rayon::join(
-            || span.in_scope(|| compute_date(cfg, &prep, *d, view, &run_id)),
+            || span.in_scope(|| compute_date(cfg, &prep, *d, view, &run_id, opts.tables)),
             || pending.take().map(publish),
         );
         if let Some(p) = published {

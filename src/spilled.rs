@@ -31,7 +31,8 @@ pub struct Output {
 }
 
 /// Computes every table of `as_of` from the spilled lines; the customers files go to the
-/// spill folder, named for `opts.run_id`.
+/// spill folder, named for `opts.run_id` (none unless `with_customers`).
+#[allow(clippy::too_many_arguments)]
 pub fn compute(
     cfg: &Validated,
     ing: &Ingested,
@@ -40,6 +41,7 @@ pub fn compute(
     as_of: NaiveDate,
     rejected: &[Reject],
     opts: &PublishOptions<'_>,
+    with_customers: bool,
 ) -> Result<Output> {
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     // An order's time is its earliest line's, so the earliest order is the earliest line.
@@ -71,12 +73,14 @@ pub fn compute(
     let mut acc = Acc::new(ctx);
     let mut sums = ltv::Sums::new(ctx);
     let mut parts = Vec::new();
+    let mut n_customers = 0;
     each_partition(spill, |p, lines| {
         let (mut rows, a) = fold(p, lines);
         acc.merge(a);
         scorer.score(&mut rows);
         sums.add(&rows, ctx);
-        if rows.is_empty() {
+        n_customers += rows.len() as u64;
+        if rows.is_empty() || !with_customers {
             return Ok(());
         }
         let batch = customers::table(&rows, ing, ctx);
@@ -94,7 +98,7 @@ pub fn compute(
     info!(
         partitions = n,
         files = parts.len(),
-        customers = parts.iter().map(|f| f.rows).sum::<u64>(),
+        customers = n_customers,
         "Computed the partitions."
     );
     Ok(Output {
@@ -105,6 +109,7 @@ pub fn compute(
             ltv: ltv::table_of(&sums.named(ctx), ctx),
             rejects: rejects::table(rejected),
             orders: acc.orders as u64,
+            n_customers,
         },
         parts,
     })

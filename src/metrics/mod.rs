@@ -139,6 +139,8 @@ pub struct Tables {
     pub rejects: RecordBatch,
     /// Orders before the cutoff (for the manifest).
     pub orders: u64,
+    /// Customers as of the date (rows of the customers table, also when it is not built).
+    pub n_customers: u64,
 }
 
 impl Tables {
@@ -199,17 +201,21 @@ pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     (rows, acc)
 }
 
-/// Computes every table from the ingested data.
+/// Computes every table from the ingested data; the customers table is left empty unless
+/// `with_customers`.
 pub fn compute(
     ingested: &Ingested,
     orders: &AsOf,
     ctx: &Ctx,
     rejects: &[crate::source::Reject],
+    with_customers: bool,
 ) -> Tables {
     let (mut rows, acc) = fold_all(orders, ctx);
     rfm::score(&mut rows);
+    let built = if with_customers { &rows[..] } else { &[] };
     Tables {
-        customers: customers::table(&rows, ingested, ctx),
+        customers: customers::table(built, ingested, ctx),
+        n_customers: rows.len() as u64,
         retention: retention::table(&acc, ctx),
         cohorts: cohorts::table(&acc, ctx),
         ltv: ltv::table(&rows, ctx),

@@ -25,6 +25,10 @@ pub struct TableEntry {
     pub partition: String,
     pub rows: u64,
     pub files: Vec<FileEntry>,
+    /// The earlier run that wrote this partition, when this run left the table out
+    /// (`--tables`) and kept it; absent when this run wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// The manifest document.
@@ -77,4 +81,19 @@ pub fn write(
         .map_err(|e| super::io(&tmp, e))?;
     std::fs::rename(&tmp, &target).map_err(|e| super::io(&target, e))?;
     Ok(target)
+}
+
+/// Reads the manifest of `as_of` from a local output; None when there is none.
+pub fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, String> {
+    let path = dir.join(format!("as_of={as_of}.json"));
+    match std::fs::read(&path) {
+        Ok(bytes) => parse(&bytes).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Parses a manifest document.
+pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }

@@ -88,6 +88,59 @@ pub fn stage(
     }
 }
 
+/// The partitions of `as_of` that a run leaving some tables out keeps: the entries of the
+/// previous manifest of that date for the tables where `left_out` holds, each marked with the
+/// run that wrote it. None without a previous manifest; an unreadable one is logged and kept
+/// nothing from (its files stay, unlisted).
+pub fn kept_tables(
+    output: &Location,
+    as_of: &str,
+    left_out: impl Fn(&str) -> bool,
+) -> Vec<(String, TableEntry)> {
+    let previous = match output {
+        Location::Local(root) => manifest::read(&root.join("_manifests"), as_of),
+        Location::Remote(r) => {
+            let key = r.child(&format!("_manifests/as_of={as_of}.json"));
+            let store = std::sync::Arc::clone(&r.store);
+            let k = key.clone();
+            match crate::storage::block_on(async move {
+                use object_store::ObjectStoreExt;
+                match store.get(&k).await {
+                    Ok(got) => got.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }) {
+                Ok(Some(bytes)) => manifest::parse(bytes.as_ref())
+                    .map(Some)
+                    .map_err(|e| format!("{}: {e}", r.url(&key))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(format!(
+                    "{}: {}",
+                    r.url(&key),
+                    crate::storage::store_message(&e)
+                )),
+            }
+        }
+    };
+    match previous {
+        Ok(Some(m)) => m
+            .tables
+            .into_iter()
+            .filter(|(name, _)| left_out(name))
+            .map(|(name, mut entry)| {
+                entry.run_id.get_or_insert_with(|| m.run_id.clone());
+                (name, entry)
+            })
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(manifest = %e, "Could not read the previous manifest of this date; the tables left out are not listed in the new one.");
+            Vec::new()
+        }
+    }
+}
+
 impl Staged {
     /// (table, partition entry) of what was written.
     pub fn tables(&self) -> &[(String, TableEntry)] {

@@ -72,6 +72,7 @@ pub fn publish(
                         partition: format!("{name}/{partition}"),
                         rows: files.iter().map(|f| f.rows).sum(),
                         files,
+                        run_id: None,
                     },
                 ));
             }

@@ -69,6 +69,7 @@ pub fn upload(
             partition: format!("{name}/{partition}"),
             rows: 0,
             files: Vec::new(),
+            run_id: None,
         };
         let result = files.and_then(|files| {
             for (local, number, rows, bytes) in files {

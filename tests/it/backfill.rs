@@ -278,3 +278,84 @@ fn per_file_accounting_of_every_date_with_two_input_files() {
     assert_eq!(inputs("2024-01-31"), vec![(3, 1, 0, 2), (3, 1, 0, 2)]);
     assert_eq!(inputs("2024-02-29"), vec![(3, 2, 0, 1), (3, 1, 1, 1)]);
 }
+
+#[test]
+fn tables_flag_writes_those_and_keeps_the_others_listed() {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    config_to(&ws, "bf");
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-01-31"]));
+    let first = ws.manifest_in("bf", "2024-01-31");
+    let r1 = first["run_id"].as_str().unwrap().to_string();
+    let customers_before = read_partition(&ws.path("bf/customers/as_of=2024-01-31")).0;
+
+    let o = backfill(
+        &ws,
+        "2024-01-01",
+        "2024-02-29",
+        &["--tables", "retention,cohorts"],
+        &[],
+    );
+    ok(&o);
+    let m = ws.manifest_in("bf", "2024-01-31");
+    assert_ne!(m["run_id"], first["run_id"]);
+    // Written by the backfill: no run_id of their own, new files.
+    for t in ["retention", "cohorts"] {
+        assert!(m["tables"][t].get("run_id").is_none(), "{t}: {m}");
+        assert_ne!(m["tables"][t]["files"], first["tables"][t]["files"], "{t}");
+    }
+    // Left out: the first run's partitions, still listed and marked with its run.
+    for t in ["customers", "ltv", "rejects"] {
+        let mut kept = m["tables"][t].clone();
+        assert_eq!(kept["run_id"].as_str(), Some(r1.as_str()), "{t}: {m}");
+        kept.as_object_mut().unwrap().remove("run_id");
+        assert_eq!(kept, first["tables"][t], "{t}");
+    }
+    let customers_after = read_partition(&ws.path("bf/customers/as_of=2024-01-31")).0;
+    assert_same(
+        &customers_after,
+        &customers_before,
+        "kept customers partition",
+    );
+    // Customers as of 2024-01-31 counted even though the table was not written: a, b, e, f
+    // have lines before February (x's and the empty id's rows are rejected).
+    assert_eq!(m["customers"], 4);
+
+    // 2024-02-29 had no earlier manifest: only the two tables exist; d joins (a refund order on
+    // 02-10), c only in March → a, b, d, e, f = 5 customers.
+    let m = ws.manifest_in("bf", "2024-02-29");
+    let listed: Vec<&String> = m["tables"].as_object().unwrap().keys().collect();
+    assert_eq!(listed, ["cohorts", "retention"]);
+    assert_eq!(m["customers"], 5);
+    assert!(!ws.path("bf/customers/as_of=2024-02-29").exists());
+    // …and the tables written equal a full single run's.
+    config_to(&ws, "single");
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-02-29"]));
+    for t in ["retention", "cohorts"] {
+        let a = read_partition(&ws.path(&format!("bf/{t}/as_of=2024-02-29"))).0;
+        let b = read_partition(&ws.path(&format!("single/{t}/as_of=2024-02-29"))).0;
+        assert_same(&a, &b, t);
+    }
+
+    // A full rerun of 2024-01-31 writes and lists all five again.
+    config_to(&ws, "bf");
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-01-31"]));
+    let m = ws.manifest_in("bf", "2024-01-31");
+    for t in TABLES {
+        assert!(m["tables"][t].get("run_id").is_none(), "{t}: {m}");
+    }
+
+    // An unknown table is a usage error naming the flag.
+    let o = ws.run(&[
+        "run",
+        "--config",
+        "config.toml",
+        "--as-of",
+        "2024-01-31",
+        "--tables",
+        "customer",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--tables"), "{err}");
+}
