@@ -559,3 +559,54 @@ fn s3_spilled_run_uploads_one_customers_file_per_partition() {
         crate::util::assert_same(&got, want, t);
     }
 }
+
+#[test]
+fn s3_run_of_some_tables_keeps_the_others_listed() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "some");
+    let store = s3_store(&moto, "some");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "300", "3000");
+    let input = ws.path("tx.csv").display().to_string();
+    assert_ok(&run(&ws, &input, "s3://some/out", &s3_env(&moto), ""));
+    let manifest = || -> serde_json::Value {
+        serde_json::from_slice(&get(&store, &format!("out/_manifests/as_of={AS_OF}.json"))).unwrap()
+    };
+    let first = manifest();
+    let customers = list(&store, "out/customers");
+    let retention = list(&store, "out/retention");
+    // Only retention, from a spilled run (3 partitions), which then writes no customers files.
+    let cfg = crate::util::config(&[&input], "s3://some/out", COLUMNS, "", "");
+    ws.write("config.toml", format!("{cfg}[engine]\npartitions = 3\n"));
+    let out = ws.run_env(
+        &[
+            "run",
+            "--config",
+            "config.toml",
+            "--as-of",
+            AS_OF,
+            "--tables",
+            "retention",
+        ],
+        &s3_env(&moto),
+    );
+    assert_ok(&out);
+    let m = manifest();
+    assert_ne!(m["run_id"], first["run_id"]);
+    // The customers object is the first run's, still listed, marked with its run.
+    assert_eq!(list(&store, "out/customers"), customers);
+    let mut kept = m["tables"]["customers"].clone();
+    assert_eq!(kept["run_id"], first["run_id"]);
+    kept.as_object_mut().unwrap().remove("run_id");
+    assert_eq!(kept, first["tables"]["customers"]);
+    assert_eq!(m["customers"], first["customers"]);
+    // Retention replaced: one new object, the old one deleted, same rows.
+    let now = list(&store, "out/retention");
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, retention);
+    assert!(m["tables"]["retention"].get("run_id").is_none());
+    assert_eq!(
+        m["tables"]["retention"]["rows"],
+        first["tables"]["retention"]["rows"]
+    );
+}
