@@ -83,7 +83,7 @@ pub fn compute(
         if rows.is_empty() || !with_customers {
             return Ok(());
         }
-        let batch = customers::table(&rows, ing, ctx);
+        let batch = customers::table(rows.iter().collect(), ing, ctx);
         let path = spill
             .dir()
             .join(format!("customers-{}-{p:05}.parquet", opts.as_of));
@@ -103,7 +103,7 @@ pub fn compute(
     );
     Ok(Output {
         tables: Tables {
-            customers: customers::table(&[], ing, ctx),
+            customers: customers::table(Vec::new(), ing, ctx),
             retention: retention::table(&acc, ctx),
             cohorts: cohorts::table(&acc, ctx),
             ltv: ltv::table_of(&sums.named(ctx), ctx),

@@ -14,14 +14,13 @@ use crate::time::date_to_days;
 
 use super::{arc, Ctx, CustomerRow};
 
-/// Builds the customers table.
-pub fn table(rows: &[CustomerRow], ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
+/// Builds the customers table of `rows`.
+pub fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
     // Rows come from the fold in the orders' layout, which is customer_id order for a run held
     // in memory; the rows of one partition of a spilled run are in customer id order and are
     // sorted by rank (computed once per input and shared by every date of a backfill).
     let rank = ingested.customer_rank();
     let at = |r: &CustomerRow| rank[r.cust as usize];
-    let mut rows: Vec<&CustomerRow> = rows.iter().collect();
     if !rows.is_sorted_by_key(|r| at(r)) {
         rows.par_sort_unstable_by_key(|r| at(r));
     }

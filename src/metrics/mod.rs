@@ -162,6 +162,17 @@ const SHARD: usize = 2048;
 /// Runs the fold over all customers in parallel and returns the per-customer rows (in the
 /// orders' customer layout) and the merged accumulators.
 pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
+    let (parts, acc) = fold_parts(orders, ctx);
+    let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for p in parts {
+        rows.extend(p);
+    }
+    (rows, acc)
+}
+
+/// `fold_all`, with the rows left in the pieces the parallel fold made (in order): joining
+/// them would copy every row once more, on one thread.
+pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
     let n = orders.n_customers();
     // fold keeps one accumulator per piece of work rayon splits off (not one per shard): their
     // size grows with segments × periods. Every sum is an integer, so the merge order does not
@@ -192,10 +203,10 @@ pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
         // Collected in shard order, then merged once: a pairwise reduce would copy the rows
         // (~250 bytes each) once per level of the reduction tree.
         .collect::<Vec<_>>();
-    let mut rows = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+    let mut rows = Vec::with_capacity(parts.len());
     let mut acc = Acc::new(ctx);
     for (r, a) in parts {
-        rows.extend(r);
+        rows.push(r);
         acc.merge(a);
     }
     (rows, acc)
@@ -210,15 +221,29 @@ pub fn compute(
     rejects: &[crate::source::Reject],
     with_customers: bool,
 ) -> Tables {
-    let (mut rows, acc) = fold_all(orders, ctx);
-    rfm::score(&mut rows);
-    let built = if with_customers { &rows[..] } else { &[] };
+    let (mut parts, acc) = fold_parts(orders, ctx);
+    // RFM ranks within the whole base, then scores every piece; ltv sums add up piece by piece.
+    let mut keys = rfm::Keys::default();
+    for p in &parts {
+        keys.add(p);
+    }
+    let scorer = keys.scorer();
+    let mut sums = ltv::Sums::new(ctx);
+    for p in &mut parts {
+        scorer.score(p);
+        sums.add(p, ctx);
+    }
+    let rows: Vec<&CustomerRow> = if with_customers {
+        parts.iter().flatten().collect()
+    } else {
+        Vec::new()
+    };
     Tables {
-        customers: customers::table(built, ingested, ctx),
-        n_customers: rows.len() as u64,
+        customers: customers::table(rows, ingested, ctx),
+        n_customers: parts.iter().map(Vec::len).sum::<usize>() as u64,
         retention: retention::table(&acc, ctx),
         cohorts: cohorts::table(&acc, ctx),
-        ltv: ltv::table(&rows, ctx),
+        ltv: ltv::table_of(&sums.named(ctx), ctx),
         rejects: rejects::table(rejects),
         orders: acc.orders as u64,
     }
