@@ -663,11 +663,15 @@ pub fn backfill(
         dates.len() as u64,
         "backfill [{bar:30}] {pos}/{len} dates, last {msg} ({elapsed})",
     );
-    // A two-stage pipeline: date k's tables are computed while date k − 1's are written and
-    // published (its fsyncs and renames leave the CPUs idle otherwise). Each stage runs in its
-    // date's span, so log lines carry run_id and as_of on whichever thread runs them.
+    // A two-stage pipeline: the next dates' tables are computed while the previous ones are
+    // written and published (fsyncs and renames leave the CPUs idle otherwise). Two dates are
+    // computed at once when the lines are held in memory: each date's fold is parallel, but its
+    // merges, RFM keys and small tables are not, and the other date fills those gaps. (A spilled
+    // run computes one date at a time: its partitions are sized for one.) Each stage runs in
+    // its date's span, so log lines carry run_id and as_of on whichever thread runs them.
+    let at_once = if prep.ingested.spill.is_some() { 1 } else { 2 };
     let mut out = Vec::new();
-    let mut pending: Option<(tracing::Span, Computed)> = None;
+    let mut pending: Vec<(tracing::Span, Computed)> = Vec::new();
     let publish = |(span, c): (tracing::Span, Computed)| -> Result<RunSummary> {
         let d = c.as_of;
         let summary = span.in_scope(|| publish_computed(cfg, &prep, c, "backfill", &run_id))?;
@@ -677,18 +681,37 @@ pub fn backfill(
         }
         Ok(summary)
     };
-    for (d, view) in dates.iter().zip(views) {
+    let compute = |(d, view): (NaiveDate, DateView)| {
         let span = info_span!("as_of", as_of = %d);
-        let (computed, published) = rayon::join(
-            || span.in_scope(|| compute_date(cfg, &prep, *d, view, &run_id, opts.tables)),
-            || pending.take().map(publish),
-        );
-        if let Some(p) = published {
-            out.push(p?);
+        let computed = span.in_scope(|| compute_date(cfg, &prep, d, view, &run_id, opts.tables));
+        computed.map(|c| (span, c))
+    };
+    let mut work = dates.iter().copied().zip(views);
+    loop {
+        let batch: Vec<(NaiveDate, DateView)> = work.by_ref().take(at_once).collect();
+        if batch.is_empty() {
+            break;
         }
-        pending = Some((span, computed?));
+        let (computed, published) = rayon::join(
+            || {
+                let mut batch = batch.into_iter();
+                let first = batch.next();
+                let second = batch.next();
+                let (a, b) = rayon::join(|| first.map(compute), || second.map(compute));
+                [a, b].into_iter().flatten().collect::<Vec<_>>()
+            },
+            || {
+                // Publishes in date order; stops at the first failure.
+                std::mem::take(&mut pending)
+                    .into_iter()
+                    .map(publish)
+                    .collect::<Result<Vec<_>>>()
+            },
+        );
+        out.extend(published?);
+        pending = computed.into_iter().collect::<Result<Vec<_>>>()?;
     }
-    if let Some(p) = pending.take() {
+    for p in pending {
         out.push(publish(p)?);
     }
     if let Some(b) = bar {
