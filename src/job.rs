@@ -681,14 +681,18 @@ pub fn backfill(
         }
         Ok(summary)
     };
-    let compute = |(d, view): (NaiveDate, DateView)| {
-        let span = info_span!("as_of", as_of = %d);
+    let compute = |(d, view, span): (NaiveDate, DateView, tracing::Span)| {
         let computed = span.in_scope(|| compute_date(cfg, &prep, d, view, &run_id, opts.tables));
         computed.map(|c| (span, c))
     };
-    let mut work = dates.iter().copied().zip(views);
+    // Spans are made here, inside the backfill's span, which they then carry to other threads.
+    let mut work = dates
+        .iter()
+        .copied()
+        .zip(views)
+        .map(|(d, view)| (d, view, info_span!("as_of", as_of = %d)));
     loop {
-        let batch: Vec<(NaiveDate, DateView)> = work.by_ref().take(at_once).collect();
+        let batch: Vec<_> = work.by_ref().take(at_once).collect();
         if batch.is_empty() {
             break;
         }
