@@ -54,6 +54,9 @@ pub struct Orders {
     pub late: rustc_hash::FxHashMap<usize, Box<[LateLine]>>,
     /// Local time of the earliest order.
     pub earliest: Option<i64>,
+    /// Per position: local time of the customer's first order (`i64::MAX` without orders), so a
+    /// date's fold passes over customers that do not exist yet without searching their orders.
+    pub first: Vec<i64>,
 }
 
 /// One line of an order whose lines have different times.
@@ -122,6 +125,11 @@ impl<'a> AsOf<'a> {
     /// Customer id at position `c`.
     pub fn id(&self, c: usize) -> u32 {
         self.orders.id(c)
+    }
+
+    /// Whether customer `c` has an order before the cutoff (`of(c)` is not empty).
+    pub fn exists(&self, c: usize) -> bool {
+        self.orders.first[c] < self.cutoff
     }
 
     /// Customer `c`'s orders before the cutoff (values as of the cutoff) and their segment ids.
@@ -350,6 +358,7 @@ fn build_for(
         late_max: Vec::with_capacity(n_customers),
         late: Default::default(),
         earliest: None,
+        first: Vec::new(),
     };
     out.start.push(0);
     for (counts, orders, segs, late_max, late) in shards {
@@ -364,9 +373,10 @@ fn build_for(
         out.seg.extend(segs);
         out.late_max.extend(late_max);
     }
-    out.earliest = (0..n_customers)
-        .filter_map(|c| out.of(c).first().map(|o| o.ts_local))
-        .min();
+    out.first = (0..n_customers)
+        .map(|c| out.of(c).first().map_or(i64::MAX, |o| o.ts_local))
+        .collect();
+    out.earliest = out.first.iter().copied().filter(|&t| t < i64::MAX).min();
     out
 }
 
@@ -435,6 +445,9 @@ mod tests {
         assert_eq!(o.at(i64::MAX).of(0).0[0].value, 400);
         assert_eq!(o.earliest, Some(1));
         assert_eq!(plain.id(1), 1);
+        // First orders: customer 1's at t=2 (position 0), customer 0's at t=1 (position 1).
+        assert_eq!(o.first, vec![2, 1]);
+        assert!(o.at(2).exists(1) && !o.at(2).exists(0) && o.at(3).exists(0));
     }
 
     #[test]

@@ -184,6 +184,9 @@ pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
             |(mut rows, mut acc, mut scratch), s| {
                 for c in s * SHARD..((s + 1) * SHARD).min(n) {
                     // A customer whose lines all come after the cutoff does not exist yet.
+                    if !orders.exists(c) {
+                        continue;
+                    }
                     let (mine, segs) = orders.of(c);
                     if !mine.is_empty() {
                         rows.push(fold::fold_customer(
