@@ -158,14 +158,24 @@ fn second_writer_fails_fast_naming_the_holder() {
 fn json_logs_of_every_date_carry_run_id_and_as_of() {
     // Dates are computed and published on different threads (a two-stage pipeline): every
     // per-date log line must still name its run and its date.
+    // Without the customers table, two dates are computed at once: checked both ways.
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
     config_to(&ws, "bf");
+    for tables in [
+        "customers,retention,cohorts,ltv,rejects",
+        "retention,cohorts",
+    ] {
+        json_logs_carry_run_id_and_as_of(&ws, tables);
+    }
+}
+
+fn json_logs_carry_run_id_and_as_of(ws: &Workspace, tables: &str) {
     let o = backfill(
-        &ws,
+        ws,
         "2024-01-01",
         "2024-03-31",
-        &["--log-format", "json"],
+        &["--log-format", "json", "--tables", tables],
         &[("CUSTOMER_VALUE_LOG".into(), "info".into())],
     );
     ok(&o);
@@ -189,8 +199,12 @@ fn json_logs_of_every_date_carry_run_id_and_as_of() {
         }
     }
     // 3 dates × (metrics, write, published).
-    assert_eq!(per_date_lines, 9);
-    assert_eq!(published, ["2024-01-31", "2024-02-29", "2024-03-31"]);
+    assert_eq!(per_date_lines, 9, "{tables}");
+    assert_eq!(
+        published,
+        ["2024-01-31", "2024-02-29", "2024-03-31"],
+        "{tables}"
+    );
 }
 
 #[test]
