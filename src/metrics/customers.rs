@@ -44,13 +44,24 @@ pub fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> Rec
     let mut cols: Vec<ArrayRef> = match parts.len() {
         0 => build(&[], ingested, ctx, &cohort_days),
         1 => parts.into_iter().next().unwrap_or_default(),
-        _ => (0..parts[0].len())
-            .into_par_iter()
-            .map(|i| {
-                let pieces: Vec<&dyn Array> = parts.iter().map(|p| p[i].as_ref()).collect();
-                concat(&pieces).expect("chunks of one column have one type")
-            })
-            .collect(),
+        n => {
+            // Each column's pieces are freed as soon as that column is joined, so the memory
+            // held at once is the table plus a column or two, not the table twice.
+            let mut by_column: Vec<Vec<ArrayRef>> = Vec::new();
+            for part in parts {
+                by_column.resize_with(part.len(), || Vec::with_capacity(n));
+                for (pieces, array) in by_column.iter_mut().zip(part) {
+                    pieces.push(array);
+                }
+            }
+            by_column
+                .into_par_iter()
+                .map(|pieces| {
+                    let refs: Vec<&dyn Array> = pieces.iter().map(|a| a.as_ref()).collect();
+                    concat(&refs).expect("chunks of one column have one type")
+                })
+                .collect()
+        }
     };
     cols.insert(0, ids);
     RecordBatch::try_new(
