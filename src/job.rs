@@ -592,7 +592,7 @@ fn build_orders(prep: &mut Prepared, cutoffs: &[i64]) {
             ing.customers.len(),
             ing.segments.len(),
             cutoffs,
-            Some(ing.customer_order().layout()),
+            Some(&|| &ing.customer_order().ids[..]),
         )
     });
     prep.ingested.lines = source::Lines::default();

@@ -37,7 +37,7 @@ impl Order {
 /// needs its value summed again from the lines before the cutoff.
 ///
 /// Customers are laid out at positions: by default a customer's position is their id; built
-/// with a `Layout`, customers are laid out in customer_id text order, so the fold yields the
+/// with a layout, customers are laid out in customer_id text order, so the fold yields the
 /// customers table's rows in its order and reads them back sequentially.
 #[derive(Debug, Default)]
 pub struct Orders {
@@ -65,14 +65,6 @@ pub struct LateLine {
     pub ts_local: i64,
     pub amount: i64,
     pub cost: i64,
-}
-
-/// Customer positions for `build_at`: `rank[id]` is customer `id`'s position (`u32::MAX` for
-/// ids that name no customer), `ids[position]` the customer there.
-#[derive(Debug, Clone, Copy)]
-pub struct Layout<'a> {
-    pub rank: &'a [u32],
-    pub ids: &'a [u32],
 }
 
 impl Orders {
@@ -191,13 +183,14 @@ pub fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
 /// Builds the orders from every line, ready to be viewed `at` each of `cutoffs` (ascending):
 /// the lines of an order are kept only when one of these cutoffs falls between its first and
 /// its last line, which is rare (most multi-line orders span seconds), so the extra memory is
-/// small. With a `layout`, customers are laid out at its positions.
-pub fn build_at(
+/// small. With a `layout` (the customer ids in the order to lay them out), customers are laid
+/// out in that order; it is computed while the lines are sorted by customer.
+pub fn build_at<'l>(
     lines: &Lines,
     n_customers: usize,
     n_dims: usize,
     cutoffs: &[i64],
-    layout: Option<Layout<'_>>,
+    layout: Option<&(dyn Fn() -> &'l [u32] + Sync)>,
 ) -> Orders {
     build_for(lines, n_customers, n_dims, i64::MAX, cutoffs, layout)
 }
@@ -209,40 +202,44 @@ pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64
     build_for(lines, n_customers, n_dims, cutoff, &[], None)
 }
 
-fn build_for(
+fn build_for<'l>(
     lines: &Lines,
-    n_customers: usize,
+    n_ids: usize,
     n_dims: usize,
     cutoff: i64,
     cutoffs: &[i64],
-    layout: Option<Layout<'_>>,
+    layout: Option<&(dyn Fn() -> &'l [u32] + Sync)>,
 ) -> Orders {
     debug_assert!(cutoffs.is_sorted());
     let seen = |i: usize| lines.ts_local[i] < cutoff;
-    let n_customers = layout.map_or(n_customers, |l| l.ids.len());
-    let position = |c: u32| match layout {
-        Some(l) => l.rank[c as usize] as usize,
-        None => c as usize,
-    };
-    // Counting sort of line indexes by customer position.
-    let mut start = vec![0usize; n_customers + 1];
-    for (i, &c) in lines.cust.iter().enumerate() {
-        if seen(i) {
-            start[position(c) + 1] += 1;
-        }
-    }
-    for i in 0..n_customers {
-        start[i + 1] += start[i];
-    }
-    let mut fill = start.clone();
-    let mut perm = vec![0u32; start[n_customers]];
-    for (i, &c) in lines.cust.iter().enumerate() {
-        if seen(i) {
-            let p = position(c);
-            perm[fill[p]] = i as u32;
-            fill[p] += 1;
-        }
-    }
+    // Counting sort of line indexes by customer id (one thread), while the other computes the
+    // layout (a sort of the customer ids' texts).
+    let ((start, perm), layout) = rayon::join(
+        || {
+            let mut start = vec![0usize; n_ids + 1];
+            for (i, &c) in lines.cust.iter().enumerate() {
+                if seen(i) {
+                    start[c as usize + 1] += 1;
+                }
+            }
+            for i in 0..n_ids {
+                start[i + 1] += start[i];
+            }
+            let mut fill = start.clone();
+            let mut perm = vec![0u32; start[n_ids]];
+            for (i, &c) in lines.cust.iter().enumerate() {
+                if seen(i) {
+                    perm[fill[c as usize]] = i as u32;
+                    fill[c as usize] += 1;
+                }
+            }
+            (start, perm)
+        },
+        || layout.map(|f| f()),
+    );
+    // Customers by position: the layout's order, or their ids.
+    let n_customers = layout.map_or(n_ids, |ids| ids.len());
+    let id_at = |p: usize| layout.map_or(p, |ids| ids[p] as usize);
     let has_cost = !lines.cost.is_empty();
 
     type Shard = (
@@ -266,7 +263,8 @@ fn build_for(
             let mut keyed: Vec<Keyed> = Vec::new();
             let mut late_max = Vec::with_capacity(c1 - c0);
             let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
-            for c in c0..c1 {
+            for p in c0..c1 {
+                let c = id_at(p);
                 idx.clear();
                 idx.extend_from_slice(&perm[start[c]..start[c + 1]]);
                 // Lines of one order: equal key and equal order_id text (keys are hashes of
@@ -350,7 +348,7 @@ fn build_for(
 
     let total: usize = shards.iter().map(|s| s.1.len()).sum();
     let mut out = Orders {
-        ids: layout.map(|l| l.ids.to_vec()).unwrap_or_default(),
+        ids: layout.map(<[u32]>::to_vec).unwrap_or_default(),
         start: Vec::with_capacity(n_customers + 1),
         orders: Vec::with_capacity(total),
         seg: Vec::with_capacity(total * n_dims),
@@ -421,21 +419,13 @@ mod tests {
 
     #[test]
     fn a_layout_puts_customers_at_their_positions() {
-        // Same lines; customer 1 at position 0 and customer 0 at position 1 (rank = [1, 0]).
+        // Same lines; customer 1 at position 0 and customer 0 at position 1.
         // Position 0 then holds customer 1's one order (4.00 at t=2), position 1 customer 0's
         // two orders, with their segments, exactly as built without a layout.
         let lines = five_lines();
-        let (rank, ids) = ([1u32, 0], [1u32, 0]);
-        let o = build_at(
-            &lines,
-            2,
-            1,
-            &[],
-            Some(Layout {
-                rank: &rank,
-                ids: &ids,
-            }),
-        );
+        let ids = [1u32, 0];
+        let layout = || &ids[..];
+        let o = build_at(&lines, 2, 1, &[], Some(&layout));
         let plain = build(&lines, 2, 1);
         assert_eq!(o.n_customers(), 2);
         assert_eq!((o.id(0), o.id(1)), (1, 0));

@@ -392,16 +392,6 @@ pub struct CustomerOrder {
     pub ids: Vec<u32>,
 }
 
-impl CustomerOrder {
-    /// The orders layout that puts customers in this order.
-    pub fn layout(&self) -> crate::orders::Layout<'_> {
-        crate::orders::Layout {
-            rank: &self.rank,
-            ids: &self.ids,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
