@@ -83,16 +83,8 @@ pub struct RunArgs {
     /// As-of date YYYY-MM-DD (default: yesterday in the configured timezone).
     #[arg(long, env = "CUSTOMER_VALUE_AS_OF")]
     pub as_of: Option<String>,
-    /// Never show a progress bar.
-    #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS", value_parser = BoolishValueParser::new())]
-    pub no_progress: bool,
-    /// Remove another run's lock on the output before starting (only when it is known dead).
-    #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK", value_parser = BoolishValueParser::new())]
-    pub force_unlock: bool,
-    /// Tables to write, comma-separated (default: all five). The partitions of the others are
-    /// left as they are for each date, and its manifest keeps listing them.
-    #[arg(long, value_enum, value_delimiter = ',', env = "CUSTOMER_VALUE_TABLES")]
-    pub tables: Vec<TableName>,
+    #[command(flatten)]
+    pub publish: PublishArgs,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +100,13 @@ pub struct BackfillArgs {
     /// Which dates of the range: the last day of every period (default: metrics.period), or every day.
     #[arg(long, value_enum, env = "CUSTOMER_VALUE_EVERY")]
     pub every: Option<Every>,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+/// Flags of the commands that publish partitions (`run`, `backfill`).
+#[derive(Debug, Args)]
+pub struct PublishArgs {
     /// Never show a progress bar.
     #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS", value_parser = BoolishValueParser::new())]
     pub no_progress: bool,
@@ -120,7 +119,28 @@ pub struct BackfillArgs {
     pub tables: Vec<TableName>,
 }
 
-/// An output table, for `--tables`.
+impl PublishArgs {
+    /// The job options these flags give, for `as_of`.
+    fn options(&self, as_of: Option<NaiveDate>) -> RunOptions {
+        RunOptions {
+            as_of,
+            progress: !self.no_progress,
+            force_unlock: self.force_unlock,
+            // Variants are declared in `TableSet::NAMES` order; none given means all five.
+            tables: if self.tables.is_empty() {
+                job::TableSet::ALL
+            } else {
+                job::TableSet::of(
+                    self.tables
+                        .iter()
+                        .map(|&t| job::TableSet::NAMES[t as usize]),
+                )
+            },
+        }
+    }
+}
+
+/// An output table, for `--tables` (in `TableSet::NAMES` order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TableName {
     Customers,
@@ -128,20 +148,6 @@ pub enum TableName {
     Cohorts,
     Ltv,
     Rejects,
-}
-
-/// The selected tables' names; all of them when none is given.
-fn selected(tables: &[TableName]) -> job::TableSet {
-    if tables.is_empty() {
-        return job::TableSet::ALL;
-    }
-    job::TableSet::of(tables.iter().map(|t| match t {
-        TableName::Customers => "customers",
-        TableName::Retention => "retention",
-        TableName::Cohorts => "cohorts",
-        TableName::Ltv => "ltv",
-        TableName::Rejects => "rejects",
-    }))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -277,15 +283,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                 }
                 (Err(e), _) | (_, Err(e)) => return Err(e.into()),
             };
-            let summary = job::run(
-                &cfg,
-                &RunOptions {
-                    as_of,
-                    progress: !args.no_progress,
-                    force_unlock: args.force_unlock,
-                    tables: selected(&args.tables),
-                },
-            )?;
+            let summary = job::run(&cfg, &args.publish.options(as_of))?;
             print_summary(&summary);
             Ok(())
         }
@@ -329,16 +327,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                 None => Some(cfg.config.metrics.period),
             };
             let dates = job::backfill_dates(from, to, every);
-            let summaries = job::backfill(
-                &cfg,
-                &dates,
-                &RunOptions {
-                    as_of: None,
-                    progress: !args.no_progress,
-                    force_unlock: args.force_unlock,
-                    tables: selected(&args.tables),
-                },
-            )?;
+            let summaries = job::backfill(&cfg, &dates, &args.publish.options(None))?;
             for s in &summaries {
                 print_summary(s);
             }

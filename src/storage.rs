@@ -78,6 +78,21 @@ impl Remote {
         }
     }
 
+    /// The bytes of object `key`; None when there is no such object.
+    pub fn get(&self, key: &ObjPath) -> Result<Option<Vec<u8>>, StorageError> {
+        use object_store::ObjectStoreExt;
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        block_on(async move {
+            match store.get(&k).await {
+                Ok(got) => got.bytes().await.map(|b| Some(b.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|e| self.op_err(key, "get", e))
+    }
+
     /// Lists every object under `prefix`.
     pub fn list(&self, prefix: &ObjPath) -> Result<Vec<ObjectMeta>, StorageError> {
         let store = Arc::clone(&self.store);

@@ -188,16 +188,14 @@ pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
                         continue;
                     }
                     let (mine, segs) = orders.of(c);
-                    if !mine.is_empty() {
-                        rows.push(fold::fold_customer(
-                            orders.id(c),
-                            &mine,
-                            segs,
-                            ctx,
-                            &mut acc,
-                            &mut scratch,
-                        ));
-                    }
+                    rows.push(fold::fold_customer(
+                        orders.id(c),
+                        &mine,
+                        segs,
+                        ctx,
+                        &mut acc,
+                        &mut scratch,
+                    ));
                 }
                 (rows, acc, scratch)
             },

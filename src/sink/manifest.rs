@@ -60,6 +60,14 @@ pub struct Manifest {
     pub timings_ms: Vec<(String, u64)>,
 }
 
+/// Folder of the manifests under the output root.
+pub const DIR: &str = "_manifests";
+
+/// File name of the manifest of `as_of`.
+pub fn file_name(as_of: &str) -> String {
+    format!("as_of={as_of}.json")
+}
+
 /// Writes the manifest atomically (temporary file, fsync, rename).
 pub fn write(
     dir: &Path,
@@ -68,8 +76,8 @@ pub fn write(
     m: &Manifest,
 ) -> Result<std::path::PathBuf, SinkError> {
     std::fs::create_dir_all(dir).map_err(|e| super::io(dir, e))?;
-    let target = dir.join(format!("as_of={as_of}.json"));
-    let tmp = dir.join(format!(".as_of={as_of}.json.{run_id}.tmp"));
+    let target = dir.join(file_name(as_of));
+    let tmp = dir.join(format!(".{}.{run_id}.tmp", file_name(as_of)));
     let text = serde_json::to_string_pretty(m).map_err(|e| SinkError::Parquet {
         path: target.display().to_string(),
         message: e.to_string(),
@@ -85,7 +93,7 @@ pub fn write(
 
 /// Reads the manifest of `as_of` from a local output; None when there is none.
 pub fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, String> {
-    let path = dir.join(format!("as_of={as_of}.json"));
+    let path = dir.join(file_name(as_of));
     match std::fs::read(&path) {
         Ok(bytes) => parse(&bytes).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -98,28 +98,15 @@ pub fn kept_tables(
     left_out: impl Fn(&str) -> bool,
 ) -> Vec<(String, TableEntry)> {
     let previous = match output {
-        Location::Local(root) => manifest::read(&root.join("_manifests"), as_of),
+        Location::Local(root) => manifest::read(&root.join(manifest::DIR), as_of),
         Location::Remote(r) => {
-            let key = r.child(&format!("_manifests/as_of={as_of}.json"));
-            let store = std::sync::Arc::clone(&r.store);
-            let k = key.clone();
-            match crate::storage::block_on(async move {
-                use object_store::ObjectStoreExt;
-                match store.get(&k).await {
-                    Ok(got) => got.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }) {
-                Ok(Some(bytes)) => manifest::parse(bytes.as_ref())
+            let key = r.child(&format!("{}/{}", manifest::DIR, manifest::file_name(as_of)));
+            match r.get(&key) {
+                Ok(Some(bytes)) => manifest::parse(&bytes)
                     .map(Some)
                     .map_err(|e| format!("{}: {e}", r.url(&key))),
                 Ok(None) => Ok(None),
-                Err(e) => Err(format!(
-                    "{}: {}",
-                    r.url(&key),
-                    crate::storage::store_message(&e)
-                )),
+                Err(e) => Err(e.to_string()),
             }
         }
     };
@@ -159,7 +146,7 @@ impl Staged {
     ) -> Result<String, SinkError> {
         match self {
             Staged::Local(root, published) => {
-                match manifest::write(&root.join("_manifests"), as_of, run_id, manifest) {
+                match manifest::write(&root.join(manifest::DIR), as_of, run_id, manifest) {
                     Ok(p) => {
                         published.commit();
                         Ok(p.display().to_string())

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::storage::{block_on, Remote, StorageError};
 
-use super::manifest::{FileEntry, Manifest, TableEntry};
+use super::manifest::{self, FileEntry, Manifest, TableEntry};
 use super::parquet::{write, FileMeta};
 use super::{PublishOptions, SinkError, TableData};
 
@@ -148,9 +148,11 @@ fn upload_file(
 impl Uploaded {
     /// Writes the manifest conditionally, then deletes the replaced files. Returns the manifest URL.
     pub fn finish(self, manifest: &Manifest) -> Result<String, SinkError> {
-        let key = self
-            .remote
-            .child(&format!("_manifests/as_of={}.json", self.as_of));
+        let key = self.remote.child(&format!(
+            "{}/{}",
+            manifest::DIR,
+            manifest::file_name(&self.as_of)
+        ));
         let url = self.remote.url(&key);
         let body = match serde_json::to_vec_pretty(manifest) {
             Ok(b) => b,

@@ -85,6 +85,11 @@ fn get(store: &Arc<dyn ObjectStore>, key: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// The manifest of AS_OF under `out/` in `store`.
+fn manifest(store: &Arc<dyn ObjectStore>) -> serde_json::Value {
+    serde_json::from_slice(&get(store, &format!("out/_manifests/as_of={AS_OF}.json"))).unwrap()
+}
+
 /// Downloads `{prefix}/{table}/as_of=D/` of every table into `dir/{table}/as_of=D/`.
 fn download(store: &Arc<dyn ObjectStore>, prefix: &str, dir: &std::path::Path) {
     for (key, _) in list(store, prefix) {
@@ -190,9 +195,7 @@ fn s3_to_s3_equals_local_with_globs_and_hive() {
     let local = local_tables(&ws, "tx.csv");
 
     round_trip(&ws, &store, "s3://cv-test", &s3_env(&moto), &local);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&get(&store, &format!("out/_manifests/as_of={AS_OF}.json")))
-            .unwrap();
+    let manifest = manifest(&store);
     assert_eq!(manifest["status"], "complete");
     assert_eq!(manifest["inputs"][0]["url"], "s3://cv-test/in/tx.csv");
     assert!(manifest["inputs"][0]["etag"].is_string(), "{manifest}");
@@ -281,9 +284,7 @@ fn s3_multipart_output_over_10_mib() {
     );
     download(&store, "out", &ws.path("dl"));
     let t = read_partition(&ws.path(&format!("dl/customers/as_of={AS_OF}")));
-    let m: serde_json::Value =
-        serde_json::from_slice(&get(&store, &format!("out/_manifests/as_of={AS_OF}.json")))
-            .unwrap();
+    let m = manifest(&store);
     assert_eq!(
         t.rows() as u64,
         m["tables"]["customers"]["rows"].as_u64().unwrap()
@@ -569,10 +570,7 @@ fn s3_run_of_some_tables_keeps_the_others_listed() {
     generate(&ws, "tx.csv", "300", "3000");
     let input = ws.path("tx.csv").display().to_string();
     assert_ok(&run(&ws, &input, "s3://some/out", &s3_env(&moto), ""));
-    let manifest = || -> serde_json::Value {
-        serde_json::from_slice(&get(&store, &format!("out/_manifests/as_of={AS_OF}.json"))).unwrap()
-    };
-    let first = manifest();
+    let first = manifest(&store);
     let customers = list(&store, "out/customers");
     let retention = list(&store, "out/retention");
     // Only retention, from a spilled run (3 partitions), which then writes no customers files.
@@ -591,7 +589,7 @@ fn s3_run_of_some_tables_keeps_the_others_listed() {
         &s3_env(&moto),
     );
     assert_ok(&out);
-    let m = manifest();
+    let m = manifest(&store);
     assert_ne!(m["run_id"], first["run_id"]);
     // The customers object is the first run's, still listed, marked with its run.
     assert_eq!(list(&store, "out/customers"), customers);
