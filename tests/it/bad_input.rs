@@ -116,6 +116,48 @@ fn row_level_problems_become_rejects() {
 }
 
 #[test]
+fn replacement_character_in_parquet_is_data() {
+    // Only CSV text is decoded lossily (invalid bytes become U+FFFD and the row is rejected,
+    // see above). A Parquet string is valid UTF-8, so a U+FFFD in it is a real character.
+    let ws = Workspace::new();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("order_id", DataType::Utf8, false),
+        Field::new("ts", DataType::Utf8, false),
+        Field::new("amount", DataType::Utf8, false),
+        Field::new("channel", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["a\u{FFFD}", "b"])),
+            Arc::new(StringArray::from(vec!["1", "2\u{FFFD}"])),
+            Arc::new(StringArray::from(vec!["2024-01-01", "2024-01-02"])),
+            Arc::new(StringArray::from(vec!["1.50", "2.25"])),
+            Arc::new(StringArray::from(vec!["web", "\u{FFFD}"])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(ws.path("tx.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    ws.config(&["tx.parquet"], DEFAULT_COLUMNS, "", "");
+    ws.run_ok("2024-06-30");
+    let m = ws.manifest("2024-06-30");
+    assert_eq!(
+        (m["rows_used"].as_u64(), m["rows_rejected"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let t = ws.table("customers", "2024-06-30");
+    assert_eq!(t.rows(), 2);
+    let a = t.find(&[("customer_id", "a\u{FFFD}")]);
+    assert_eq!(t.str("channel", a).as_deref(), Some("web"));
+    let b = t.find(&[("customer_id", "b")]);
+    assert_eq!(t.str("channel", b).as_deref(), Some("\u{FFFD}"));
+}
+
+#[test]
 fn bom_and_crlf_are_read() {
     // A UTF-8 BOM before the header and CRLF line ends: the first column is still
     // `customer_id`, and values carry no '\r'.

@@ -12,10 +12,12 @@ fn generate(ws: &Workspace, file: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_customer-value"))
         .args(["generate", "--output", &ws.path(file).display().to_string()])
         .args([
+            // 40k rows: polars hands the CSV over in batches of several pieces (~8k rows
+            // each), so reading rows piece by piece is compared with Parquet's single piece.
             "--customers",
-            "300",
-            "--rows",
             "3000",
+            "--rows",
+            "40000",
             "--seed",
             "11",
             "--months",
