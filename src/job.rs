@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use chrono::{Datelike, Duration, NaiveDate, Utc};
-use tracing::{info, info_span};
+use tracing::{info, info_span, warn};
 
 use crate::config::Validated;
 use crate::metrics::{self, Ctx};
@@ -187,6 +187,42 @@ fn read_without_memory_map() {
     }
 }
 
+/// Reads every input (into a spill of `partitions` partitions when there is more than one).
+/// CSV files are read as strict UTF-8 first; when one is not, everything is read again with
+/// that file decoded lossily, so its rows with invalid bytes are rejected with a reason. Files
+/// are valid UTF-8 nearly always, and the strict read is the faster one.
+fn read_all(
+    cfg: &Validated,
+    files: &[source::InputFile],
+    cutoffs: &[i64],
+    partitions: usize,
+    opts: IngestOptions,
+) -> Result<source::Ingested, source::SourceError> {
+    let mut lossy = Vec::new();
+    loop {
+        let spill = if partitions > 1 {
+            let dir = match cfg.config.engine.spill_dir.as_str() {
+                "" => std::env::temp_dir(),
+                d => std::path::PathBuf::from(d),
+            };
+            info!(partitions, spill_dir = %dir.display(), "The input is larger than the memory limit: spilling lines to disk.");
+            Some(
+                source::spill::Spill::new(&dir, partitions, cutoffs.to_vec())
+                    .map_err(source::SourceError::Spill)?,
+            )
+        } else {
+            None
+        };
+        match source::ingest(files, cfg, opts, spill, &lossy) {
+            Err(source::SourceError::NotUtf8 { index, file }) if !lossy.contains(&index) => {
+                warn!(file = %file, "Input file is not valid UTF-8: reading the inputs again, with its invalid bytes replaced (those rows are rejected).");
+                lossy.push(index);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens the output, reads the spend file and every input up to the last cutoff (`cutoffs`
 /// ascending, one per as_of date).
 fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Result<Prepared> {
@@ -210,32 +246,15 @@ fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Result<Prepared>
         .map(|sc| source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals))
         .transpose()?;
     let partitions = plan_partitions(cfg, &files);
-    let spill = if partitions > 1 {
-        let dir = match cfg.config.engine.spill_dir.as_str() {
-            "" => std::env::temp_dir(),
-            d => std::path::PathBuf::from(d),
-        };
-        info!(partitions, spill_dir = %dir.display(), "The input is larger than the memory limit: spilling lines to disk.");
+    if partitions > 1 {
         read_without_memory_map();
-        Some(
-            source::spill::Spill::new(&dir, partitions, cutoffs.to_vec())
-                .map_err(source::SourceError::Spill)?,
-        )
-    } else {
-        None
+    }
+    let opts = IngestOptions {
+        cutoff_local: last_cutoff,
+        zone: Zone::new(cfg.tz),
+        progress,
     };
-    let ingested = timings.time("read", || {
-        source::ingest(
-            &files,
-            cfg,
-            IngestOptions {
-                cutoff_local: last_cutoff,
-                zone: Zone::new(cfg.tz),
-                progress,
-            },
-            spill,
-        )
-    })?;
+    let ingested = timings.time("read", || read_all(cfg, &files, cutoffs, partitions, opts))?;
     let st = &ingested.stats;
     info!(
         rows_read = st.rows_read,
@@ -752,7 +771,7 @@ pub fn validate(cfg: &Validated) -> Result<Vec<Checked>> {
     }
     let mut out = Vec::new();
     for f in &files {
-        source::read::scan(f, cfg)?;
+        source::read::scan(f, cfg, false)?;
         out.push(Checked {
             path: f.display.clone(),
             format: f.format.to_string(),

@@ -62,6 +62,11 @@ fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
     }
 }
 
+/// Whether a read failed because CSV text was not valid UTF-8 (polars' message for it).
+pub fn is_not_utf8(message: &str) -> bool {
+    message.contains("invalid utf-8 sequence")
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -127,7 +132,11 @@ fn cloud_options(
 }
 
 /// Opens the file lazily (reads its schema only) and checks that every mapped column exists.
-pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
+///
+/// CSV text is read as strict UTF-8 unless `lossy`: polars then checks each chunk at once,
+/// where lossy decoding checks field by field (0.65 s more for a 10M-row CSV). A file that is
+/// not valid UTF-8 fails the strict read with [`is_not_utf8`] and is read again lossily.
+pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, SourceError> {
     // Plain HTTP servers often answer no Range requests, which polars' reader needs: fetch the
     // object once, streaming it to a temporary file, and read that.
     let download = if file.remote && is_http(&file.path) {
@@ -158,7 +167,11 @@ pub fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
                 .with_quote_char(cfg.quote)
                 // Every column as text: money and timestamps are parsed exactly by us.
                 .with_infer_schema_length(Some(0))
-                .with_encoding(CsvEncoding::LossyUtf8)
+                .with_encoding(if lossy {
+                    CsvEncoding::LossyUtf8
+                } else {
+                    CsvEncoding::Utf8
+                })
                 .with_row_index(row_index)
                 .with_raise_if_empty(true)
                 .with_cloud_options(cloud)

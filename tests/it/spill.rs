@@ -155,3 +155,50 @@ fn an_unusable_spill_folder_fails_naming_the_key() {
     // Nothing was published.
     assert!(!ws.path("out/customers").exists());
 }
+
+#[test]
+fn a_file_not_utf8_is_read_again_lossily_also_when_spilled() {
+    // Two files: fixture A (15 rows, 2 rejected: amount "abc" and an empty customer_id) and a
+    // second file whose row 2 has an invalid byte in its customer_id. CSV is read as strict
+    // UTF-8 first; the second file fails that, and everything is read again with it decoded
+    // lossily, so only that row is rejected. In memory and spilled alike:
+    // read 15 + 2 = 17, rejected 2 + 1 = 3, used 14.
+    let ws = Workspace::new();
+    ws.write("tx1.csv", FIXTURE_A);
+    let mut second =
+        b"customer_id,order_id,ts,amount,channel\ng,g1,2024-01-11T08:00:00Z,3.00,web\n".to_vec();
+    second.extend_from_slice(b"h\xff,h1,2024-01-12T08:00:00Z,1.00,web\n");
+    ws.write("tx2.csv", second);
+    for (out, engine) in [("mem", "partitions = 1"), ("spilled", "partitions = 3")] {
+        let cfg = crate::util::config(
+            &[
+                &ws.path("tx1.csv").display().to_string(),
+                &ws.path("tx2.csv").display().to_string(),
+            ],
+            &ws.path(out).display().to_string(),
+            DEFAULT_COLUMNS,
+            "period = \"month\"\nchurn_window_days = 31",
+            "",
+        );
+        ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
+        let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-30"]);
+        let err = ok(&o);
+        assert!(
+            err.contains("not valid UTF-8") && err.contains("tx2.csv"),
+            "{err}"
+        );
+        let m = ws.manifest_in(out, "2024-04-30");
+        let counts = ["rows_read", "rows_rejected", "rows_used"].map(|k| m[k].as_u64());
+        assert_eq!(counts, [Some(17), Some(3), Some(14)], "{out}");
+        let rejects = read_partition(&ws.path(&format!("{out}/rejects/as_of=2024-04-30"))).0;
+        let reason = rejects.column_by_name("reason").unwrap().as_string::<i32>();
+        let row = rejects.column_by_name("source_row").unwrap();
+        let row = row.as_primitive::<arrow::datatypes::Int64Type>();
+        let bad: Vec<(i64, &str)> = (0..rejects.num_rows())
+            .filter(|&i| reason.value(i).contains("UTF-8"))
+            .map(|i| (row.value(i), reason.value(i)))
+            .collect();
+        assert_eq!(bad, vec![(2, "customer_id: not valid UTF-8")], "{out}");
+    }
+    assert_same_partition(&ws, "spilled", "mem", "2024-04-30");
+}
