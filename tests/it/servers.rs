@@ -131,7 +131,6 @@ pub fn azurite() -> Option<Server> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("azurite-blob"));
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("azurite-{port}"));
     spawn(
         &bin,
         &[
@@ -139,8 +138,10 @@ pub fn azurite() -> Option<Server> {
             "127.0.0.1".into(),
             "--blobPort".into(),
             port.to_string(),
+            // Relative: inside the server's own temporary folder (its working directory),
+            // which is removed with the server.
             "--location".into(),
-            dir.display().to_string(),
+            "azurite".into(),
             "--skipApiVersionCheck".into(),
             "--loose".into(),
             // No telemetry: the only network here is loopback.
