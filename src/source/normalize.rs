@@ -259,6 +259,10 @@ struct Used {
     ts_local: i64,
     amount: i64,
     cost: i64,
+    /// `text_hash` of the customer_id (hashed here, in the parallel pass over the rows).
+    cid_hash: u64,
+    /// `text_hash` of the order_id, `None` when the row has none.
+    order_hash: Option<u64>,
 }
 
 enum Outcome {
@@ -495,15 +499,15 @@ impl<'a> Piece<'a> {
         if ts_local >= ctx.opts.cutoff_local {
             return Outcome::After;
         }
-        match self.cid.get(j).map(trim) {
+        let cid_hash = match self.cid.get(j).map(trim) {
             None | Some("") => {
                 return Outcome::Rejected("customer_id: missing or empty", Some(ts_local))
             }
             Some(s) if kinds.lossy && replaced(s) => {
                 return Outcome::Rejected("customer_id: not valid UTF-8", Some(ts_local))
             }
-            _ => {}
-        }
+            Some(s) => super::text_hash(s),
+        };
         if kinds.lossy {
             if let Some(o) = self.order {
                 if o.get(j).is_some_and(replaced) {
@@ -530,6 +534,11 @@ impl<'a> Piece<'a> {
             ts_local,
             amount,
             cost,
+            cid_hash,
+            order_hash: self
+                .order_id(j)
+                .filter(|s| !s.is_empty())
+                .map(super::text_hash),
         })
     }
 }
@@ -618,13 +627,9 @@ fn process_batch(
         let (piece, j) = piece_of(at);
         piece.customer(j)
     };
-    let hashes: Vec<u64> = used
-        .par_iter()
-        .map(|&(at, _)| super::text_hash(cid_of(at)))
-        .collect();
     let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); super::SHARDS];
-    for (pos, &h) in hashes.iter().enumerate() {
-        by_shard[super::shard_of_hash(h)].push(pos);
+    for (pos, (_, u)) in used.iter().enumerate() {
+        by_shard[super::shard_of_hash(u.cid_hash)].push(pos);
     }
     // (position in `used`, customer id, order key) per shard, interned in parallel.
     let ids: Vec<Vec<(usize, u32, u64)>> = out
@@ -634,39 +639,29 @@ fn process_batch(
         .zip(by_shard.par_iter())
         .enumerate()
         .map(|(k, (cdict, positions))| {
-            // Lines of one customer or one order often come together: compare with the
-            // previous line's id text before probing the table.
+            // Lines of one customer often come together: compare with the previous line's id
+            // text before probing the table.
             let mut last_c: Option<(&str, u32)> = None;
-            let mut last_o: Option<(&str, u64)> = None;
             positions
                 .iter()
                 .map(|&pos| {
-                    let at = used[pos].0;
-                    let text = cid_of(at);
+                    let (at, u) = &used[pos];
+                    let text = cid_of(*at);
                     let c = match last_c {
                         Some((prev, id)) if prev == text => id,
                         _ => {
-                            let id = cdict.intern_hashed(text, hashes[pos]) * super::SHARDS as u32
+                            let id = cdict.intern_hashed(text, u.cid_hash) * super::SHARDS as u32
                                 + k as u32;
                             last_c = Some((text, id));
                             id
                         }
                     };
-                    let (piece, j) = piece_of(at);
-                    let okey = match piece.order_id(j) {
-                        // No dictionary for order ids: the key is the text's hash and the
-                        // text itself is kept per line, for the orders stage to settle
-                        // collisions exactly.
-                        Some(s) if !s.is_empty() => match last_o {
-                            Some((prev, key)) if prev == s => key,
-                            _ => {
-                                let key = super::text_hash(s);
-                                last_o = Some((s, key));
-                                key
-                            }
-                        },
-                        _ => ROW_ORDER_BASE + first_line + pos as u64,
-                    };
+                    // No dictionary for order ids: the key is the text's hash and the text
+                    // itself is kept per line, for the orders stage to settle collisions
+                    // exactly.
+                    let okey = u
+                        .order_hash
+                        .unwrap_or(ROW_ORDER_BASE + first_line + pos as u64);
                     (pos, c, okey)
                 })
                 .collect()
