@@ -258,6 +258,7 @@ fn build_for<'l>(
             let mut orders = Vec::new();
             let mut segs = Vec::new();
             let mut idx: Vec<u32> = Vec::new();
+            let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
             // (order, its first line, the order's lines when a cutoff splits them)
             type Keyed = (Order, u32, Option<Box<[LateLine]>>);
             let mut keyed: Vec<Keyed> = Vec::new();
@@ -265,19 +266,30 @@ fn build_for<'l>(
             let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
             for p in c0..c1 {
                 let c = id_at(p);
+                // Lines of one order: equal key and equal order_id text. They are sorted by
+                // (key, time, line) as plain tuples, copied out of the lines once. Keys are
+                // hashes of the text, so within a key the texts are nearly always equal and
+                // that order equals (key, text, time, line); one linear pass checks it, and a
+                // collision (two texts, one key) sorts by text too.
+                sorted.clear();
+                sorted.extend(perm[start[c]..start[c + 1]].iter().map(|&i| {
+                    let i = i as usize;
+                    (lines.order[i], lines.ts_local[i], i as u32)
+                }));
+                sorted.sort_unstable();
+                let text = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
+                if sorted
+                    .windows(2)
+                    .any(|w| w[0].0 == w[1].0 && text(&w[0]) != text(&w[1]))
+                {
+                    sorted.sort_unstable_by(|a, b| {
+                        a.0.cmp(&b.0)
+                            .then_with(|| text(a).cmp(text(b)))
+                            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+                    });
+                }
                 idx.clear();
-                idx.extend_from_slice(&perm[start[c]..start[c + 1]]);
-                // Lines of one order: equal key and equal order_id text (keys are hashes of
-                // the text, so the text settles a collision; it is compared only between
-                // lines whose keys are equal).
-                idx.sort_unstable_by(|&a, &b| {
-                    let (a, b) = (a as usize, b as usize);
-                    lines.order[a]
-                        .cmp(&lines.order[b])
-                        .then_with(|| lines.order_id(a).cmp(lines.order_id(b)))
-                        .then_with(|| lines.ts_local[a].cmp(&lines.ts_local[b]))
-                        .then_with(|| a.cmp(&b))
-                });
+                idx.extend(sorted.iter().map(|t| t.2));
                 keyed.clear();
                 let mut my_late_max = i64::MIN;
                 let mut k = 0;
