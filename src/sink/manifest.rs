@@ -95,7 +95,9 @@ pub fn write(
 pub fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, String> {
     let path = dir.join(file_name(as_of));
     match std::fs::read(&path) {
-        Ok(bytes) => parse(&bytes).map(Some),
+        Ok(bytes) => parse(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }

@@ -294,6 +294,44 @@ fn per_file_accounting_of_every_date_with_two_input_files() {
 }
 
 #[test]
+fn tables_flag_with_an_unreadable_previous_manifest_warns_and_lists_what_it_wrote() {
+    // The previous manifest of 2024-01-31 is damaged. A run of two tables still succeeds: it
+    // says so on stderr, naming the manifest; the new manifest lists only the two tables it
+    // wrote (nothing it cannot vouch for); the other tables' partitions stay on disk as they were.
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    config_to(&ws, "bf");
+    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-01-31"]));
+    let customers_before = read_partition(&ws.path("bf/customers/as_of=2024-01-31")).0;
+    ws.write("bf/_manifests/as_of=2024-01-31.json", "{ not json");
+    let o = ws.run(&[
+        "run",
+        "--config",
+        "config.toml",
+        "--as-of",
+        "2024-01-31",
+        "--tables",
+        "retention,cohorts",
+    ]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Could not read the previous manifest")
+            && err.contains("as_of=2024-01-31.json"),
+        "{err}"
+    );
+    let m = ws.manifest_in("bf", "2024-01-31");
+    let listed: Vec<&String> = m["tables"].as_object().unwrap().keys().collect();
+    assert_eq!(listed, ["cohorts", "retention"]);
+    let customers_after = read_partition(&ws.path("bf/customers/as_of=2024-01-31")).0;
+    assert_same(
+        &customers_after,
+        &customers_before,
+        "untouched customers partition",
+    );
+}
+
+#[test]
 fn tables_flag_writes_those_and_keeps_the_others_listed() {
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
