@@ -216,7 +216,10 @@ fn build_for<'l>(
     // layout (a sort of the customer ids' texts).
     let ((start, perm), layout) = rayon::join(
         || {
-            let mut start = vec![0usize; n_ids + 1];
+            // 32-bit offsets (line numbers are 32-bit in `perm` too): the counters are
+            // updated in random customer order, and half the bytes keep twice as many of
+            // them in cache (1M customers: 4 MB, within this machine's 8 MB L3).
+            let mut start = vec![0u32; n_ids + 1];
             for (i, &c) in lines.cust.iter().enumerate() {
                 if seen(i) {
                     start[c as usize + 1] += 1;
@@ -226,10 +229,10 @@ fn build_for<'l>(
                 start[i + 1] += start[i];
             }
             let mut fill = start.clone();
-            let mut perm = vec![0u32; start[n_ids]];
+            let mut perm = vec![0u32; start[n_ids] as usize];
             for (i, &c) in lines.cust.iter().enumerate() {
                 if seen(i) {
-                    perm[fill[c as usize]] = i as u32;
+                    perm[fill[c as usize] as usize] = i as u32;
                     fill[c as usize] += 1;
                 }
             }
@@ -249,114 +252,117 @@ fn build_for<'l>(
         Vec<i64>,
         Vec<(usize, Box<[LateLine]>)>,
     );
-    let shards: Vec<Shard> = (0..n_customers.div_ceil(SHARD))
-        .into_par_iter()
-        .map(|s| {
-            let c0 = s * SHARD;
-            let c1 = ((s + 1) * SHARD).min(n_customers);
-            let mut counts = Vec::with_capacity(c1 - c0);
-            let mut orders = Vec::new();
-            let mut segs = Vec::new();
-            let mut idx: Vec<u32> = Vec::new();
-            let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
-            // (order, its first line, the order's lines when a cutoff splits them)
-            type Keyed = (Order, u32, Option<Box<[LateLine]>>);
-            let mut keyed: Vec<Keyed> = Vec::new();
-            let mut late_max = Vec::with_capacity(c1 - c0);
-            let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
-            for p in c0..c1 {
-                let c = id_at(p);
-                // Lines of one order: equal key and equal order_id text. They are sorted by
-                // (key, time, line) as plain tuples, copied out of the lines once. Keys are
-                // hashes of the text, so within a key the texts are nearly always equal and
-                // that order equals (key, text, time, line); one linear pass checks it, and a
-                // collision (two texts, one key) sorts by text too.
-                sorted.clear();
-                sorted.extend(perm[start[c]..start[c + 1]].iter().map(|&i| {
-                    let i = i as usize;
-                    (lines.order[i], lines.ts_local[i], i as u32)
-                }));
-                sorted.sort_unstable();
-                let text = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
-                if sorted
-                    .windows(2)
-                    .any(|w| w[0].0 == w[1].0 && text(&w[0]) != text(&w[1]))
-                {
-                    sorted.sort_unstable_by(|a, b| {
-                        a.0.cmp(&b.0)
-                            .then_with(|| text(a).cmp(text(b)))
-                            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-                    });
-                }
-                idx.clear();
-                idx.extend(sorted.iter().map(|t| t.2));
-                keyed.clear();
-                let mut my_late_max = i64::MIN;
-                let mut k = 0;
-                while k < idx.len() {
-                    let first = idx[k] as usize;
-                    let key = lines.order[first];
-                    let text = lines.order_id(first);
-                    let k0 = k;
-                    let mut o = Order {
-                        ts_local: lines.ts_local[first],
-                        ts_utc: lines.utc(first),
-                        value: 0,
-                        refunds: 0,
-                        cost: 0,
-                    };
-                    while k < idx.len()
-                        && lines.order[idx[k] as usize] == key
-                        && lines.order_id(idx[k] as usize) == text
+    let shards: Vec<Shard> =
+        (0..n_customers.div_ceil(SHARD))
+            .into_par_iter()
+            .map(|s| {
+                let c0 = s * SHARD;
+                let c1 = ((s + 1) * SHARD).min(n_customers);
+                let mut counts = Vec::with_capacity(c1 - c0);
+                let mut orders = Vec::new();
+                let mut segs = Vec::new();
+                let mut idx: Vec<u32> = Vec::new();
+                let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
+                // (order, its first line, the order's lines when a cutoff splits them)
+                type Keyed = (Order, u32, Option<Box<[LateLine]>>);
+                let mut keyed: Vec<Keyed> = Vec::new();
+                let mut late_max = Vec::with_capacity(c1 - c0);
+                let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
+                for p in c0..c1 {
+                    let c = id_at(p);
+                    // Lines of one order: equal key and equal order_id text. They are sorted by
+                    // (key, time, line) as plain tuples, copied out of the lines once. Keys are
+                    // hashes of the text, so within a key the texts are nearly always equal and
+                    // that order equals (key, text, time, line); one linear pass checks it, and a
+                    // collision (two texts, one key) sorts by text too.
+                    sorted.clear();
+                    sorted.extend(perm[start[c] as usize..start[c + 1] as usize].iter().map(
+                        |&i| {
+                            let i = i as usize;
+                            (lines.order[i], lines.ts_local[i], i as u32)
+                        },
+                    ));
+                    sorted.sort_unstable();
+                    let text = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
+                    if sorted
+                        .windows(2)
+                        .any(|w| w[0].0 == w[1].0 && text(&w[0]) != text(&w[1]))
                     {
-                        let i = idx[k] as usize;
-                        let a = lines.amount[i];
-                        o.value += a;
-                        if a < 0 {
-                            o.refunds -= a;
-                        }
-                        if has_cost {
-                            o.cost += lines.cost[i];
-                        }
-                        k += 1;
+                        sorted.sort_unstable_by(|a, b| {
+                            a.0.cmp(&b.0)
+                                .then_with(|| text(a).cmp(text(b)))
+                                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+                        });
                     }
-                    // Lines sorted by time within the order: the last one is the latest.
-                    let last_ts = lines.ts_local[idx[k - 1] as usize];
-                    // Does a view cutoff fall in (first line, last line]?
-                    let next_cutoff = cutoffs.partition_point(|&c| c <= o.ts_local);
-                    let spans = cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
-                    let own_lines = spans.then(|| {
-                        my_late_max = my_late_max.max(last_ts);
-                        idx[k0..k]
-                            .iter()
-                            .map(|&i| {
-                                let i = i as usize;
-                                LateLine {
-                                    ts_local: lines.ts_local[i],
-                                    amount: lines.amount[i],
-                                    cost: if has_cost { lines.cost[i] } else { 0 },
-                                }
-                            })
-                            .collect()
-                    });
-                    keyed.push((o, first as u32, own_lines));
-                }
-                // Orders at the same time keep the input order of their first lines.
-                keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
-                counts.push(keyed.len());
-                late_max.push(my_late_max);
-                for (o, first, own_lines) in keyed.drain(..) {
-                    if let Some(l) = own_lines {
-                        late.push((orders.len(), l));
+                    idx.clear();
+                    idx.extend(sorted.iter().map(|t| t.2));
+                    keyed.clear();
+                    let mut my_late_max = i64::MIN;
+                    let mut k = 0;
+                    while k < idx.len() {
+                        let first = idx[k] as usize;
+                        let key = lines.order[first];
+                        let text = lines.order_id(first);
+                        let k0 = k;
+                        let mut o = Order {
+                            ts_local: lines.ts_local[first],
+                            ts_utc: lines.utc(first),
+                            value: 0,
+                            refunds: 0,
+                            cost: 0,
+                        };
+                        while k < idx.len()
+                            && lines.order[idx[k] as usize] == key
+                            && lines.order_id(idx[k] as usize) == text
+                        {
+                            let i = idx[k] as usize;
+                            let a = lines.amount[i];
+                            o.value += a;
+                            if a < 0 {
+                                o.refunds -= a;
+                            }
+                            if has_cost {
+                                o.cost += lines.cost[i];
+                            }
+                            k += 1;
+                        }
+                        // Lines sorted by time within the order: the last one is the latest.
+                        let last_ts = lines.ts_local[idx[k - 1] as usize];
+                        // Does a view cutoff fall in (first line, last line]?
+                        let next_cutoff = cutoffs.partition_point(|&c| c <= o.ts_local);
+                        let spans = cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
+                        let own_lines = spans.then(|| {
+                            my_late_max = my_late_max.max(last_ts);
+                            idx[k0..k]
+                                .iter()
+                                .map(|&i| {
+                                    let i = i as usize;
+                                    LateLine {
+                                        ts_local: lines.ts_local[i],
+                                        amount: lines.amount[i],
+                                        cost: if has_cost { lines.cost[i] } else { 0 },
+                                    }
+                                })
+                                .collect()
+                        });
+                        keyed.push((o, first as u32, own_lines));
                     }
-                    orders.push(o);
-                    let f = first as usize;
-                    segs.extend_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
+                    // Orders at the same time keep the input order of their first lines.
+                    keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
+                    counts.push(keyed.len());
+                    late_max.push(my_late_max);
+                    for (o, first, own_lines) in keyed.drain(..) {
+                        if let Some(l) = own_lines {
+                            late.push((orders.len(), l));
+                        }
+                        orders.push(o);
+                        let f = first as usize;
+                        segs.extend_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
+                    }
                 }
-            }
-            (counts, orders, segs, late_max, late)
-        })
-        .collect();
+                (counts, orders, segs, late_max, late)
+            })
+            .collect();
 
     let total: usize = shards.iter().map(|s| s.1.len()).sum();
     let mut out = Orders {
