@@ -272,8 +272,8 @@ enum Outcome {
     Rejected(&'static str, Option<i64>),
 }
 
-/// A text column of one batch as its single Arrow array (batches are rechunked first): `get` is
-/// a validity check and a load, where `ChunkedArray::get` first locates the chunk.
+/// A text column of one piece of a batch as its single Arrow array (see `Piece`): `get` is a
+/// validity check and a load, where `ChunkedArray::get` first locates the chunk.
 #[derive(Clone, Copy)]
 struct Strs<'a>(&'a Utf8ViewArray);
 
@@ -283,7 +283,7 @@ impl<'a> Strs<'a> {
     }
 }
 
-/// A numeric column of one batch as its single Arrow array (see `Strs`).
+/// A numeric column of one piece of a batch as its single Arrow array (see `Strs`).
 #[derive(Clone, Copy)]
 struct Nums<'a, T: NativeType>(&'a PrimitiveArray<T>);
 
@@ -293,14 +293,14 @@ impl<T: NativeType> Nums<'_, T> {
     }
 }
 
-/// The one chunk of a rechunked column.
+/// The one chunk of a column of a piece.
 fn single<T: PolarsDataType>(ca: &ChunkedArray<T>) -> Result<&T::Array, String> {
     match ca.chunks().len() {
         1 => ca
             .downcast_get(0)
             .ok_or_else(|| format!("internal: column {} has no chunk", ca.name())),
         n => Err(format!(
-            "internal: column {} has {n} chunks after rechunk",
+            "internal: column {} has {n} chunks in one piece of a batch",
             ca.name()
         )),
     }
