@@ -198,21 +198,22 @@ fn read_all(
     partitions: usize,
     opts: IngestOptions,
 ) -> Result<source::Ingested, source::SourceError> {
+    let spill_dir = (partitions > 1).then(|| {
+        let dir = match cfg.config.engine.spill_dir.as_str() {
+            "" => std::env::temp_dir(),
+            d => std::path::PathBuf::from(d),
+        };
+        info!(partitions, spill_dir = %dir.display(), "The input is larger than the memory limit: spilling lines to disk.");
+        dir
+    });
     let mut lossy = Vec::new();
     loop {
-        let spill = if partitions > 1 {
-            let dir = match cfg.config.engine.spill_dir.as_str() {
-                "" => std::env::temp_dir(),
-                d => std::path::PathBuf::from(d),
-            };
-            info!(partitions, spill_dir = %dir.display(), "The input is larger than the memory limit: spilling lines to disk.");
-            Some(
-                source::spill::Spill::new(&dir, partitions, cutoffs.to_vec())
-                    .map_err(source::SourceError::Spill)?,
-            )
-        } else {
-            None
-        };
+        // A fresh spill for every attempt: a failed one is dropped with its files.
+        let spill = spill_dir
+            .as_ref()
+            .map(|dir| source::spill::Spill::new(dir, partitions, cutoffs.to_vec()))
+            .transpose()
+            .map_err(source::SourceError::Spill)?;
         match source::ingest(files, cfg, opts, spill, &lossy) {
             Err(source::SourceError::NotUtf8 { index, file }) if !lossy.contains(&index) => {
                 warn!(file = %file, "Input file is not valid UTF-8: reading the inputs again, with its invalid bytes replaced (those rows are rejected).");

@@ -261,7 +261,6 @@ fn build_for<'l>(
                 let mut counts = Vec::with_capacity(c1 - c0);
                 let mut orders = Vec::new();
                 let mut segs = Vec::new();
-                let mut idx: Vec<u32> = Vec::new();
                 let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
                 // (order, its first line, the order's lines when a cutoff splits them)
                 type Keyed = (Order, u32, Option<Box<[LateLine]>>);
@@ -283,39 +282,38 @@ fn build_for<'l>(
                         },
                     ));
                     sorted.sort_unstable();
-                    let text = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
-                    if sorted
+                    let text_of = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
+                    let collision = sorted
                         .windows(2)
-                        .any(|w| w[0].0 == w[1].0 && text(&w[0]) != text(&w[1]))
-                    {
+                        .any(|w| w[0].0 == w[1].0 && text_of(&w[0]) != text_of(&w[1]));
+                    if collision {
                         sorted.sort_unstable_by(|a, b| {
                             a.0.cmp(&b.0)
-                                .then_with(|| text(a).cmp(text(b)))
+                                .then_with(|| text_of(a).cmp(text_of(b)))
                                 .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
                         });
                     }
-                    idx.clear();
-                    idx.extend(sorted.iter().map(|t| t.2));
                     keyed.clear();
                     let mut my_late_max = i64::MIN;
                     let mut k = 0;
-                    while k < idx.len() {
-                        let first = idx[k] as usize;
-                        let key = lines.order[first];
+                    while k < sorted.len() {
+                        let (key, ts_local, first) = sorted[k];
+                        let first = first as usize;
                         let text = lines.order_id(first);
                         let k0 = k;
                         let mut o = Order {
-                            ts_local: lines.ts_local[first],
+                            ts_local,
                             ts_utc: lines.utc(first),
                             value: 0,
                             refunds: 0,
                             cost: 0,
                         };
-                        while k < idx.len()
-                            && lines.order[idx[k] as usize] == key
-                            && lines.order_id(idx[k] as usize) == text
+                        // Without a collision, equal keys already mean equal texts.
+                        while k < sorted.len()
+                            && sorted[k].0 == key
+                            && (!collision || text_of(&sorted[k]) == text)
                         {
-                            let i = idx[k] as usize;
+                            let i = sorted[k].2 as usize;
                             let a = lines.amount[i];
                             o.value += a;
                             if a < 0 {
@@ -327,18 +325,18 @@ fn build_for<'l>(
                             k += 1;
                         }
                         // Lines sorted by time within the order: the last one is the latest.
-                        let last_ts = lines.ts_local[idx[k - 1] as usize];
+                        let last_ts = sorted[k - 1].1;
                         // Does a view cutoff fall in (first line, last line]?
                         let next_cutoff = cutoffs.partition_point(|&c| c <= o.ts_local);
                         let spans = cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
                         let own_lines = spans.then(|| {
                             my_late_max = my_late_max.max(last_ts);
-                            idx[k0..k]
+                            sorted[k0..k]
                                 .iter()
-                                .map(|&i| {
+                                .map(|&(_, ts_local, i)| {
                                     let i = i as usize;
                                     LateLine {
-                                        ts_local: lines.ts_local[i],
+                                        ts_local,
                                         amount: lines.amount[i],
                                         cost: if has_cost { lines.cost[i] } else { 0 },
                                     }

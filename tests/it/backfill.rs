@@ -18,6 +18,14 @@ fn config_to(ws: &Workspace, out: &str) {
     ws.write("config.toml", cfg);
 }
 
+/// A workspace holding fixture A as `tx.csv`, configured to write to `out`.
+fn fixture_to(out: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    config_to(&ws, out);
+    ws
+}
+
 fn ok(o: &std::process::Output) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -45,9 +53,7 @@ fn backfill(
 
 #[test]
 fn backfill_partitions_equal_single_runs() {
-    let ws = Workspace::new();
-    ws.write("tx.csv", FIXTURE_A);
-    config_to(&ws, "bf");
+    let ws = fixture_to("bf");
     let o = backfill(&ws, "2024-01-01", "2024-04-30", &[], &[]);
     ok(&o);
     // Month ends of the range (the default --every is metrics.period).
@@ -56,7 +62,7 @@ fn backfill_partitions_equal_single_runs() {
     assert_eq!(stdout.matches("as_of 2024-").count(), 4, "{stdout}");
     config_to(&ws, "single");
     for d in dates {
-        ok(&ws.run(&["run", "--config", "config.toml", "--as-of", d]));
+        ws.run_ok(d);
         for t in TABLES {
             let a = read_partition(&ws.path(&format!("bf/{t}/as_of={d}"))).0;
             let b = read_partition(&ws.path(&format!("single/{t}/as_of={d}"))).0;
@@ -82,10 +88,8 @@ fn backfill_partitions_equal_single_runs() {
 
 #[test]
 fn later_data_does_not_change_an_earlier_as_of() {
-    let ws = Workspace::new();
-    ws.write("tx.csv", FIXTURE_A);
-    config_to(&ws, "out");
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-02-29"]));
+    let ws = fixture_to("out");
+    ws.run_ok("2024-02-29");
     let before: Vec<_> = TABLES
         .iter()
         .map(|t| read_partition(&ws.path(&format!("out/{t}/as_of=2024-02-29"))).0)
@@ -94,13 +98,13 @@ fn later_data_does_not_change_an_earlier_as_of() {
     // March on changes), a new customer, and a bad row — all after 2024-02-29.
     let later = "a,a2,2024-03-05T10:00:00Z,-20.00,web\nz,z1,2024-05-01T10:00:00Z,5.00,app\nq,q1,2024-06-01T10:00:00Z,oops,web\n";
     ws.write("tx.csv", format!("{FIXTURE_A}{later}"));
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-02-29"]));
+    ws.run_ok("2024-02-29");
     for (t, b) in TABLES.iter().zip(&before) {
         let a = read_partition(&ws.path(&format!("out/{t}/as_of=2024-02-29"))).0;
         assert_same(&a, b, t);
     }
     // …while as of 2024-03-31 the refund is seen: a's revenue is 30 − 20 = 10.
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-03-31"]));
+    ws.run_ok("2024-03-31");
     let t = ws.table("customers", "2024-03-31");
     let a = t.find(&[("customer_id", "a")]);
     assert_eq!(t.f64("revenue", a), Some(10.0));
@@ -115,7 +119,7 @@ fn second_writer_fails_fast_naming_the_holder() {
     ws.config(&["tx.csv"], DEFAULT_COLUMNS, MONTH_31, "");
     let holder = r#"{"run_id":"20260101T000000000Z-deadbeef","pid":4242,"host":"scheduler-7","started_at":"2026-01-01T00:00:00Z"}"#;
     ws.write("out/_lock", holder);
-    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-15"]);
+    let o = ws.run_as_of("2024-04-15", &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -129,14 +133,7 @@ fn second_writer_fails_fast_naming_the_holder() {
     );
 
     // --force-unlock takes it over; the lock is released at the end.
-    ok(&ws.run(&[
-        "run",
-        "--config",
-        "config.toml",
-        "--as-of",
-        "2024-04-15",
-        "--force-unlock",
-    ]));
+    ok(&ws.run_as_of("2024-04-15", &["--force-unlock"]));
     assert!(!ws.path("out/_lock").exists());
 
     // A lock older than output.lock_timeout_minutes is a crashed run's: taken over.
@@ -150,7 +147,7 @@ fn second_writer_fails_fast_naming_the_holder() {
         .status()
         .unwrap();
     assert!(old.success());
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-15"]));
+    ws.run_ok("2024-04-15");
     assert!(!ws.path("out/_lock").exists());
 }
 
@@ -159,9 +156,7 @@ fn json_logs_of_every_date_carry_run_id_and_as_of() {
     // Dates are computed and published on different threads (a two-stage pipeline): every
     // per-date log line must still name its run and its date.
     // Without the customers table, two dates are computed at once: checked both ways.
-    let ws = Workspace::new();
-    ws.write("tx.csv", FIXTURE_A);
-    config_to(&ws, "bf");
+    let ws = fixture_to("bf");
     for tables in [
         "customers,retention,cohorts,ltv,rejects",
         "retention,cohorts",
@@ -212,14 +207,12 @@ fn small_row_groups_hold_the_same_rows_with_statistics_and_sort_order() {
     // Columns are encoded in parallel per row group; with row_group_rows = 2 every table of
     // fixture A spans several row groups, which must read back exactly as one row group does.
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let ws = Workspace::new();
-    ws.write("tx.csv", FIXTURE_A);
-    config_to(&ws, "one");
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-03-31"]));
+    let ws = fixture_to("one");
+    ws.run_ok("2024-03-31");
     config_to(&ws, "small");
     let cfg = std::fs::read_to_string(ws.path("config.toml")).unwrap() + "row_group_rows = 2\n";
     ws.write("config.toml", cfg);
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-03-31"]));
+    ws.run_ok("2024-03-31");
     for t in TABLES {
         let dir = |out: &str| ws.path(&format!("{out}/{t}/as_of=2024-03-31"));
         let (a, b) = (read_partition(&dir("one")), read_partition(&dir("small")));
@@ -298,21 +291,11 @@ fn tables_flag_with_an_unreadable_previous_manifest_warns_and_lists_what_it_wrot
     // The previous manifest of 2024-01-31 is damaged. A run of two tables still succeeds: it
     // says so on stderr, naming the manifest; the new manifest lists only the two tables it
     // wrote (nothing it cannot vouch for); the other tables' partitions stay on disk as they were.
-    let ws = Workspace::new();
-    ws.write("tx.csv", FIXTURE_A);
-    config_to(&ws, "bf");
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-01-31"]));
+    let ws = fixture_to("bf");
+    ws.run_ok("2024-01-31");
     let customers_before = read_partition(&ws.path("bf/customers/as_of=2024-01-31")).0;
     ws.write("bf/_manifests/as_of=2024-01-31.json", "{ not json");
-    let o = ws.run(&[
-        "run",
-        "--config",
-        "config.toml",
-        "--as-of",
-        "2024-01-31",
-        "--tables",
-        "retention,cohorts",
-    ]);
+    let o = ws.run_as_of("2024-01-31", &["--tables", "retention,cohorts"]);
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -333,10 +316,8 @@ fn tables_flag_with_an_unreadable_previous_manifest_warns_and_lists_what_it_wrot
 
 #[test]
 fn tables_flag_writes_those_and_keeps_the_others_listed() {
-    let ws = Workspace::new();
-    ws.write("tx.csv", FIXTURE_A);
-    config_to(&ws, "bf");
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-01-31"]));
+    let ws = fixture_to("bf");
+    ws.run_ok("2024-01-31");
     let first = ws.manifest_in("bf", "2024-01-31");
     let r1 = first["run_id"].as_str().unwrap().to_string();
     let customers_before = read_partition(&ws.path("bf/customers/as_of=2024-01-31")).0;
@@ -382,7 +363,7 @@ fn tables_flag_writes_those_and_keeps_the_others_listed() {
     assert!(!ws.path("bf/customers/as_of=2024-02-29").exists());
     // …and the tables written equal a full single run's.
     config_to(&ws, "single");
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-02-29"]));
+    ws.run_ok("2024-02-29");
     for t in ["retention", "cohorts"] {
         let a = read_partition(&ws.path(&format!("bf/{t}/as_of=2024-02-29"))).0;
         let b = read_partition(&ws.path(&format!("single/{t}/as_of=2024-02-29"))).0;
@@ -391,22 +372,14 @@ fn tables_flag_writes_those_and_keeps_the_others_listed() {
 
     // A full rerun of 2024-01-31 writes and lists all five again.
     config_to(&ws, "bf");
-    ok(&ws.run(&["run", "--config", "config.toml", "--as-of", "2024-01-31"]));
+    ws.run_ok("2024-01-31");
     let m = ws.manifest_in("bf", "2024-01-31");
     for t in TABLES {
         assert!(m["tables"][t].get("run_id").is_none(), "{t}: {m}");
     }
 
     // An unknown table is a usage error naming the flag.
-    let o = ws.run(&[
-        "run",
-        "--config",
-        "config.toml",
-        "--as-of",
-        "2024-01-31",
-        "--tables",
-        "customer",
-    ]);
+    let o = ws.run_as_of("2024-01-31", &["--tables", "customer"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--tables"), "{err}");

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 
 use crate::util::{Workspace, DEFAULT_COLUMNS};
 
@@ -15,7 +14,7 @@ fn stderr(o: &std::process::Output) -> String {
 }
 
 fn run_fails(ws: &Workspace, code: i32, needles: &[&str]) -> String {
-    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-06-30"]);
+    let o = ws.run_as_of("2024-06-30", &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
     for n in needles {
@@ -24,6 +23,19 @@ fn run_fails(ws: &Workspace, code: i32, needles: &[&str]) -> String {
     let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(error_lines.len(), 1, "one error line: {err}");
     err
+}
+
+/// A workspace whose one input is `tx.parquet` holding `columns` (the default mapping's
+/// names), configured with the default mapping.
+fn ws_with_parquet(columns: Vec<(&str, ArrayRef)>) -> Workspace {
+    let ws = Workspace::new();
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(ws.path("tx.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    ws.config(&["tx.parquet"], DEFAULT_COLUMNS, "", "");
+    ws
 }
 
 fn ws_with(content: impl AsRef<[u8]>) -> Workspace {
@@ -48,30 +60,13 @@ fn missing_column_names_file_and_column() {
 
 #[test]
 fn wrong_column_type_in_parquet() {
-    let ws = Workspace::new();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, false),
-        Field::new("order_id", DataType::Utf8, false),
-        Field::new("ts", DataType::Utf8, false),
-        Field::new("amount", DataType::Boolean, false),
-        Field::new("channel", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from(vec!["a"])),
-            Arc::new(StringArray::from(vec!["1"])),
-            Arc::new(StringArray::from(vec!["2024-01-01"])),
-            Arc::new(BooleanArray::from(vec![true])),
-            Arc::new(StringArray::from(vec!["web"])),
-        ],
-    )
-    .unwrap();
-    let file = std::fs::File::create(ws.path("tx.parquet")).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    ws.config(&["tx.parquet"], DEFAULT_COLUMNS, "", "");
+    let ws = ws_with_parquet(vec![
+        ("customer_id", Arc::new(StringArray::from(vec!["a"]))),
+        ("order_id", Arc::new(StringArray::from(vec!["1"]))),
+        ("ts", Arc::new(StringArray::from(vec!["2024-01-01"]))),
+        ("amount", Arc::new(BooleanArray::from(vec![true]))),
+        ("channel", Arc::new(StringArray::from(vec!["web"]))),
+    ]);
     run_fails(&ws, 1, &["tx.parquet", "'amount'", "bool"]);
 }
 
@@ -119,30 +114,25 @@ fn row_level_problems_become_rejects() {
 fn replacement_character_in_parquet_is_data() {
     // Only CSV text is decoded lossily (invalid bytes become U+FFFD and the row is rejected,
     // see above). A Parquet string is valid UTF-8, so a U+FFFD in it is a real character.
-    let ws = Workspace::new();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, false),
-        Field::new("order_id", DataType::Utf8, false),
-        Field::new("ts", DataType::Utf8, false),
-        Field::new("amount", DataType::Utf8, false),
-        Field::new("channel", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
+    let ws = ws_with_parquet(vec![
+        (
+            "customer_id",
             Arc::new(StringArray::from(vec!["a\u{FFFD}", "b"])),
+        ),
+        (
+            "order_id",
             Arc::new(StringArray::from(vec!["1", "2\u{FFFD}"])),
+        ),
+        (
+            "ts",
             Arc::new(StringArray::from(vec!["2024-01-01", "2024-01-02"])),
-            Arc::new(StringArray::from(vec!["1.50", "2.25"])),
+        ),
+        ("amount", Arc::new(StringArray::from(vec!["1.50", "2.25"]))),
+        (
+            "channel",
             Arc::new(StringArray::from(vec!["web", "\u{FFFD}"])),
-        ],
-    )
-    .unwrap();
-    let file = std::fs::File::create(ws.path("tx.parquet")).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    ws.config(&["tx.parquet"], DEFAULT_COLUMNS, "", "");
+        ),
+    ]);
     ws.run_ok("2024-06-30");
     let m = ws.manifest("2024-06-30");
     assert_eq!(
@@ -238,15 +228,7 @@ fn output_not_writable() {
     // also holds for root, who ignores permission bits).
     let ws = ws_with(format!("{HEADER}a,1,2024-01-02,1.00,web\n"));
     ws.write("blocker", "not a folder");
-    let o = ws.run(&[
-        "run",
-        "--config",
-        "config.toml",
-        "--as-of",
-        "2024-06-30",
-        "--output",
-        "blocker/out",
-    ]);
+    let o = ws.run_as_of("2024-06-30", &["--output", "blocker/out"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("blocker/out"), "{err}");
@@ -274,7 +256,7 @@ fn config_errors_exit_2_naming_the_key() {
     );
 
     ws.write("config.toml", cfg.clone());
-    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-13-01"]);
+    let o = ws.run_as_of("2024-13-01", &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("as_of"));
 }
@@ -287,7 +269,7 @@ fn config_and_as_of_problems_reported_together() {
         "config.toml",
         cfg.replace("[metrics]\n", "[metrics]\ntimezone = \"Nowhere/City\"\n"),
     );
-    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "31.12.2024"]);
+    let o = ws.run_as_of("31.12.2024", &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(

@@ -145,7 +145,7 @@ fn an_unusable_spill_folder_fails_naming_the_key() {
         "config.toml",
         format!("{cfg}[engine]\npartitions = 2\nspill_dir = {missing:?}\n"),
     );
-    let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-30"]);
+    let o = ws.run_as_of("2024-04-30", &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -181,7 +181,7 @@ fn a_file_not_utf8_is_read_again_lossily_also_when_spilled() {
             "",
         );
         ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
-        let o = ws.run(&["run", "--config", "config.toml", "--as-of", "2024-04-30"]);
+        let o = ws.run_as_of("2024-04-30", &[]);
         let err = ok(&o);
         assert!(
             err.contains("not valid UTF-8") && err.contains("tx2.csv"),

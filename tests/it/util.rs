@@ -88,9 +88,16 @@ impl Workspace {
             .expect("run binary")
     }
 
+    /// Runs `run --config config.toml --as-of D` plus `extra` flags.
+    pub fn run_as_of(&self, as_of: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["run", "--config", "config.toml", "--as-of", as_of];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     /// Runs `run --config config.toml --as-of D` and asserts success.
     pub fn run_ok(&self, as_of: &str) -> Output {
-        let out = self.run(&["run", "--config", "config.toml", "--as-of", as_of]);
+        let out = self.run_as_of(as_of, &[]);
         assert!(
             out.status.success(),
             "run failed: {}\n{}",
