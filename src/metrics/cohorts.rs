@@ -26,7 +26,11 @@ pub struct CohortRow {
 
 /// Rows in grain-key order (segment_by, segment, cohort, period_offset).
 pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
-    let mut keys: Vec<(u32, u32)> = acc.cohorts.keys().copied().collect();
+    let np = acc.n_periods;
+    let mut keys: Vec<(u32, u32)> = (0..acc.cohort_at.len())
+        .filter(|&i| acc.cohort(i / np, i % np).is_some())
+        .map(|i| ((i / np) as u32, (i % np) as u32))
+        .collect();
     let order = ctx.slots.sorted();
     let mut rank = vec![0usize; order.len()];
     for (r, &s) in order.iter().enumerate() {
@@ -35,7 +39,9 @@ pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
     keys.sort_by_key(|&(s, c)| (rank[s as usize], c));
     let mut out = Vec::new();
     for (slot, cohort) in keys {
-        let c = &acc.cohorts[&(slot, cohort)];
+        let Some(c) = acc.cohort(slot as usize, cohort as usize) else {
+            continue;
+        };
         let (mut cum_rev, mut cum_cost, mut active_end) = (0, 0, 0);
         for k in 0..c.active.len() {
             cum_rev += c.revenue[k];

@@ -7,8 +7,6 @@
 //! gives, per run [lo, hi]: new (first run) or reactivated in period lo − 1, churned in period hi
 //! (when hi < n). So E = S − churned + reactivated + N holds by construction.
 
-use rustc_hash::FxHashMap;
-
 use crate::config::SegmentAssignment;
 use crate::orders::Order;
 use crate::time::{days_to_year_month0, local_micros_to_day};
@@ -43,6 +41,9 @@ pub struct CustomerRow {
     pub rfm_segment: Option<&'static str>,
 }
 
+/// `Acc::cohort_at` of a (slot, cohort) without customers.
+const NO_COHORT: u32 = u32::MAX;
+
 /// Additive accumulators of one customer shard; shards merge by addition.
 #[derive(Debug, Clone)]
 pub struct Acc {
@@ -59,8 +60,11 @@ pub struct Acc {
     pub reactivated: Vec<i64>,
     pub revenue: Vec<i64>,
     pub purchases: Vec<i64>,
-    /// (slot, cohort position) → cohort accumulators.
-    pub cohorts: FxHashMap<(u32, u32), CohortAcc>,
+    /// Index into `cohort_accs` of the accumulators of (slot, cohort position), at `slot *
+    /// n_periods + cohort`; `NO_COHORT` until the first customer of that cohort (a table of 4
+    /// bytes per slot and period, not a hash map: the fold looks one up per customer and slot).
+    pub cohort_at: Vec<u32>,
+    pub cohort_accs: Vec<CohortAcc>,
 }
 
 /// One cohort of one segment; vectors are indexed by period offset k.
@@ -118,7 +122,8 @@ impl Acc {
             reactivated: vec![0; s * p],
             revenue: vec![0; s * p],
             purchases: vec![0; s * p],
-            cohorts: FxHashMap::default(),
+            cohort_at: vec![NO_COHORT; s * p],
+            cohort_accs: Vec::new(),
         }
     }
 
@@ -131,13 +136,31 @@ impl Acc {
         add(&mut self.reactivated, &o.reactivated);
         add(&mut self.revenue, &o.revenue);
         add(&mut self.purchases, &o.purchases);
-        for (k, v) in o.cohorts {
-            match self.cohorts.get_mut(&k) {
-                Some(mine) => mine.merge(&v),
-                None => {
-                    self.cohorts.insert(k, v);
+        let mut theirs: Vec<Option<CohortAcc>> = o.cohort_accs.into_iter().map(Some).collect();
+        for (i, &t) in o.cohort_at.iter().enumerate() {
+            if t == NO_COHORT {
+                continue;
+            }
+            match self.cohort_at[i] {
+                NO_COHORT => {
+                    self.cohort_at[i] = self.cohort_accs.len() as u32;
+                    self.cohort_accs
+                        .push(theirs[t as usize].take().unwrap_or_default());
+                }
+                m => {
+                    if let Some(t) = &theirs[t as usize] {
+                        self.cohort_accs[m as usize].merge(t);
+                    }
                 }
             }
+        }
+    }
+
+    /// The accumulators of (slot, cohort position), if that cohort has customers in the slot.
+    pub fn cohort(&self, slot: usize, cohort: usize) -> Option<&CohortAcc> {
+        match self.cohort_at[slot * self.n_periods + cohort] {
+            NO_COHORT => None,
+            i => Some(&self.cohort_accs[i as usize]),
         }
     }
 
@@ -277,11 +300,10 @@ pub fn fold_customer(
     }
 
     // Activity runs over boundaries.
-    let b = &f.boundaries;
     runs.clear();
     for o in orders.iter().filter(|o| o.is_purchase()) {
-        let lo = b.partition_point(|&x| x <= o.ts_local);
-        let hi = b.partition_point(|&x| x <= o.ts_local + ctx.window_us) - 1;
+        let lo = f.count_le(o.ts_local);
+        let hi = f.count_le(o.ts_local + ctx.window_us) - 1;
         debug_assert!(lo <= hi, "window shorter than a period");
         match runs.last_mut() {
             Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
@@ -320,10 +342,12 @@ pub fn fold_customer(
     // Cohort triangle contributions.
     let len = np - cohort;
     for &s in slots.iter() {
-        let c = acc
-            .cohorts
-            .entry((s as u32, cohort as u32))
-            .or_insert_with(|| CohortAcc::new(len));
+        let at = &mut acc.cohort_at[s * np + cohort];
+        if *at == NO_COHORT {
+            *at = acc.cohort_accs.len() as u32;
+            acc.cohort_accs.push(CohortAcc::new(len));
+        }
+        let c = &mut acc.cohort_accs[*at as usize];
         c.size += 1;
         let mut last_active_period = usize::MAX;
         for (o, &j) in orders.iter().zip(periods.iter()) {
