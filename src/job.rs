@@ -20,7 +20,7 @@ use crate::sink::{self, lock, PublishOptions, TableData};
 use crate::source::{self, FileStats, IngestOptions, Ingested, Reject};
 use crate::storage::{self, Location};
 use crate::time::{date_to_local_micros, Period, Zone};
-use crate::{Error, Result};
+use crate::{spilled, Error, Result};
 
 /// How this run behaves (flags, not pipeline description).
 #[derive(Debug, Clone, Default)]
@@ -153,16 +153,23 @@ fn physical_memory() -> u64 {
 /// How many customer partitions to spill the lines to (1 = keep them in memory): the
 /// configured number, or enough that one partition needs at most a quarter of the memory
 /// limit (the dictionaries, the read-ahead partition and the reader's buffers take the rest).
+/// Memory the job plans to stay within: `engine.memory_limit_mib`, or three quarters of the
+/// machine's.
+fn memory_limit(cfg: &Validated) -> u64 {
+    let e = &cfg.config.engine;
+    if e.memory_limit_mib > 0 {
+        e.memory_limit_mib << 20
+    } else {
+        physical_memory() / 4 * 3
+    }
+}
+
 fn plan_partitions(cfg: &Validated, files: &[source::InputFile]) -> usize {
     let e = &cfg.config.engine;
     if e.partitions > 0 {
         return e.partitions;
     }
-    let limit = if e.memory_limit_mib > 0 {
-        e.memory_limit_mib << 20
-    } else {
-        physical_memory() / 4 * 3
-    };
+    let limit = memory_limit(cfg);
     let need: u64 = files
         .iter()
         .map(|f| f.size.saturating_mul(memory_per_input_byte(f)))
@@ -431,34 +438,18 @@ fn compute_date(
     let t0 = Instant::now();
     let mut timings = prep.timings.clone();
     let ing = &prep.ingested;
-    let (tables, customer_files) = match &ing.spill {
-        Some(spill) => {
-            let as_of_s = as_of.format("%Y-%m-%d").to_string();
-            let out = timings.time("metrics", || {
-                crate::spilled::compute(
-                    cfg,
-                    ing,
-                    spill,
-                    prep.spend.as_ref(),
-                    as_of,
-                    &view.rejects,
-                    &publish_options(cfg, &as_of_s, run_id),
-                    selected.has("customers"),
-                )
-            })?;
-            (out.tables, Some(out.parts))
-        }
-        None => {
-            let cutoff = date_to_local_micros(as_of + Duration::days(1));
-            let orders = prep.orders.at(cutoff);
-            let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
-            ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
-            let tables = timings.time("metrics", || {
-                metrics::compute(ing, &orders, &ctx, &view.rejects, selected.has("customers"))
-            });
-            (tables, None)
-        }
-    };
+    if ing.spill.is_some() {
+        let mut out = compute_spilled(cfg, prep, vec![(as_of, view)], run_id, selected)?;
+        return Ok(out.remove(0));
+    }
+    let cutoff = date_to_local_micros(as_of + Duration::days(1));
+    let orders = prep.orders.at(cutoff);
+    let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
+    ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
+    let tables = timings.time("metrics", || {
+        metrics::compute(ing, &orders, &ctx, &view.rejects, selected.has("customers"))
+    });
+    let customer_files = None;
     Ok(Computed {
         as_of,
         view,
@@ -469,6 +460,68 @@ fn compute_date(
         started,
         t0,
     })
+}
+
+/// Computes every table of several dates (ascending) from spilled lines, in one pass over the
+/// partitions for all of them (see `spilled::compute_dates`). Each date's timings carry the
+/// whole batch's metrics time.
+fn compute_spilled(
+    cfg: &Validated,
+    prep: &Prepared,
+    dates: Vec<(NaiveDate, DateView)>,
+    run_id: &str,
+    selected: TableSet,
+) -> Result<Vec<Computed>> {
+    let ing = &prep.ingested;
+    let spill = ing.spill.as_ref().expect("a spilled run");
+    let started = Utc::now();
+    let t0 = Instant::now();
+    let mut timings = prep.timings.clone();
+    let as_of_s: Vec<String> = dates
+        .iter()
+        .map(|(d, _)| d.format("%Y-%m-%d").to_string())
+        .collect();
+    let jobs: Vec<spilled::DateJob> = dates
+        .iter()
+        .zip(&as_of_s)
+        .map(|((d, view), s)| spilled::DateJob {
+            as_of: *d,
+            rejected: &view.rejects,
+            opts: publish_options(cfg, s, run_id),
+        })
+        .collect();
+    let outs = timings.time("metrics", || {
+        spilled::compute_dates(
+            cfg,
+            ing,
+            spill,
+            prep.spend.as_ref(),
+            &jobs,
+            selected.has("customers"),
+        )
+    })?;
+    drop(jobs);
+    Ok(dates
+        .into_iter()
+        .zip(outs)
+        .map(|((as_of, view), out)| Computed {
+            as_of,
+            view,
+            tables: out.tables,
+            selected,
+            customer_files: Some(out.parts),
+            timings: timings.clone(),
+            started,
+            t0,
+        })
+        .collect())
+}
+
+/// Dates of a spilled backfill computed together: as many as keep their RFM measures within a
+/// quarter of the memory limit (a partition is sized to another quarter).
+fn spilled_batch(cfg: &Validated, n_customers: usize) -> usize {
+    let per_date = (n_customers as u64 * spilled::KEY_BYTES_PER_CUSTOMER_AND_DATE).max(1);
+    ((memory_limit(cfg) / 4 / per_date) as usize).max(1)
 }
 
 fn publish_options<'a>(cfg: &Validated, as_of: &'a str, run_id: &'a str) -> PublishOptions<'a> {
@@ -689,14 +742,10 @@ pub fn backfill(
     // merges, RFM keys and small tables are not, and the other date fills those gaps (36 month
     // ends of the 10M-row benchmark: 14.3/13.5 s → 13.1/12.8 s). With it, encoding the
     // customers table already keeps the CPUs busy (no gain measured) and two dates' rows and
-    // tables would be held at once, so one date at a time; and always one for a spilled run,
-    // whose partitions are sized for one. Each stage runs in its date's span, so
-    // log lines carry run_id and as_of on whichever thread runs them.
-    let at_once = if prep.ingested.spill.is_none() && !opts.tables.has("customers") {
-        2
-    } else {
-        1
-    };
+    // tables would be held at once, so one date at a time. (A spilled backfill takes its own
+    // path below.) Each stage runs in its date's span, so log lines carry run_id and as_of on
+    // whichever thread runs them.
+    let at_once = if !opts.tables.has("customers") { 2 } else { 1 };
     let mut out = Vec::new();
     let mut pending: Vec<(tracing::Span, Computed)> = Vec::new();
     let publish = |(span, c): (tracing::Span, Computed)| -> Result<RunSummary> {
@@ -712,6 +761,30 @@ pub fn backfill(
         let computed = span.in_scope(|| compute_date(cfg, &prep, d, view, &run_id, opts.tables));
         computed.map(|c| (span, c))
     };
+    if prep.ingested.spill.is_some() {
+        // Spilled lines: the dates of a batch are computed in one pass over the partitions,
+        // instead of two passes per date.
+        let batch = spilled_batch(cfg, prep.ingested.customers.len()).min(dates.len());
+        info!(
+            dates_per_pass = batch,
+            "Spilled backfill: computing dates together."
+        );
+        let mut work = dates.iter().copied().zip(views);
+        loop {
+            let chunk: Vec<(NaiveDate, DateView)> = work.by_ref().take(batch).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            for c in compute_spilled(cfg, &prep, chunk, &run_id, opts.tables)? {
+                let span = info_span!("as_of", as_of = %c.as_of);
+                out.push(publish((span, c))?);
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        return Ok(out);
+    }
     // Spans are made here, inside the backfill's span, which they then carry to other threads.
     let mut work = dates
         .iter()

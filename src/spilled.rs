@@ -30,6 +30,15 @@ pub struct Output {
     pub parts: Vec<PartFile>,
 }
 
+/// One date of a `compute_dates` call.
+pub struct DateJob<'a> {
+    pub as_of: NaiveDate,
+    /// Rows rejected up to this date.
+    pub rejected: &'a [Reject],
+    /// How this date's files are written (its as_of and the run id name its customers files).
+    pub opts: PublishOptions<'a>,
+}
+
 /// Computes every table of `as_of` from the spilled lines; the customers files go to the
 /// spill folder, named for `opts.run_id` (none unless `with_customers`).
 #[allow(clippy::too_many_arguments)]
@@ -43,76 +52,143 @@ pub fn compute(
     opts: &PublishOptions<'_>,
     with_customers: bool,
 ) -> Result<Output> {
-    let cutoff = date_to_local_micros(as_of + Duration::days(1));
-    // An order's time is its earliest line's, so the earliest order is the earliest line.
-    let earliest = spill.earliest.filter(|&t| t < cutoff);
-    let mut ctx = Ctx::with_earliest(cfg, as_of, ing, earliest);
-    ctx.spend = spend.map(|s| s.by_period(&ctx.frame));
-    let ctx = &ctx;
+    let job = DateJob {
+        as_of,
+        rejected,
+        opts: opts.clone(),
+    };
+    let mut out = compute_dates(cfg, ing, spill, spend, &[job], with_customers)?;
+    Ok(out.remove(0))
+}
+
+/// Bytes the first pass of `compute_dates` holds per customer and date: the three RFM measures.
+pub const KEY_BYTES_PER_CUSTOMER_AND_DATE: u64 = 24;
+
+/// Computes the tables of several dates (ascending) in two passes over the partitions, however
+/// many dates: each partition is read and built into orders once per pass, and every date is
+/// folded from those orders as of its own cutoff. The first pass holds every date's RFM
+/// measures (`KEY_BYTES_PER_CUSTOMER_AND_DATE` per customer and date), so callers size the
+/// batch of dates to their memory.
+pub fn compute_dates(
+    cfg: &Validated,
+    ing: &Ingested,
+    spill: &Spill,
+    spend: Option<&Spend>,
+    jobs: &[DateJob<'_>],
+    with_customers: bool,
+) -> Result<Vec<Output>> {
+    let cutoffs: Vec<i64> = jobs
+        .iter()
+        .map(|j| date_to_local_micros(j.as_of + Duration::days(1)))
+        .collect();
+    debug_assert!(cutoffs.is_sorted());
+    let ctxs: Vec<Ctx> = jobs
+        .iter()
+        .zip(&cutoffs)
+        .map(|(j, &cutoff)| {
+            // An order's time is its earliest line's, so the earliest order is the earliest
+            // line.
+            let earliest = spill.earliest.filter(|&t| t < cutoff);
+            let mut ctx = Ctx::with_earliest(cfg, j.as_of, ing, earliest);
+            ctx.spend = spend.map(|s| s.by_period(&ctx.frame));
+            ctx
+        })
+        .collect();
     let n = spill.partitions();
     let n_local = ing.customers.len().div_ceil(n);
     let n_dims = ing.segments.len();
-    // Orders and fold of partition `p`, customers numbered back into the whole base.
-    let fold = |p: usize, lines: Lines| -> (Vec<metrics::CustomerRow>, Acc) {
-        let built = orders::build_until(&lines, n_local, n_dims, cutoff);
+    // Orders of partition `p` for every date's cutoff.
+    let build = |lines: Lines| -> orders::Orders {
+        let built = if cutoffs.len() == 1 {
+            // One date: lines after it are not even grouped.
+            orders::build_until(&lines, n_local, n_dims, cutoffs[0])
+        } else {
+            orders::build_at(&lines, n_local, n_dims, &cutoffs, None)
+        };
         drop(lines);
-        let (mut rows, acc) = metrics::fold_all(&built.at(cutoff), ctx);
+        built
+    };
+    // Fold of one date, customers numbered back into the whole base.
+    let fold = |p: usize, built: &orders::Orders, d: usize| -> (Vec<metrics::CustomerRow>, Acc) {
+        let (mut rows, acc) = metrics::fold_all(&built.at(cutoffs[d]), &ctxs[d]);
         for r in &mut rows {
             r.cust = r.cust * n as u32 + p as u32;
         }
         (rows, acc)
     };
 
-    let mut keys = rfm::Keys::default();
+    let mut keys: Vec<rfm::Keys> = jobs.iter().map(|_| rfm::Keys::default()).collect();
     each_partition(spill, |p, lines| {
-        keys.add(&fold(p, lines).0);
+        let built = build(lines);
+        for (d, k) in keys.iter_mut().enumerate() {
+            k.add(&fold(p, &built, d).0);
+        }
         Ok(())
     })?;
-    let scorer = keys.scorer();
+    let scorers: Vec<rfm::Scorer> = keys.into_iter().map(rfm::Keys::scorer).collect();
 
-    let mut acc = Acc::new(ctx);
-    let mut sums = ltv::Sums::new(ctx);
-    let mut parts = Vec::new();
-    let mut n_customers = 0;
+    struct Sums {
+        acc: Acc,
+        sums: ltv::Sums,
+        parts: Vec<PartFile>,
+        n_customers: u64,
+    }
+    let mut per_date: Vec<Sums> = ctxs
+        .iter()
+        .map(|ctx| Sums {
+            acc: Acc::new(ctx),
+            sums: ltv::Sums::new(ctx),
+            parts: Vec::new(),
+            n_customers: 0,
+        })
+        .collect();
     each_partition(spill, |p, lines| {
-        let (mut rows, a) = fold(p, lines);
-        acc.merge(a);
-        scorer.score(&mut rows);
-        sums.add(&rows, ctx);
-        n_customers += rows.len() as u64;
-        if rows.is_empty() || !with_customers {
-            return Ok(());
+        let built = build(lines);
+        for (d, mine) in per_date.iter_mut().enumerate() {
+            let ctx = &ctxs[d];
+            let (mut rows, a) = fold(p, &built, d);
+            mine.acc.merge(a);
+            scorers[d].score(&mut rows);
+            mine.sums.add(&rows, ctx);
+            mine.n_customers += rows.len() as u64;
+            if rows.is_empty() || !with_customers {
+                continue;
+            }
+            let opts = &jobs[d].opts;
+            let batch = customers::table(rows.iter().collect(), ing, ctx);
+            let path = spill
+                .dir()
+                .join(format!("customers-{}-{p:05}.parquet", opts.as_of));
+            let bytes = write(&path, &batch, &FileMeta::for_table("customers", opts))?;
+            mine.parts.push(PartFile {
+                path,
+                rows: batch.num_rows() as u64,
+                bytes,
+            });
         }
-        let batch = customers::table(rows.iter().collect(), ing, ctx);
-        let path = spill
-            .dir()
-            .join(format!("customers-{}-{p:05}.parquet", opts.as_of));
-        let bytes = write(&path, &batch, &FileMeta::for_table("customers", opts))?;
-        parts.push(PartFile {
-            path,
-            rows: batch.num_rows() as u64,
-            bytes,
-        });
         Ok(())
     })?;
     info!(
         partitions = n,
-        files = parts.len(),
-        customers = n_customers,
+        dates = jobs.len(),
         "Computed the partitions."
     );
-    Ok(Output {
-        tables: Tables {
-            customers: customers::table(Vec::new(), ing, ctx),
-            retention: retention::table(&acc, ctx),
-            cohorts: cohorts::table(&acc, ctx),
-            ltv: ltv::table_of(&sums.named(ctx), ctx),
-            rejects: rejects::table(rejected),
-            orders: acc.orders as u64,
-            n_customers,
-        },
-        parts,
-    })
+    Ok(per_date
+        .into_iter()
+        .zip(jobs.iter().zip(&ctxs))
+        .map(|(mine, (job, ctx))| Output {
+            tables: Tables {
+                customers: customers::table(Vec::new(), ing, ctx),
+                retention: retention::table(&mine.acc, ctx),
+                cohorts: cohorts::table(&mine.acc, ctx),
+                ltv: ltv::table_of(&mine.sums.named(ctx), ctx),
+                rejects: rejects::table(job.rejected),
+                orders: mine.acc.orders as u64,
+                n_customers: mine.n_customers,
+            },
+            parts: mine.parts,
+        })
+        .collect())
 }
 
 /// Calls `f` with every partition's lines in order, reading the next partition while `f` works.

@@ -95,6 +95,78 @@ fn spilled_backfill_equals_the_in_memory_one() {
 }
 
 #[test]
+fn spilled_backfill_in_date_batches_equals_the_in_memory_one() {
+    // 12,000 generated customers over 6 months, with refunds netted into earlier orders (so
+    // order values change between month ends). A spilled backfill computes its dates together,
+    // as many per pass over the partitions as their RFM measures (24 bytes per customer and
+    // date) fit in a quarter of the memory limit: with 1 MiB, 262,144 / (24 × 12,000) < 1, so
+    // one date per pass; with the default limit, all six in one pass. Both equal the backfill
+    // held in memory, date by date.
+    let ws = Workspace::new();
+    let o = ws.run(&[
+        "generate",
+        "--output",
+        "g.csv",
+        "--customers",
+        "12000",
+        "--rows",
+        "40000",
+        "--seed",
+        "3",
+        "--months",
+        "6",
+        "--refunds",
+        "0.2",
+    ]);
+    ok(&o);
+    let columns = "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\ncost = \"cost\"\nsegments = [\"channel\", \"region\"]";
+    let runs = [
+        ("mem", "partitions = 1", None),
+        ("one", "partitions = 2\nmemory_limit_mib = 1", Some(1)),
+        ("all", "partitions = 3", Some(6)),
+    ];
+    for (out, engine, per_pass) in runs {
+        let cfg = crate::util::config(
+            &[&ws.path("g.csv").display().to_string()],
+            &ws.path(out).display().to_string(),
+            columns,
+            "period = \"month\"",
+            "",
+        );
+        ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
+        let args = [
+            "backfill",
+            "--config",
+            "config.toml",
+            "--from",
+            "2023-01-01",
+            "--to",
+            "2023-06-30",
+        ];
+        let env = [
+            ("CUSTOMER_VALUE_LOG".into(), "info".into()),
+            ("CUSTOMER_VALUE_LOG_FORMAT".into(), "json".into()),
+        ];
+        let err = ok(&ws.run_env(&args, &env));
+        if let Some(n) = per_pass {
+            let said = format!("\"dates_per_pass\":{n},");
+            assert!(err.contains(&said), "{out}: no {said} in {err}");
+        }
+    }
+    for d in [
+        "2023-01-31",
+        "2023-02-28",
+        "2023-03-31",
+        "2023-04-30",
+        "2023-05-31",
+        "2023-06-30",
+    ] {
+        assert_same_partition(&ws, "one", "mem", d);
+        assert_same_partition(&ws, "all", "mem", d);
+    }
+}
+
+#[test]
 fn sample_spills_when_the_memory_limit_is_small() {
     // The bundled sample (2.2 MB gzip CSV, about 33 MB to hold in memory by the planner's
     // estimate) under a 4 MiB limit: the planner picks partitions of at most 1 MiB, so about
