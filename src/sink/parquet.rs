@@ -4,14 +4,17 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Mutex;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedRowGroupWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
@@ -95,10 +98,13 @@ pub fn write(path: &Path, batch: &RecordBatch, meta: &FileMeta<'_>) -> Result<u6
         ]))
         .build();
     let file = File::create(path).map_err(|e| super::io(path, e))?;
+    let writeback = Writeback::of(&file);
     let writer =
         ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| perr(path, e))?;
-    // Columns are encoded and compressed in parallel (rayon), then appended in schema order:
-    // the customers table has ~25 columns and encoding dominates the write stage.
+    // Columns are encoded and compressed in parallel (rayon) and appended in schema order as
+    // soon as they and the columns before them are ready, each append starting the disk
+    // writeback, so the final fsync finds most of the file written already (a 1M-customer
+    // file took 190 ms to fsync when written whole before it).
     let (mut writer, factory) = writer.into_serialized_writer().map_err(|e| perr(path, e))?;
     let rows = batch.num_rows();
     let step = meta.row_group_rows.max(1);
@@ -114,26 +120,94 @@ pub fn write(path: &Path, batch: &RecordBatch, meta: &FileMeta<'_>) -> Result<u6
         let writers = factory
             .create_column_writers(group)
             .map_err(|e| perr(path, e))?;
-        let chunks: Vec<ArrowColumnChunk> = writers
+        let n = writers.len();
+        let appender = Mutex::new(Appender {
+            rg: writer.next_row_group().map_err(|e| perr(path, e))?,
+            ready: (0..n).map(|_| None).collect(),
+            next: 0,
+            error: None,
+        });
+        writers
             .into_par_iter()
             .zip(leaves.into_par_iter())
-            .map(|(mut w, leaf)| {
-                w.write(&leaf)?;
-                w.close()
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| perr(path, e))?;
-        let mut rg = writer.next_row_group().map_err(|e| perr(path, e))?;
-        for chunk in chunks {
-            chunk
-                .append_to_row_group(&mut rg)
-                .map_err(|e| perr(path, e))?;
+            .enumerate()
+            .for_each(|(i, (mut w, leaf))| {
+                let chunk = w.write(&leaf).and_then(|_| w.close());
+                let mut a = appender.lock().unwrap_or_else(|e| e.into_inner());
+                match chunk {
+                    Ok(c) => a.ready[i] = Some(c),
+                    Err(e) => {
+                        a.error.get_or_insert(e);
+                    }
+                }
+                if a.append_ready() {
+                    writeback.start();
+                }
+            });
+        let a = appender.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = a.error {
+            return Err(perr(path, e));
         }
-        rg.close().map_err(|e| perr(path, e))?;
+        debug_assert_eq!(a.next, n);
+        a.rg.close().map_err(|e| perr(path, e))?;
         offset += len;
         group += 1;
     }
     let file = writer.into_inner().map_err(|e| perr(path, e))?;
     file.sync_all().map_err(|e| super::io(path, e))?;
     Ok(file.metadata().map_err(|e| super::io(path, e))?.len())
+}
+
+/// The column chunks of one row group, appended in schema order as they become ready.
+struct Appender<'a> {
+    rg: SerializedRowGroupWriter<'a, File>,
+    ready: Vec<Option<ArrowColumnChunk>>,
+    /// The next column to append.
+    next: usize,
+    error: Option<ParquetError>,
+}
+
+impl Appender<'_> {
+    /// Appends every ready chunk that follows the ones appended; true when any was.
+    fn append_ready(&mut self) -> bool {
+        let mut any = false;
+        while self.error.is_none() && self.next < self.ready.len() {
+            let Some(chunk) = self.ready[self.next].take() else {
+                break;
+            };
+            if let Err(e) = chunk.append_to_row_group(&mut self.rg) {
+                self.error = Some(e);
+                break;
+            }
+            self.next += 1;
+            any = true;
+        }
+        any
+    }
+}
+
+/// Starts the kernel's writeback of a file being written, without waiting for it (Linux
+/// `sync_file_range`; elsewhere nothing). Durability still comes from the fsync at the end.
+struct Writeback {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::RawFd,
+}
+
+impl Writeback {
+    fn of(file: &File) -> Self {
+        let _ = file;
+        Writeback {
+            #[cfg(target_os = "linux")]
+            fd: std::os::fd::AsRawFd::as_raw_fd(file),
+        }
+    }
+
+    fn start(&self) {
+        // SAFETY: the descriptor belongs to the file, which the writer keeps open until after
+        // the last call; an error only means no early writeback (the fsync still reports).
+        #[cfg(target_os = "linux")]
+        unsafe {
+            libc::sync_file_range(self.fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
 }
