@@ -2,8 +2,9 @@
 # Backfill benchmark (issue 5 target): one `run` as of the last date against a `backfill` of
 # every month end over the generated input's 36 months, side by side in one invocation, on the
 # same file; then the same backfill without the per-customer snapshots (`--tables` all but
-# customers). Prints wall, CPU and peak RSS of each and the ratios to the run, and appends them
-# to benches/RESULTS.md.
+# customers), and the full backfill with the lines spilled to disk in 4 customer partitions (as
+# for an input larger than memory). Prints wall, CPU and peak RSS of each and the ratios to the
+# run, and appends them to benches/RESULTS.md.
 #
 # Usage: benches/backfill.sh [ROWS] [FORMAT]     e.g. benches/backfill.sh 10000000 parquet
 set -euo pipefail
@@ -14,10 +15,11 @@ source benches/common.sh
 input=$(bench_input "$rows" "$fmt")
 
 
-for kind in run backfill lean; do
+for kind in run backfill lean spilled; do
   rm -rf "$work/out_bf_$kind"
+  parts=0; [ "$kind" = spilled ] && parts=4
   sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_bf_$kind\"#" \
-    config/default.toml > "$work/config_bf_$kind.toml"
+    -e "s#^partitions = 0#partitions = $parts#" config/default.toml > "$work/config_bf_$kind.toml"
 done
 one=$(measure bf_run "$bin" run --config "$work/config_bf_run.toml" --as-of 2025-12-31 --no-progress)
 all=$(measure bf_backfill "$bin" backfill --config "$work/config_bf_backfill.toml" \
@@ -26,37 +28,48 @@ all=$(measure bf_backfill "$bin" backfill --config "$work/config_bf_backfill.tom
 lean=$(measure bf_lean "$bin" backfill --config "$work/config_bf_lean.toml" \
   --from 2023-01-01 --to 2025-12-31 --every month --no-progress \
   --tables retention,cohorts,ltv,rejects)
+spilled=$(measure bf_spilled "$bin" backfill --config "$work/config_bf_spilled.toml" \
+  --from 2023-01-01 --to 2025-12-31 --every month --no-progress)
 dates=$(ls "$work/out_bf_backfill/_manifests" | wc -l)
-# The backfill's last date must hold the same tables as the single run (pyarrow compares them).
+# The backfill's last date must hold the same tables as the single run (pyarrow compares them;
+# a spilled customers partition is one file per customer partition, so rows are sorted first).
 py="$cache/venv/bin/python"
 "$py" -c "import pyarrow" 2>/dev/null || { python3 -m venv "$cache/venv"; "$cache/venv/bin/pip" install --quiet pyarrow; }
-"$py" - "$work/out_bf_run" "$work/out_bf_backfill" "$work/out_bf_lean" <<'PY'
+"$py" - "$work/out_bf_run" "$work/out_bf_backfill" "$work/out_bf_lean" "$work/out_bf_spilled" <<'PY'
 import json, sys
+import pyarrow as pa
 import pyarrow.parquet as pq
 def tables(root):
     m = json.load(open(f"{root}/_manifests/as_of=2025-12-31.json"))
-    return {t: pq.read_table(f"{root}/{e['files'][0]['path']}") if e["files"] else None
-            for t, e in m["tables"].items()}
-a, b, lean = tables(sys.argv[1]), tables(sys.argv[2]), tables(sys.argv[3])
-assert a.keys() == b.keys()
+    out = {}
+    for t, e in m["tables"].items():
+        parts = [pq.read_table(f"{root}/{f['path']}") for f in e["files"]]
+        table = pa.concat_tables(parts) if parts else None
+        if t == "customers" and table is not None:
+            table = table.sort_by("customer_id")
+        out[t] = table
+    return out
+a, b, lean, spilled = (tables(r) for r in sys.argv[1:5])
+assert a.keys() == b.keys() == spilled.keys()
 assert sorted(lean) == ["cohorts", "ltv", "rejects", "retention"], sorted(lean)
-for other, name in ((b, "backfill"), (lean, "backfill without customers")):
+for other, name in ((b, "backfill"), (lean, "backfill without customers"), (spilled, "spilled backfill")):
     for t in other:
         same = (a[t] is None and other[t] is None) or a[t].equals(other[t])
         assert same, f"table {t}: the {name}'s last date differs from the single run"
 PY
 read -r ow oc orss <<< "$one"; read -r bw bc brss <<< "$all"; read -r lw lc lrss <<< "$lean"
-line=$(printf "| %s | %s | %s s / %s s / %s MiB | %s | %s s / %s s / %s MiB | %.2f | %s s / %s s / %s MiB | %.2f |" \
+read -r sw sc srss <<< "$spilled"
+line=$(printf "| %s | %s | %s s / %s s / %s MiB | %s | %s s / %s s / %s MiB | %.2f | %s s / %s s / %s MiB | %.2f | %s s / %s s / %s MiB | %.2f |" \
   "$rows" "$fmt" "$ow" "$oc" "$orss" "$dates" "$bw" "$bc" "$brss" "$(echo "$bw / $ow" | bc -l)" \
-  "$lw" "$lc" "$lrss" "$(echo "$lw / $ow" | bc -l)")
+  "$lw" "$lc" "$lrss" "$(echo "$lw / $ow" | bc -l)" "$sw" "$sc" "$srss" "$(echo "$sw / $ow" | bc -l)")
 echo "$line"
 {
   echo
   echo "### Backfill run of $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
   echo
-  echo "Command: \`benches/backfill.sh $rows $fmt\` (run as of 2025-12-31 vs backfill --from 2023-01-01 --to 2025-12-31 --every month, with all tables and with \`--tables retention,cohorts,ltv,rejects\`)."
+  echo "Command: \`benches/backfill.sh $rows $fmt\` (run as of 2025-12-31 vs backfill --from 2023-01-01 --to 2025-12-31 --every month, with all tables, with \`--tables retention,cohorts,ltv,rejects\`, and with all tables spilled to 4 partitions)."
   echo
-  echo "| rows | format | one run (wall / CPU / peak RSS) | dates | backfill, all tables (wall / CPU / peak RSS) | backfill / run wall | backfill without customers (wall / CPU / peak RSS) | that / run wall |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| rows | format | one run (wall / CPU / peak RSS) | dates | backfill, all tables (wall / CPU / peak RSS) | backfill / run wall | backfill without customers (wall / CPU / peak RSS) | that / run wall | spilled backfill, 4 partitions (wall / CPU / peak RSS) | that / run wall |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   echo "$line"
 } >> benches/RESULTS.md

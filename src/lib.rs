@@ -2,6 +2,7 @@
 //! ltv, rejects) and a run manifest out. The modules follow the pipeline:
 //! config → source (read + normalize) → orders → metrics (one file per table) → sink.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use customer_value::cli::{self, Cli};
 
+#[global_allocator]
+static ALLOC: customer_value::alloc::HugeAlloc = customer_value::alloc::HugeAlloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(n) = cli.threads.filter(|&n| n > 0) {
