@@ -112,6 +112,30 @@ pub fn days_to_year_month0(days: i64) -> (i64, i64) {
     (year, month - 1)
 }
 
+/// Days since 1970-01-01 of a calendar date, None when it does not exist (month outside 1–12,
+/// day outside the month). Arithmetic only: parsing text timestamps calls this once per row.
+pub fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let len = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > len {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil: years start in March, so the leap day is last.
+    let y = year as i64 - (month <= 2) as i64;
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
 /// Local day number (days since 1970-01-01) of a local wall-clock time.
 pub fn local_micros_to_day(us: i64) -> i64 {
     us.div_euclid(MICROS_PER_DAY)
@@ -314,6 +338,28 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn days_from_civil_matches_chrono() {
+        // Every day from 1600 to 2400 (leap centuries 1600, 2000, 2400; 1700, 1900, 2100 not),
+        // and every impossible day of those years: day 0, day 32, Feb 29 of common years, months
+        // 0 and 13.
+        for year in 1600..=2400 {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let want =
+                        NaiveDate::from_ymd_opt(year, month, day).map(|d| date_to_days(d) as i64);
+                    assert_eq!(
+                        days_from_civil(year, month, day),
+                        want,
+                        "{year}-{month}-{day}"
+                    );
+                }
+            }
+        }
+        assert_eq!(days_from_civil(0, 1, 1), Some(-719_528));
+        assert_eq!(days_from_civil(9999, 12, 31), Some(2_932_896));
     }
 
     #[test]

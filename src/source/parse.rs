@@ -57,6 +57,9 @@ pub fn parse_money(text: &str, decimals: u32) -> Result<i64, MoneyError> {
 
 /// Exact decimal parse; `None` when the text is not of the plain decimal/exponent form.
 fn parse_decimal_exact(s: &str, decimals: u32) -> Option<Result<i64, MoneyError>> {
+    if let Some(v) = plain_decimal(s.as_bytes(), decimals) {
+        return Some(Ok(v));
+    }
     let b = s.as_bytes();
     let mut i = 0;
     let neg = match b.first() {
@@ -137,6 +140,45 @@ fn parse_decimal_exact(s: &str, decimals: u32) -> Option<Result<i64, MoneyError>
     Some(i64::try_from(v).map_err(|_| MoneyError::OutOfRange))
 }
 
+/// The common case in 64-bit integers: `[+-]digits[.digits]` with at most `decimals` fraction
+/// digits and at most 18 digits in all, so the value needs no rounding and cannot overflow.
+/// `None` for anything else (the general path then decides).
+fn plain_decimal(b: &[u8], decimals: u32) -> Option<i64> {
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 19 || decimals > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    let mut frac: Option<u32> = None;
+    let mut n = 0;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                n += 1;
+                if n > 18 {
+                    return None;
+                }
+                v = v * 10 + (c - b'0') as i64;
+                if let Some(f) = frac.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if frac.is_none() => frac = Some(0),
+            _ => return None,
+        }
+    }
+    let f = frac.unwrap_or(0);
+    if n == 0 || f > decimals || n - f as usize + decimals as usize > 18 {
+        return None;
+    }
+    let v = v * POW10[(decimals - f) as usize];
+    Some(if neg { -v } else { v })
+}
+
 /// Converts a binary float amount to minor units, rounding half away from zero.
 pub fn money_from_f64(f: f64, decimals: u32) -> Result<i64, MoneyError> {
     if !f.is_finite() {
@@ -158,7 +200,12 @@ pub fn money_from_i64(v: i64, decimals: u32) -> Result<i64, MoneyError> {
 /// Parses an ISO 8601 timestamp: `YYYY-MM-DD`, `YYYY-MM-DD[T ]HH:MM[:SS[.f…]]`, optionally
 /// followed by `Z` or an offset `±HH:MM` / `±HHMM` / `±HH`.
 pub fn parse_ts_iso(text: &str) -> Option<Ts> {
-    let s = text.trim().as_bytes();
+    let s = match text.as_bytes() {
+        // No whitespace at either end, the usual case: no trim.
+        [first, .., last] if first.is_ascii_digit() && last.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+    .as_bytes();
     if s.len() < 10 {
         return None;
     }
@@ -168,8 +215,7 @@ pub fn parse_ts_iso(text: &str) -> Option<Ts> {
     }
     let month = digits(&s[5..7])?;
     let day = digits(&s[8..10])?;
-    let date = NaiveDate::from_ymd_opt(year, month, day)?;
-    let day_us = (date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() * MICROS_PER_DAY;
+    let day_us = crate::time::days_from_civil(year, month, day)? * MICROS_PER_DAY;
     if s.len() == 10 {
         return Some(Ts::Local(day_us));
     }
@@ -341,6 +387,26 @@ mod tests {
         fn money_round_trips_cents(cents in -10_000_000_000i64..10_000_000_000i64) {
             let text = format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100);
             prop_assert_eq!(parse_money(&text, 2), Ok(cents));
+        }
+
+        #[test]
+        fn plain_decimals_take_the_fast_path_with_the_same_result(
+            sign in proptest::sample::select(vec!["", "-", "+"]),
+            int in "[0-9]{0,19}",
+            frac in proptest::option::of("[0-9]{0,6}"),
+            decimals in 0u32..8,
+        ) {
+            let text = format!("{sign}{int}{}", frac.map(|f| format!(".{f}")).unwrap_or_default());
+            // The general path alone (the fast one switched off by a non-plain suffix that
+            // means the same value: an exponent of zero).
+            let general = parse_money(&format!("{text}e0"), decimals);
+            let fast = plain_decimal(text.as_bytes(), decimals);
+            if let Some(v) = fast {
+                prop_assert_eq!(Ok(v), general, "{}", text);
+            }
+            if !int.is_empty() && general.is_ok() {
+                prop_assert_eq!(parse_money(&text, decimals), general, "{}", text);
+            }
         }
 
         #[test]
