@@ -150,9 +150,6 @@ fn physical_memory() -> u64 {
     }
 }
 
-/// How many customer partitions to spill the lines to (1 = keep them in memory): the
-/// configured number, or enough that one partition needs at most a quarter of the memory
-/// limit (the dictionaries, the read-ahead partition and the reader's buffers take the rest).
 /// Memory the job plans to stay within: `engine.memory_limit_mib`, or three quarters of the
 /// machine's.
 fn memory_limit(cfg: &Validated) -> u64 {
@@ -164,6 +161,9 @@ fn memory_limit(cfg: &Validated) -> u64 {
     }
 }
 
+/// How many customer partitions to spill the lines to (1 = keep them in memory): the
+/// configured number, or enough that one partition needs at most a quarter of the memory
+/// limit (the dictionaries, the read-ahead partition and the reader's buffers take the rest).
 fn plan_partitions(cfg: &Validated, files: &[source::InputFile]) -> usize {
     let e = &cfg.config.engine;
     if e.partitions > 0 {
@@ -462,9 +462,9 @@ fn compute_date(
     })
 }
 
-/// Computes every table of several dates (ascending) from spilled lines, in one pass over the
-/// partitions for all of them (see `spilled::compute_dates`). Each date's timings carry the
-/// whole batch's metrics time.
+/// Computes every table of several dates (ascending) from spilled lines, in two passes over
+/// the partitions for all of them together (see `spilled::compute_dates`). Each date's
+/// timings carry the whole batch's metrics time.
 fn compute_spilled(
     cfg: &Validated,
     prep: &Prepared,
@@ -762,8 +762,8 @@ pub fn backfill(
         computed.map(|c| (span, c))
     };
     if prep.ingested.spill.is_some() {
-        // Spilled lines: the dates of a batch are computed in one pass over the partitions,
-        // instead of two passes per date.
+        // Spilled lines: the dates of a batch are computed together, in two passes over the
+        // partitions for the whole batch instead of two per date.
         let batch = spilled_batch(cfg, prep.ingested.customers.len()).min(dates.len());
         info!(
             dates_per_pass = batch,

@@ -1,13 +1,15 @@
-//! The tables of one as_of date when the lines were spilled to disk (input larger than memory):
-//! the customer partitions are processed one after another, each read back, built into orders
-//! and folded on its own, so memory holds one partition (two while the next is read ahead).
+//! The tables of one or more as_of dates when the lines were spilled to disk (input larger than
+//! memory): the customer partitions are processed one after another, each read back, built into
+//! orders and folded on its own (as of every date), so memory holds one partition (two while the
+//! next is read ahead).
 //!
 //! Every table but customers is a sum over customers, so partitions add up: the retention and
 //! cohort accumulators merge, the ltv group sums add. RFM scores, though, rank each customer
 //! within the whole base, and rfm_segment is an ltv dimension. So there are two passes: the
 //! first folds every partition for the three RFM measures only, the second folds again, scores
 //! each customer against the whole base, adds the partition to the sums and writes its
-//! customers rows as one Parquet file (sorted by customer_id within the file).
+//! customers rows as one Parquet file (sorted by customer_id within the file). A backfill runs
+//! both passes once for a batch of dates, not once per date.
 
 use chrono::{Duration, NaiveDate};
 use tracing::info;
@@ -37,28 +39,6 @@ pub struct DateJob<'a> {
     pub rejected: &'a [Reject],
     /// How this date's files are written (its as_of and the run id name its customers files).
     pub opts: PublishOptions<'a>,
-}
-
-/// Computes every table of `as_of` from the spilled lines; the customers files go to the
-/// spill folder, named for `opts.run_id` (none unless `with_customers`).
-#[allow(clippy::too_many_arguments)]
-pub fn compute(
-    cfg: &Validated,
-    ing: &Ingested,
-    spill: &Spill,
-    spend: Option<&Spend>,
-    as_of: NaiveDate,
-    rejected: &[Reject],
-    opts: &PublishOptions<'_>,
-    with_customers: bool,
-) -> Result<Output> {
-    let job = DateJob {
-        as_of,
-        rejected,
-        opts: opts.clone(),
-    };
-    let mut out = compute_dates(cfg, ing, spill, spend, &[job], with_customers)?;
-    Ok(out.remove(0))
 }
 
 /// Bytes the first pass of `compute_dates` holds per customer and date: the three RFM measures.

@@ -136,22 +136,18 @@ impl Acc {
         add(&mut self.reactivated, &o.reactivated);
         add(&mut self.revenue, &o.revenue);
         add(&mut self.purchases, &o.purchases);
+        // Each of their accumulators is listed once in their table: moved or merged once.
         let mut theirs: Vec<Option<CohortAcc>> = o.cohort_accs.into_iter().map(Some).collect();
         for (i, &t) in o.cohort_at.iter().enumerate() {
-            if t == NO_COHORT {
+            let Some(t) = theirs.get_mut(t as usize).and_then(Option::take) else {
                 continue;
-            }
+            };
             match self.cohort_at[i] {
                 NO_COHORT => {
                     self.cohort_at[i] = self.cohort_accs.len() as u32;
-                    self.cohort_accs
-                        .push(theirs[t as usize].take().unwrap_or_default());
+                    self.cohort_accs.push(t);
                 }
-                m => {
-                    if let Some(t) = &theirs[t as usize] {
-                        self.cohort_accs[m as usize].merge(t);
-                    }
-                }
+                m => self.cohort_accs[m as usize].merge(&t),
             }
         }
     }
