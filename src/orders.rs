@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::source::Lines;
 
 /// One order of one customer. Money in minor units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Zeroable)]
 pub struct Order {
     pub ts_local: i64,
     pub ts_utc: i64,
@@ -245,29 +245,51 @@ fn build_for<'l>(
     let id_at = |p: usize| layout.map_or(p, |ids| ids[p] as usize);
     let has_cost = !lines.cost.is_empty();
 
-    type Shard = (
-        Vec<usize>,
-        Vec<Order>,
-        Vec<u32>,
-        Vec<i64>,
-        Vec<(usize, Box<[LateLine]>)>,
-    );
+    // Each shard writes its orders straight into its own part of one array, sized by the
+    // shard's lines (an order has at least one line); the parts are then closed up in place.
+    // Collecting per-shard vectors and joining them copied every order twice into fresh memory,
+    // and the kernel's zeroing of those pages was a third of the stage at 100M lines.
+    let n_shards = n_customers.div_ceil(SHARD);
+    let shard_customers = |s: usize| s * SHARD..((s + 1) * SHARD).min(n_customers);
+    let mut bound = vec![0usize; n_shards + 1];
+    for s in 0..n_shards {
+        let lines_of: usize = shard_customers(s)
+            .map(|p| {
+                let c = id_at(p);
+                (start[c + 1] - start[c]) as usize
+            })
+            .sum();
+        bound[s + 1] = bound[s] + lines_of;
+    }
+    let mut all_orders: Vec<Order> = bytemuck::zeroed_vec(bound[n_shards]);
+    let mut all_segs: Vec<u32> = vec![0; bound[n_shards] * n_dims];
+    let mut parts: Vec<(&mut [Order], &mut [u32])> = Vec::with_capacity(n_shards);
+    let (mut o_rest, mut s_rest) = (&mut all_orders[..], &mut all_segs[..]);
+    for s in 0..n_shards {
+        let n = bound[s + 1] - bound[s];
+        let (o, o_more) = o_rest.split_at_mut(n);
+        let (g, g_more) = s_rest.split_at_mut(n * n_dims);
+        parts.push((o, g));
+        (o_rest, s_rest) = (o_more, g_more);
+    }
+
+    /// Per shard: orders per customer, orders written, late_max per customer, late lines.
+    type Shard = (Vec<usize>, usize, Vec<i64>, Vec<(usize, Box<[LateLine]>)>);
     let shards: Vec<Shard> =
-        (0..n_customers.div_ceil(SHARD))
+        parts
             .into_par_iter()
-            .map(|s| {
-                let c0 = s * SHARD;
-                let c1 = ((s + 1) * SHARD).min(n_customers);
-                let mut counts = Vec::with_capacity(c1 - c0);
-                let mut orders = Vec::new();
-                let mut segs = Vec::new();
+            .enumerate()
+            .map(|(s, (orders, segs))| {
+                let customers = shard_customers(s);
+                let mut counts = Vec::with_capacity(customers.len());
+                let mut written = 0;
                 let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
                 // (order, its first line, the order's lines when a cutoff splits them)
                 type Keyed = (Order, u32, Option<Box<[LateLine]>>);
                 let mut keyed: Vec<Keyed> = Vec::new();
-                let mut late_max = Vec::with_capacity(c1 - c0);
+                let mut late_max = Vec::with_capacity(customers.len());
                 let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
-                for p in c0..c1 {
+                for p in customers {
                     let c = id_at(p);
                     // Lines of one order: equal key and equal order_id text. They are sorted by
                     // (key, time, line) as plain tuples, copied out of the lines once. Keys are
@@ -351,23 +373,24 @@ fn build_for<'l>(
                     late_max.push(my_late_max);
                     for (o, first, own_lines) in keyed.drain(..) {
                         if let Some(l) = own_lines {
-                            late.push((orders.len(), l));
+                            late.push((written, l));
                         }
-                        orders.push(o);
+                        orders[written] = o;
                         let f = first as usize;
-                        segs.extend_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
+                        segs[written * n_dims..(written + 1) * n_dims]
+                            .copy_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
+                        written += 1;
                     }
                 }
-                (counts, orders, segs, late_max, late)
+                (counts, written, late_max, late)
             })
             .collect();
 
-    let total: usize = shards.iter().map(|s| s.1.len()).sum();
     let mut out = Orders {
         ids: layout.map(<[u32]>::to_vec).unwrap_or_default(),
         start: Vec::with_capacity(n_customers + 1),
-        orders: Vec::with_capacity(total),
-        seg: Vec::with_capacity(total * n_dims),
+        orders: Vec::new(),
+        seg: Vec::new(),
         n_dims,
         late_max: Vec::with_capacity(n_customers),
         late: Default::default(),
@@ -375,18 +398,29 @@ fn build_for<'l>(
         first: Vec::new(),
     };
     out.start.push(0);
-    for (counts, orders, segs, late_max, late) in shards {
+    // Close up the parts: each moves down to where the previous one ended (never up).
+    let mut total = 0;
+    for (s, (counts, written, late_max, late)) in shards.into_iter().enumerate() {
         for n in counts {
             let last = *out.start.last().unwrap_or(&0);
             out.start.push(last + n);
         }
-        let base = out.orders.len();
+        let from = bound[s];
+        if from != total {
+            all_orders.copy_within(from..from + written, total);
+            all_segs.copy_within(from * n_dims..(from + written) * n_dims, total * n_dims);
+        }
         out.late
-            .extend(late.into_iter().map(|(i, l)| (base + i, l)));
-        out.orders.extend(orders);
-        out.seg.extend(segs);
+            .extend(late.into_iter().map(|(i, l)| (total + i, l)));
         out.late_max.extend(late_max);
+        total += written;
     }
+    all_orders.truncate(total);
+    all_orders.shrink_to_fit();
+    all_segs.truncate(total * n_dims);
+    all_segs.shrink_to_fit();
+    out.orders = all_orders;
+    out.seg = all_segs;
     out.first = (0..n_customers)
         .map(|c| out.of(c).first().map_or(i64::MAX, |o| o.ts_local))
         .collect();
