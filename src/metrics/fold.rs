@@ -109,9 +109,64 @@ fn add(a: &mut [i64], b: &[i64]) {
 }
 
 impl Acc {
+    /// Accumulators per slot (what the tables read).
     pub fn new(ctx: &Ctx) -> Self {
-        let s = ctx.slots.len();
-        let p = ctx.frame.n_periods;
+        Self::sized(ctx.slots.len(), ctx.frame.n_periods)
+    }
+
+    /// Accumulators per cell of `ctx.cells` (what the fold writes; see `into_slots`).
+    pub fn for_cells(ctx: &Ctx) -> Self {
+        Self::sized(ctx.cells.len(ctx), ctx.frame.n_periods)
+    }
+
+    /// The per-slot accumulators of per-cell ones: every cell added into each of its slots.
+    pub fn into_slots(self, ctx: &Ctx) -> Acc {
+        let Some(slots_of) = ctx.cells.slots_of() else {
+            return self;
+        };
+        let p = self.n_periods;
+        let mut out = Acc::new(ctx);
+        out.orders = self.orders;
+        let rows = |v: &[i64], c: usize, w: usize| v[c * w..(c + 1) * w].to_vec();
+        for (c, slots) in slots_of.iter().enumerate() {
+            if self.slot_customers[c] == 0 {
+                continue;
+            }
+            for &s in slots {
+                let s = s as usize;
+                out.slot_customers[s] += self.slot_customers[c];
+                let w = p + 2;
+                add(
+                    &mut out.active_diff[s * w..(s + 1) * w],
+                    &rows(&self.active_diff, c, w),
+                );
+                for (mine, theirs) in [
+                    (&mut out.new, &self.new),
+                    (&mut out.churned, &self.churned),
+                    (&mut out.reactivated, &self.reactivated),
+                    (&mut out.revenue, &self.revenue),
+                    (&mut out.purchases, &self.purchases),
+                ] {
+                    add(&mut mine[s * p..(s + 1) * p], &theirs[c * p..(c + 1) * p]);
+                }
+                for k in 0..p {
+                    let Some(theirs) = self.cohort(c, k) else {
+                        continue;
+                    };
+                    match out.cohort_at[s * p + k] {
+                        NO_COHORT => {
+                            out.cohort_at[s * p + k] = out.cohort_accs.len() as u32;
+                            out.cohort_accs.push(theirs.clone());
+                        }
+                        m => out.cohort_accs[m as usize].merge(theirs),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn sized(s: usize, p: usize) -> Self {
         Acc {
             n_periods: p,
             orders: 0,
@@ -244,11 +299,11 @@ pub fn fold_customer(
     let my_segs: Box<[u32]> = (0..ctx.n_dims)
         .map(|d| assign(orders, segs, ctx.n_dims, d, ctx.assignment, has_purchase))
         .collect();
+    // The accumulator cells this customer adds to: one cell per combination of segment values
+    // when there are few combinations (expanded to slots after the fold), else every slot
+    // (all + one per dimension). `slots` below means these cells.
     slots.clear();
-    slots.push(0);
-    for (d, &v) in my_segs.iter().enumerate() {
-        slots.push((ctx.slots.base[d] + v) as usize);
-    }
+    ctx.cells.of(&my_segs, &ctx.slots, slots);
     for &s in slots.iter() {
         acc.slot_customers[s] += 1;
     }

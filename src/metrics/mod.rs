@@ -41,6 +41,8 @@ pub struct Ctx {
     /// 10^amount_decimals, to turn minor units into currency.
     pub money_scale: f64,
     pub slots: Slots,
+    /// Where the fold accumulates (see `Cells`).
+    pub cells: Cells,
     /// Acquisition spend per (segment_by, segment, period), when configured.
     pub spend: Option<crate::source::spend::SpendByPeriod>,
 }
@@ -80,6 +82,7 @@ impl Ctx {
             margin: m.margin,
             money_scale: 10f64.powi(cfg.config.input.amount_decimals as i32),
             slots: Slots::new(&dims),
+            cells: Cells::new(&dims),
             spend: None,
         }
     }
@@ -126,6 +129,98 @@ impl Slots {
         let mut v: Vec<usize> = (0..self.names.len()).collect();
         v.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
         v
+    }
+}
+
+/// Where the fold accumulates a customer. With segment columns, a customer counts in the
+/// `all` slot and in one slot per dimension, so accumulating per slot writes everything 1 + D
+/// times. When the combinations of segment values are few (`MAX_COMBINATIONS`), the fold
+/// accumulates once per customer in the cell of their combination instead, and the cells are
+/// added into their slots once at the end (`Acc::into_slots`): every sum is the same, with a
+/// (1 + D)th of the writes.
+#[derive(Debug, Clone)]
+pub struct Cells {
+    /// Per dimension, the cell index step of its value; empty when accumulating per slot.
+    strides: Vec<usize>,
+    /// Slots of each cell (all, then one per dimension); empty when accumulating per slot.
+    slots_of: Vec<Vec<u32>>,
+}
+
+/// The most value combinations accumulated per combination (each cell holds a slot's worth of
+/// accumulators, so this bounds them at a few thousand slots' worth).
+pub const MAX_COMBINATIONS: usize = 4096;
+
+impl Cells {
+    /// Accumulating per slot, whatever the segments (the fold's general path).
+    pub fn per_slot() -> Self {
+        Cells {
+            strides: Vec::new(),
+            slots_of: Vec::new(),
+        }
+    }
+
+    fn new(dims: &[(String, Vec<String>)]) -> Self {
+        let sizes: Vec<usize> = dims.iter().map(|d| d.1.len()).collect();
+        let n = sizes
+            .iter()
+            .try_fold(1usize, |n, &k| n.checked_mul(k))
+            .filter(|&n| (1..=MAX_COMBINATIONS).contains(&n));
+        let (Some(n), false) = (n, dims.is_empty()) else {
+            return Cells::per_slot();
+        };
+        let mut strides = Vec::with_capacity(sizes.len());
+        let mut step = 1;
+        for &k in &sizes {
+            strides.push(step);
+            step *= k;
+        }
+        let mut base = Vec::with_capacity(sizes.len());
+        let mut next = 1u32;
+        for &k in &sizes {
+            base.push(next);
+            next += k as u32;
+        }
+        let slots_of = (0..n)
+            .map(|cell| {
+                let mut slots = vec![0u32];
+                for d in 0..sizes.len() {
+                    slots.push(base[d] + ((cell / strides[d]) % sizes[d]) as u32);
+                }
+                slots
+            })
+            .collect();
+        Cells { strides, slots_of }
+    }
+
+    /// Number of cells.
+    pub fn len(&self, ctx: &Ctx) -> usize {
+        if self.strides.is_empty() {
+            ctx.slots.len()
+        } else {
+            self.slots_of.len()
+        }
+    }
+
+    /// The slots of each cell, when cells are combinations (None: cells are the slots).
+    pub fn slots_of(&self) -> Option<&[Vec<u32>]> {
+        (!self.strides.is_empty()).then_some(&self.slots_of[..])
+    }
+
+    /// Appends the cells a customer with segment values `segs` adds to.
+    pub fn of(&self, segs: &[u32], slots: &Slots, out: &mut Vec<usize>) {
+        if self.strides.is_empty() {
+            out.push(0);
+            for (d, &v) in segs.iter().enumerate() {
+                out.push((slots.base[d] + v) as usize);
+            }
+        } else {
+            out.push(
+                segs.iter()
+                    .zip(&self.strides)
+                    .map(|(&v, &s)| v as usize * s)
+                    .sum(),
+            );
+        }
     }
 }
 
@@ -180,7 +275,7 @@ pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
     let parts = (0..n.div_ceil(SHARD))
         .into_par_iter()
         .fold(
-            || (Vec::new(), Acc::new(ctx), fold::Scratch::default()),
+            || (Vec::new(), Acc::for_cells(ctx), fold::Scratch::default()),
             |(mut rows, mut acc, mut scratch), s| {
                 for c in s * SHARD..((s + 1) * SHARD).min(n) {
                     // A customer whose lines all come after the cutoff does not exist yet.
@@ -205,12 +300,12 @@ pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
         // (~250 bytes each) once per level of the reduction tree.
         .collect::<Vec<_>>();
     let mut rows = Vec::with_capacity(parts.len());
-    let mut acc = Acc::new(ctx);
+    let mut acc = Acc::for_cells(ctx);
     for (r, a) in parts {
         rows.push(r);
         acc.merge(a);
     }
-    (rows, acc)
+    (rows, acc.into_slots(ctx))
 }
 
 /// Computes every table from the ingested data; the customers table is left empty unless

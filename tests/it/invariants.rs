@@ -88,6 +88,17 @@ fn check(
     let ord = built.at(i64::MAX);
     let ctx = Ctx::new(&cfg, as_of, &ing, &ord);
     let (rows, acc) = metrics::fold_all(&ord, &ctx);
+    prop_assert!(
+        ctx.cells.slots_of().is_some(),
+        "one segment column: per combination"
+    );
+    // Accumulating per slot gives the same tables as per combination of segment values.
+    let mut per_slot = ctx.clone();
+    per_slot.cells = metrics::Cells::per_slot();
+    let (rows2, acc2) = metrics::fold_all(&ord, &per_slot);
+    prop_assert_eq!(&rows2, &rows);
+    prop_assert_eq!(retention::rows(&acc2, &ctx), retention::rows(&acc, &ctx));
+    prop_assert_eq!(cohorts::rows(&acc2, &ctx), cohorts::rows(&acc, &ctx));
 
     // Each customer exactly once.
     prop_assert_eq!(rows.len(), ing.customers.count());
