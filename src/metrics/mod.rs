@@ -146,9 +146,10 @@ pub struct Cells {
     slots_of: Vec<Vec<u32>>,
 }
 
-/// The most value combinations accumulated per combination (each cell holds a slot's worth of
-/// accumulators, so this bounds them at a few thousand slots' worth).
-pub const MAX_COMBINATIONS: usize = 4096;
+/// The most value combinations accumulated per combination. Each cell holds a slot's worth of
+/// accumulators (about 2 KB at 36 periods, plus its cohorts) in every parallel fold piece, so
+/// this keeps them within what a few hundred slots take.
+pub const MAX_COMBINATIONS: usize = 256;
 
 impl Cells {
     /// Accumulating per slot, whatever the segments (the fold's general path).
@@ -347,4 +348,51 @@ pub fn compute(
 
 pub(crate) fn arc<T: arrow::array::Array + 'static>(a: T) -> arrow::array::ArrayRef {
     Arc::new(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(sizes: &[usize]) -> Vec<(String, Vec<String>)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(d, &n)| (format!("d{d}"), (0..n).map(|v| v.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn cells_are_value_combinations_when_few() {
+        // Two dimensions of 4 and 5 values: 20 cells. Slots: 0 = all, 1..=4 the first
+        // dimension's values, 5..=9 the second's. Values (2, 3) → cell 2 × 1 + 3 × 4 = 14,
+        // whose slots are all, 1 + 2 = 3 and 5 + 3 = 8.
+        let d = dims(&[4, 5]);
+        let (cells, slots) = (Cells::new(&d), Slots::new(&d));
+        let of = cells.slots_of().expect("20 combinations are few");
+        assert_eq!(of.len(), 20);
+        let mut out = Vec::new();
+        cells.of(&[2, 3], &slots, &mut out);
+        assert_eq!(out, vec![14]);
+        assert_eq!(of[14], vec![0, 3, 8]);
+        // Every slot but `all` belongs to 5 (first dimension) or 4 (second) cells; `all` to 20.
+        let mut count = vec![0; slots.len()];
+        for s in of.iter().flatten() {
+            count[*s as usize] += 1;
+        }
+        assert_eq!(count, [20, 5, 5, 5, 5, 4, 4, 4, 4, 4]);
+    }
+
+    #[test]
+    fn many_combinations_or_none_accumulate_per_slot() {
+        // 20 × 20 = 400 > MAX_COMBINATIONS (256): per slot, a customer in 1 + 2 slots.
+        let d = dims(&[20, 20]);
+        let (cells, slots) = (Cells::new(&d), Slots::new(&d));
+        assert!(cells.slots_of().is_none());
+        let mut out = Vec::new();
+        cells.of(&[2, 3], &slots, &mut out);
+        assert_eq!(out, vec![0, 1 + 2, 21 + 3]);
+        // No segment column: the `all` slot only.
+        assert!(Cells::new(&[]).slots_of().is_none());
+    }
 }
