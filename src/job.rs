@@ -434,14 +434,14 @@ fn compute_date(
     run_id: &str,
     selected: TableSet,
 ) -> Result<Computed> {
-    let started = Utc::now();
-    let t0 = Instant::now();
-    let mut timings = prep.timings.clone();
     let ing = &prep.ingested;
     if ing.spill.is_some() {
         let mut out = compute_spilled(cfg, prep, vec![(as_of, view)], run_id, selected)?;
         return Ok(out.remove(0));
     }
+    let started = Utc::now();
+    let t0 = Instant::now();
+    let mut timings = prep.timings.clone();
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let orders = prep.orders.at(cutoff);
     let mut ctx = Ctx::new(cfg, as_of, ing, &orders);

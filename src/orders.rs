@@ -195,11 +195,13 @@ pub fn build_at<'l>(
     build_for(lines, n_customers, n_dims, i64::MAX, cutoffs, layout)
 }
 
-/// Builds the orders as of a cutoff: lines at or after `cutoff` (local µs) are not seen, so an
-/// order's value is the sum of its lines before the cutoff (SPEC §2: history as of an earlier
-/// date cannot change). Customers without lines before the cutoff get no orders.
-pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoff: i64) -> Orders {
-    build_for(lines, n_customers, n_dims, cutoff, &[], None)
+/// Builds the orders as of the last of `cutoffs` (ascending), ready to be viewed `at` each of
+/// them: lines at or after the last cutoff (local µs) are not seen, so an order's value is the
+/// sum of its lines before it (SPEC §2: history as of an earlier date cannot change), and
+/// customers without lines before it get no orders.
+pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoffs: &[i64]) -> Orders {
+    let last = *cutoffs.last().expect("at least one cutoff");
+    build_for(lines, n_customers, n_dims, last, cutoffs, None)
 }
 
 fn build_for<'l>(
@@ -251,15 +253,23 @@ fn build_for<'l>(
     // and the kernel's zeroing of those pages was a third of the stage at 100M lines.
     let n_shards = n_customers.div_ceil(SHARD);
     let shard_customers = |s: usize| s * SHARD..((s + 1) * SHARD).min(n_customers);
-    let mut bound = vec![0usize; n_shards + 1];
+    let mut bound: Vec<usize> = std::iter::once(0)
+        .chain(
+            (0..n_shards)
+                .into_par_iter()
+                .map(|s| {
+                    shard_customers(s)
+                        .map(|p| {
+                            let c = id_at(p);
+                            (start[c + 1] - start[c]) as usize
+                        })
+                        .sum::<usize>()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .collect();
     for s in 0..n_shards {
-        let lines_of: usize = shard_customers(s)
-            .map(|p| {
-                let c = id_at(p);
-                (start[c + 1] - start[c]) as usize
-            })
-            .sum();
-        bound[s + 1] = bound[s] + lines_of;
+        bound[s + 1] += bound[s];
     }
     let mut all_orders: Vec<Order> = bytemuck::zeroed_vec(bound[n_shards]);
     let mut all_segs: Vec<u32> = vec![0; bound[n_shards] * n_dims];
@@ -537,7 +547,7 @@ mod tests {
         assert_eq!(all.at(3).count(), 2);
         assert_eq!(all.at(2).earliest(), Some(1));
         for cutoff in 0..=10 {
-            let until = build_until(&lines, 2, 1, cutoff);
+            let until = build_until(&lines, 2, 1, &[cutoff]);
             let at = all.at(cutoff);
             for c in 0..2 {
                 let (o, seg) = at.of(c);

@@ -77,14 +77,10 @@ pub fn compute_dates(
     let n = spill.partitions();
     let n_local = ing.customers.len().div_ceil(n);
     let n_dims = ing.segments.len();
-    // Orders of partition `p` for every date's cutoff.
+    // Orders of partition `p` for every date's cutoff (lines after the batch's last date, in a
+    // backfill's earlier batches, are not even grouped).
     let build = |lines: Lines| -> orders::Orders {
-        let built = if cutoffs.len() == 1 {
-            // One date: lines after it are not even grouped.
-            orders::build_until(&lines, n_local, n_dims, cutoffs[0])
-        } else {
-            orders::build_at(&lines, n_local, n_dims, &cutoffs, None)
-        };
+        let built = orders::build_until(&lines, n_local, n_dims, &cutoffs);
         drop(lines);
         built
     };

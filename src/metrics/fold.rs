@@ -116,7 +116,7 @@ impl Acc {
 
     /// Accumulators per cell of `ctx.cells` (what the fold writes; see `into_slots`).
     pub fn for_cells(ctx: &Ctx) -> Self {
-        Self::sized(ctx.cells.len(ctx), ctx.frame.n_periods)
+        Self::sized(ctx.cells.len(), ctx.frame.n_periods)
     }
 
     /// The per-slot accumulators of per-cell ones: every cell added into each of its slots.
@@ -127,7 +127,6 @@ impl Acc {
         let p = self.n_periods;
         let mut out = Acc::new(ctx);
         out.orders = self.orders;
-        let rows = |v: &[i64], c: usize, w: usize| v[c * w..(c + 1) * w].to_vec();
         for (c, slots) in slots_of.iter().enumerate() {
             if self.slot_customers[c] == 0 {
                 continue;
@@ -138,7 +137,7 @@ impl Acc {
                 let w = p + 2;
                 add(
                     &mut out.active_diff[s * w..(s + 1) * w],
-                    &rows(&self.active_diff, c, w),
+                    &self.active_diff[c * w..(c + 1) * w],
                 );
                 for (mine, theirs) in [
                     (&mut out.new, &self.new),
@@ -272,7 +271,7 @@ fn assign(
 /// Buffers one fold worker reuses from customer to customer (no allocation per customer).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    slots: Vec<usize>,
+    cells: Vec<usize>,
     runs: Vec<(usize, usize)>,
     days: Vec<(i64, i64)>,
     periods: Vec<usize>,
@@ -290,7 +289,7 @@ pub fn fold_customer(
     let f = &ctx.frame;
     let np = f.n_periods;
     let Scratch {
-        slots,
+        cells,
         runs,
         days,
         periods,
@@ -301,10 +300,10 @@ pub fn fold_customer(
         .collect();
     // The accumulator cells this customer adds to: one cell per combination of segment values
     // when there are few combinations (expanded to slots after the fold), else every slot
-    // (all + one per dimension). `slots` below means these cells.
-    slots.clear();
-    ctx.cells.of(&my_segs, &ctx.slots, slots);
-    for &s in slots.iter() {
+    // (all + one per dimension).
+    cells.clear();
+    ctx.cells.of(&my_segs, &ctx.slots, cells);
+    for &s in cells.iter() {
         acc.slot_customers[s] += 1;
     }
     acc.orders += orders.len() as i64;
@@ -341,7 +340,7 @@ pub fn fold_customer(
         periods.push(j);
         let p = o.is_purchase() as i64;
         row.purchases += p;
-        for &s in slots.iter() {
+        for &s in cells.iter() {
             acc.revenue[s * np + j] += o.value;
             acc.purchases[s * np + j] += p;
         }
@@ -375,7 +374,7 @@ pub fn fold_customer(
     let cohort = f.period_of(first.ts_local);
     debug_assert_eq!(runs[0].0, cohort + 1);
     for (ri, &(lo, hi)) in runs.iter().enumerate() {
-        for &s in slots.iter() {
+        for &s in cells.iter() {
             let base = s * (np + 2);
             acc.active_diff[base + lo] += 1;
             acc.active_diff[base + hi + 1] -= 1;
@@ -392,7 +391,7 @@ pub fn fold_customer(
 
     // Cohort triangle contributions.
     let len = np - cohort;
-    for &s in slots.iter() {
+    for &s in cells.iter() {
         let at = &mut acc.cohort_at[s * np + cohort];
         if *at == NO_COHORT {
             *at = acc.cohort_accs.len() as u32;

@@ -70,6 +70,7 @@ impl Ctx {
             .zip(&ingested.segments)
             .map(|(name, dict)| (name.clone(), dict.iter().map(str::to_string).collect()))
             .collect();
+        let slots = Slots::new(&dims);
         Ctx {
             frame: Frame::new(m.period, as_of, earliest),
             as_of_day: crate::time::date_to_days(as_of) as i64,
@@ -81,8 +82,8 @@ impl Ctx {
             has_cost: ingested.has_cost,
             margin: m.margin,
             money_scale: 10f64.powi(cfg.config.input.amount_decimals as i32),
-            slots: Slots::new(&dims),
-            cells: Cells::new(&dims),
+            cells: Cells::new(&dims, &slots),
+            slots,
             spend: None,
         }
     }
@@ -140,6 +141,8 @@ impl Slots {
 /// (1 + D)th of the writes.
 #[derive(Debug, Clone)]
 pub struct Cells {
+    /// Number of cells.
+    n: usize,
     /// Per dimension, the cell index step of its value; empty when accumulating per slot.
     strides: Vec<usize>,
     /// Slots of each cell (all, then one per dimension); empty when accumulating per slot.
@@ -153,21 +156,22 @@ pub const MAX_COMBINATIONS: usize = 256;
 
 impl Cells {
     /// Accumulating per slot, whatever the segments (the fold's general path).
-    pub fn per_slot() -> Self {
+    pub fn per_slot(slots: &Slots) -> Self {
         Cells {
+            n: slots.len(),
             strides: Vec::new(),
             slots_of: Vec::new(),
         }
     }
 
-    fn new(dims: &[(String, Vec<String>)]) -> Self {
+    fn new(dims: &[(String, Vec<String>)], slots: &Slots) -> Self {
         let sizes: Vec<usize> = dims.iter().map(|d| d.1.len()).collect();
         let n = sizes
             .iter()
             .try_fold(1usize, |n, &k| n.checked_mul(k))
             .filter(|&n| (1..=MAX_COMBINATIONS).contains(&n));
         let (Some(n), false) = (n, dims.is_empty()) else {
-            return Cells::per_slot();
+            return Cells::per_slot(slots);
         };
         let mut strides = Vec::with_capacity(sizes.len());
         let mut step = 1;
@@ -175,31 +179,29 @@ impl Cells {
             strides.push(step);
             step *= k;
         }
-        let mut base = Vec::with_capacity(sizes.len());
-        let mut next = 1u32;
-        for &k in &sizes {
-            base.push(next);
-            next += k as u32;
-        }
         let slots_of = (0..n)
             .map(|cell| {
-                let mut slots = vec![0u32];
+                let mut of = vec![0u32];
                 for d in 0..sizes.len() {
-                    slots.push(base[d] + ((cell / strides[d]) % sizes[d]) as u32);
+                    of.push(slots.base[d] + ((cell / strides[d]) % sizes[d]) as u32);
                 }
-                slots
+                of
             })
             .collect();
-        Cells { strides, slots_of }
+        Cells {
+            n,
+            strides,
+            slots_of,
+        }
     }
 
     /// Number of cells.
-    pub fn len(&self, ctx: &Ctx) -> usize {
-        if self.strides.is_empty() {
-            ctx.slots.len()
-        } else {
-            self.slots_of.len()
-        }
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
     }
 
     /// The slots of each cell, when cells are combinations (None: cells are the slots).
@@ -368,7 +370,8 @@ mod tests {
         // dimension's values, 5..=9 the second's. Values (2, 3) → cell 2 × 1 + 3 × 4 = 14,
         // whose slots are all, 1 + 2 = 3 and 5 + 3 = 8.
         let d = dims(&[4, 5]);
-        let (cells, slots) = (Cells::new(&d), Slots::new(&d));
+        let slots = Slots::new(&d);
+        let cells = Cells::new(&d, &slots);
         let of = cells.slots_of().expect("20 combinations are few");
         assert_eq!(of.len(), 20);
         let mut out = Vec::new();
@@ -387,12 +390,13 @@ mod tests {
     fn many_combinations_or_none_accumulate_per_slot() {
         // 20 × 20 = 400 > MAX_COMBINATIONS (256): per slot, a customer in 1 + 2 slots.
         let d = dims(&[20, 20]);
-        let (cells, slots) = (Cells::new(&d), Slots::new(&d));
+        let slots = Slots::new(&d);
+        let cells = Cells::new(&d, &slots);
         assert!(cells.slots_of().is_none());
         let mut out = Vec::new();
         cells.of(&[2, 3], &slots, &mut out);
         assert_eq!(out, vec![0, 1 + 2, 21 + 3]);
         // No segment column: the `all` slot only.
-        assert!(Cells::new(&[]).slots_of().is_none());
+        assert!(Cells::new(&[], &Slots::new(&[])).slots_of().is_none());
     }
 }

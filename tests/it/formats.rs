@@ -4,9 +4,7 @@
 use std::process::Command;
 
 use crate::fixtures::FIXTURE_A;
-use crate::util::{read_partition, Workspace, DEFAULT_COLUMNS};
-
-const GEN_COLUMNS: &str = "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\ncost = \"cost\"\nsegments = [\"channel\", \"region\"]";
+use crate::util::{read_partition, Workspace, DEFAULT_COLUMNS, GEN_COLUMNS};
 
 fn generate(ws: &Workspace, file: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_customer-value"))

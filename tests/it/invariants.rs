@@ -94,7 +94,7 @@ fn check(
     );
     // Accumulating per slot gives the same tables as per combination of segment values.
     let mut per_slot = ctx.clone();
-    per_slot.cells = metrics::Cells::per_slot();
+    per_slot.cells = metrics::Cells::per_slot(&ctx.slots);
     let (rows2, acc2) = metrics::fold_all(&ord, &per_slot);
     prop_assert_eq!(&rows2, &rows);
     prop_assert_eq!(retention::rows(&acc2, &ctx), retention::rows(&acc, &ctx));

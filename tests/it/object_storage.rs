@@ -15,7 +15,7 @@ use crate::util::{read_partition, Workspace};
 
 const AS_OF: &str = "2024-01-31";
 const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
-const COLUMNS: &str = "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\ncost = \"cost\"\nsegments = [\"channel\", \"region\"]";
+const COLUMNS: &str = crate::util::GEN_COLUMNS;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

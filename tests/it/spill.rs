@@ -7,7 +7,7 @@ use arrow::array::AsArray;
 use crate::fixtures::FIXTURE_A;
 use crate::util::{
     assert_same, by_customer, read_file, read_partition, Workspace, ACCOUNTING_KEYS,
-    DEFAULT_COLUMNS,
+    DEFAULT_COLUMNS, GEN_COLUMNS,
 };
 
 const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
@@ -16,6 +16,30 @@ fn ok(o: &std::process::Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{err}");
     err
+}
+
+/// Writes `config.toml`: `inputs` into folder `out`, with these columns, metrics and [engine].
+fn write_config(
+    ws: &Workspace,
+    inputs: &[&str],
+    out: &str,
+    columns: &str,
+    metrics: &str,
+    engine: &str,
+) {
+    let paths: Vec<String> = inputs
+        .iter()
+        .map(|i| ws.path(i).display().to_string())
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let cfg = crate::util::config(
+        &paths,
+        &ws.path(out).display().to_string(),
+        columns,
+        metrics,
+        "",
+    );
+    ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
 }
 
 /// Every table of `as_of` in `a` and `b` holds the same rows, and the manifests the same
@@ -62,14 +86,8 @@ fn spilled_backfill_equals_the_in_memory_one() {
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
     for (out, engine) in [("mem", "partitions = 1"), ("spilled", "partitions = 3")] {
-        let cfg = crate::util::config(
-            &[&ws.path("tx.csv").display().to_string()],
-            &ws.path(out).display().to_string(),
-            DEFAULT_COLUMNS,
-            "period = \"month\"\nchurn_window_days = 31\ntimezone = \"America/New_York\"",
-            "",
-        );
-        ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
+        let metrics = "period = \"month\"\nchurn_window_days = 31\ntimezone = \"America/New_York\"";
+        write_config(&ws, &["tx.csv"], out, DEFAULT_COLUMNS, metrics, engine);
         let o = ws.run(&[
             "backfill",
             "--config",
@@ -119,21 +137,20 @@ fn spilled_backfill_in_date_batches_equals_the_in_memory_one() {
         "0.2",
     ]);
     ok(&o);
-    let columns = "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\ncost = \"cost\"\nsegments = [\"channel\", \"region\"]";
     let runs = [
         ("mem", "partitions = 1", None),
         ("one", "partitions = 2\nmemory_limit_mib = 1", Some(1)),
         ("all", "partitions = 3", Some(6)),
     ];
     for (out, engine, per_pass) in runs {
-        let cfg = crate::util::config(
-            &[&ws.path("g.csv").display().to_string()],
-            &ws.path(out).display().to_string(),
-            columns,
+        write_config(
+            &ws,
+            &["g.csv"],
+            out,
+            GEN_COLUMNS,
             "period = \"month\"",
-            "",
+            engine,
         );
-        ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
         let args = [
             "backfill",
             "--config",
@@ -205,18 +222,9 @@ fn sample_spills_when_the_memory_limit_is_small() {
 fn an_unusable_spill_folder_fails_naming_the_key() {
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
-    let cfg = crate::util::config(
-        &[&ws.path("tx.csv").display().to_string()],
-        &ws.path("out").display().to_string(),
-        DEFAULT_COLUMNS,
-        "",
-        "",
-    );
     let missing = ws.path("no/such/folder").display().to_string();
-    ws.write(
-        "config.toml",
-        format!("{cfg}[engine]\npartitions = 2\nspill_dir = {missing:?}\n"),
-    );
+    let engine = format!("partitions = 2\nspill_dir = {missing:?}");
+    write_config(&ws, &["tx.csv"], "out", DEFAULT_COLUMNS, "", &engine);
     let o = ws.run_as_of("2024-04-30", &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -242,17 +250,15 @@ fn a_file_not_utf8_is_read_again_lossily_also_when_spilled() {
     second.extend_from_slice(b"h\xff,h1,2024-01-12T08:00:00Z,1.00,web\n");
     ws.write("tx2.csv", second);
     for (out, engine) in [("mem", "partitions = 1"), ("spilled", "partitions = 3")] {
-        let cfg = crate::util::config(
-            &[
-                &ws.path("tx1.csv").display().to_string(),
-                &ws.path("tx2.csv").display().to_string(),
-            ],
-            &ws.path(out).display().to_string(),
+        let metrics = "period = \"month\"\nchurn_window_days = 31";
+        write_config(
+            &ws,
+            &["tx1.csv", "tx2.csv"],
+            out,
             DEFAULT_COLUMNS,
-            "period = \"month\"\nchurn_window_days = 31",
-            "",
+            metrics,
+            engine,
         );
-        ws.write("config.toml", format!("{cfg}[engine]\n{engine}\n"));
         let o = ws.run_as_of("2024-04-30", &[]);
         let err = ok(&o);
         assert!(

@@ -32,6 +32,9 @@ pub fn config(
 pub const DEFAULT_COLUMNS: &str =
     "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\nsegments = [\"channel\"]";
 
+/// The columns of `customer-value generate`'s output (with its default segments).
+pub const GEN_COLUMNS: &str = "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\ncost = \"cost\"\nsegments = [\"channel\", \"region\"]";
+
 impl Workspace {
     pub fn new() -> Self {
         Workspace {
