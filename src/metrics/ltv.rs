@@ -90,6 +90,17 @@ impl Sums {
         }
     }
 
+    /// Adds another set of sums (of other customers) into these.
+    pub fn merge(&mut self, other: &Sums) {
+        for (a, b) in self.acc.iter_mut().zip(&other.acc) {
+            a.customers += b.customers;
+            a.revenue += b.revenue;
+            a.cost += b.cost;
+            a.purchases += b.purchases;
+            a.lifespan_months += b.lifespan_months;
+        }
+    }
+
     /// Adds the acquired customers of `rows` (scored: rfm_segment is a group).
     pub fn add(&mut self, rows: &[CustomerRow], ctx: &Ctx) {
         let width = self.width;

@@ -98,11 +98,17 @@ impl Worse {
 impl Scorer {
     /// Sets the scores and rfm_segment of every scored customer of `rows`.
     pub fn score(&self, rows: &mut [CustomerRow]) {
+        rows.par_chunks_mut(4096)
+            .for_each(|chunk| self.score_here(chunk));
+    }
+
+    /// `score` on the calling thread.
+    pub fn score_here(&self, rows: &mut [CustomerRow]) {
         if self.n == 0 {
             return;
         }
         let s = |w: u32| (1 + (5 * w as u64) / self.n) as u8;
-        rows.par_iter_mut().for_each(|r| {
+        rows.iter_mut().for_each(|r| {
             if let Some(k) = keys_of(r) {
                 let scores = [0, 1, 2].map(|m| s(self.measures[m].of(k[m])));
                 r.rfm = Some(scores);
