@@ -112,9 +112,8 @@ impl Sums {
             for d in 0..ctx.n_dims {
                 slots.push((ctx.slots.base[d] + r.segs[d]) as usize);
             }
-            if let Some(s) = r.rfm_segment {
-                let k = rfm::SEGMENTS.iter().position(|x| *x == s).unwrap_or(0);
-                slots.push(ctx.slots.len() + k);
+            if let Some(scores) = r.rfm {
+                slots.push(ctx.slots.len() + rfm::segment_index(scores));
             }
             for &slot in &slots {
                 for c in [0, cohort + 1] {

@@ -325,7 +325,7 @@ pub fn compute(
 ) -> Tables {
     let (mut parts, acc) = fold_parts(orders, ctx);
     // RFM ranks within the whole base, then scores every piece; ltv sums add up piece by piece.
-    let mut keys = rfm::Keys::default();
+    let mut keys = rfm::Keys::with_capacity(parts.iter().map(Vec::len).sum());
     for p in &parts {
         keys.add(p);
     }

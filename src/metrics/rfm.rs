@@ -27,6 +27,11 @@ fn keys_of(r: &CustomerRow) -> Option<[i64; 3]> {
 }
 
 impl Keys {
+    /// Room for `n` customers' measures (the vectors would otherwise grow by copying).
+    pub fn with_capacity(n: usize) -> Keys {
+        Keys([(); 3].map(|_| Vec::with_capacity(n)))
+    }
+
     /// Adds the scored customers of `rows`.
     pub fn add(&mut self, rows: &[CustomerRow]) {
         for k in rows.iter().filter_map(keys_of) {
@@ -119,19 +124,25 @@ impl Scorer {
 }
 
 /// Named RFM group of a score triple (R, F, M).
-pub fn segment([r, f, m]: [u8; 3]) -> &'static str {
+pub fn segment(scores: [u8; 3]) -> &'static str {
+    SEGMENTS[segment_index(scores)]
+}
+
+/// Position in `SEGMENTS` of the RFM group of a score triple (R, F, M): the first rule that
+/// holds.
+pub fn segment_index([r, f, m]: [u8; 3]) -> usize {
     if r >= 4 && f >= 4 && m >= 4 {
-        "champions"
+        0 // champions
     } else if f >= 4 {
-        "loyal"
+        1 // loyal
     } else if r >= 4 && f <= 2 {
-        "promising"
+        2 // promising
     } else if r <= 2 && f >= 3 {
-        "at_risk"
+        3 // at_risk
     } else if r <= 2 {
-        "hibernating"
+        4 // hibernating
     } else {
-        "needs_attention"
+        5 // needs_attention
     }
 }
 
