@@ -21,13 +21,17 @@ for kind in run backfill lean spilled; do
   sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_bf_$kind\"#" \
     -e "s#^partitions = 0#partitions = $parts#" config/default.toml > "$work/config_bf_$kind.toml"
 done
+warm "$input"
 one=$(measure bf_run "$bin" run --config "$work/config_bf_run.toml" --as-of 2025-12-31 --no-progress)
+warm "$input"
 all=$(measure bf_backfill "$bin" backfill --config "$work/config_bf_backfill.toml" \
   --from 2023-01-01 --to 2025-12-31 --every month --no-progress)
 # The same backfill writing every table but the per-customer snapshots (--tables).
+warm "$input"
 lean=$(measure bf_lean "$bin" backfill --config "$work/config_bf_lean.toml" \
   --from 2023-01-01 --to 2025-12-31 --every month --no-progress \
   --tables retention,cohorts,ltv,rejects)
+warm "$input"
 spilled=$(measure bf_spilled "$bin" backfill --config "$work/config_bf_spilled.toml" \
   --from 2023-01-01 --to 2025-12-31 --every month --no-progress)
 dates=$(ls "$work/out_bf_backfill/_manifests" | wc -l)

@@ -16,6 +16,12 @@ bench_input() { # rows, format
   echo "$input"
 }
 
+# Reads a file through the page cache before a timed command. Without it the first command of a
+# script could read its input from disk (after a larger run had evicted it) and the next ones
+# from memory: compare.sh measured ours first, and twice lost about a second to that
+# (6.41 s wall against 8.46 s of CPU on 2 cores).
+warm() { cat "$1" > /dev/null; }
+
 measure() { # name, command... → "wall_s cpu_s rss_mib"
   local name=$1; shift
   /usr/bin/time -f "%e %U %S %M" -o "$work/$name.time" "$@" > "$work/$name.log" 2>&1 || {

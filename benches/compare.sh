@@ -25,8 +25,11 @@ for fmt in $formats; do
   input=$(bench_input "$rows" "$fmt")
   sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_$fmt\"#" \
     config/default.toml > "$work/config_$fmt.toml"
+  warm "$input"
   ours=$(measure "ours_$fmt" "$bin" run --config "$work/config_$fmt.toml" --as-of $as_of --no-progress)
+  warm "$input"
   duck=$(measure "duckdb_$fmt" "$py" benches/reference.py duckdb "$input" $as_of "$work/duckdb_$fmt")
+  warm "$input"
   pola=$(measure "polars_$fmt" "$py" benches/reference.py polars "$input" $as_of "$work/polars_$fmt")
   for ref in duckdb polars; do
     "$py" benches/reference.py compare "$work/out_$fmt" $as_of "$work/${ref}_$fmt" \
