@@ -274,6 +274,27 @@ impl Lines {
         self.cust.is_empty()
     }
 
+    /// Room for `n` more lines in every array the reading fills (`utc`: UTC instants are kept
+    /// apart; `cost`, `order_ids`: those columns are mapped), so the arrays never grow by
+    /// reallocation while batches are appended. Only reserved, not touched: capacity a file's
+    /// rows after as_of leave unused costs no memory.
+    pub fn reserve(&mut self, n: usize, n_dims: usize, utc: bool, cost: bool, order_ids: bool) {
+        self.cust.reserve(n);
+        self.order.reserve(n);
+        if order_ids {
+            self.order_ids.ends.reserve(n);
+        }
+        if utc {
+            self.ts_utc.reserve(n);
+        }
+        self.ts_local.reserve(n);
+        self.amount.reserve(n);
+        if cost {
+            self.cost.reserve(n);
+        }
+        self.seg.reserve(n * n_dims);
+    }
+
     /// Adds to `used[file][k]` the lines of each file counted first at date k: before cutoff k
     /// and not before cutoff k − 1 (`cutoffs` ascending; lines after the last are not counted).
     pub fn count_by_date(&self, cutoffs: &[i64], used: &mut [Vec<u64>]) {
