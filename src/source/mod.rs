@@ -277,22 +277,24 @@ impl Lines {
     /// Room for `n` more lines in every array the reading fills (`utc`: UTC instants are kept
     /// apart; `cost`, `order_ids`: those columns are mapped), so the arrays never grow by
     /// reallocation while batches are appended. Only reserved, not touched: capacity a file's
-    /// rows after as_of leave unused costs no memory.
+    /// rows after as_of leave unused costs no memory. A reservation the system refuses (a
+    /// footer claiming more rows than memory could hold) is skipped: the arrays then grow as
+    /// they are filled, as without one.
     pub fn reserve(&mut self, n: usize, n_dims: usize, utc: bool, cost: bool, order_ids: bool) {
-        self.cust.reserve(n);
-        self.order.reserve(n);
+        let _ = self.cust.try_reserve(n);
+        let _ = self.order.try_reserve(n);
         if order_ids {
-            self.order_ids.ends.reserve(n);
+            let _ = self.order_ids.ends.try_reserve(n);
         }
         if utc {
-            self.ts_utc.reserve(n);
+            let _ = self.ts_utc.try_reserve(n);
         }
-        self.ts_local.reserve(n);
-        self.amount.reserve(n);
+        let _ = self.ts_local.try_reserve(n);
+        let _ = self.amount.try_reserve(n);
         if cost {
-            self.cost.reserve(n);
+            let _ = self.cost.try_reserve(n);
         }
-        self.seg.reserve(n * n_dims);
+        let _ = self.seg.try_reserve(n.saturating_mul(n_dims));
     }
 
     /// Adds to `used[file][k]` the lines of each file counted first at date k: before cutoff k
@@ -436,6 +438,26 @@ pub struct CustomerOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_reserve_what_is_asked_and_skip_what_cannot_be_had() {
+        let mut l = Lines::default();
+        // 1000 lines, 2 segment dimensions, UTC kept apart, cost and order ids mapped.
+        l.reserve(1000, 2, true, true, true);
+        assert!(l.cust.capacity() >= 1000 && l.order.capacity() >= 1000);
+        assert!(l.ts_utc.capacity() >= 1000 && l.cost.capacity() >= 1000);
+        assert!(l.order_ids.ends.capacity() >= 1000 && l.seg.capacity() >= 2000);
+        // Without UTC instants or cost: those arrays stay unallocated.
+        let mut bare = Lines::default();
+        bare.reserve(1000, 0, false, false, false);
+        assert_eq!((bare.ts_utc.capacity(), bare.cost.capacity()), (0, 0));
+        // More than any memory (usize::MAX / 4 lines of 8 bytes overflow the address space):
+        // skipped, no panic, and the arrays still take lines.
+        let mut huge = Lines::default();
+        huge.reserve(usize::MAX / 4, 2, true, true, true);
+        huge.amount.push(1);
+        assert_eq!(huge.amount, vec![1]);
+    }
 
     #[test]
     fn interner_is_exact_even_when_hashes_collide() {
