@@ -449,13 +449,12 @@ fn compute_date(
     let tables = timings.time("metrics", || {
         metrics::compute(ing, &orders, &ctx, &view.rejects, selected.has("customers"))
     });
-    let customer_files = None;
     Ok(Computed {
         as_of,
         view,
         tables,
         selected,
-        customer_files,
+        customer_files: None,
         timings,
         started,
         t0,

@@ -84,20 +84,22 @@ pub fn compute_dates(
         drop(lines);
         built
     };
-    // Fold of one date, customers numbered back into the whole base.
-    let fold = |p: usize, built: &orders::Orders, d: usize| -> (Vec<metrics::CustomerRow>, Acc) {
-        let (mut rows, acc) = metrics::fold_all(&built.at(cutoffs[d]), &ctxs[d]);
-        for r in &mut rows {
+    // Fold of one date (rows in the fold's parts), customers numbered back into the whole base.
+    let fold = |p: usize, built: &orders::Orders, d: usize| {
+        let (mut parts, acc) = metrics::fold_parts(&built.at(cutoffs[d]), &ctxs[d]);
+        for r in parts.iter_mut().flatten() {
             r.cust = r.cust * n as u32 + p as u32;
         }
-        (rows, acc)
+        (parts, acc)
     };
 
     let mut keys: Vec<rfm::Keys> = jobs.iter().map(|_| rfm::Keys::default()).collect();
     each_partition(spill, |p, lines| {
         let built = build(lines);
         for (d, k) in keys.iter_mut().enumerate() {
-            k.add(&fold(p, &built, d).0);
+            for part in &fold(p, &built, d).0 {
+                k.add(part);
+            }
         }
         Ok(())
     })?;
@@ -122,16 +124,17 @@ pub fn compute_dates(
         let built = build(lines);
         for (d, mine) in per_date.iter_mut().enumerate() {
             let ctx = &ctxs[d];
-            let (mut rows, a) = fold(p, &built, d);
+            let (mut parts, a) = fold(p, &built, d);
             mine.acc.merge(a);
-            scorers[d].score(&mut rows);
-            mine.sums.add(&rows, ctx);
+            mine.sums
+                .merge(&metrics::score_and_sum(&mut parts, &scorers[d], ctx));
+            let rows: Vec<&metrics::CustomerRow> = parts.iter().flatten().collect();
             mine.n_customers += rows.len() as u64;
             if rows.is_empty() || !with_customers {
                 continue;
             }
             let opts = &jobs[d].opts;
-            let batch = customers::table(rows.iter().collect(), ing, ctx);
+            let batch = customers::table(rows, ing, ctx);
             let path = spill
                 .dir()
                 .join(format!("customers-{}-{p:05}.parquet", opts.as_of));

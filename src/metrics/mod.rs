@@ -314,6 +314,26 @@ pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
     (rows, acc.into_slots(ctx))
 }
 
+/// Scores the rows of every part against `scorer` (RFM ranks within the whole base) and adds
+/// them to the ltv group sums, part by part in parallel.
+pub fn score_and_sum(parts: &mut [Vec<CustomerRow>], scorer: &rfm::Scorer, ctx: &Ctx) -> ltv::Sums {
+    parts
+        .par_iter_mut()
+        .fold(
+            || ltv::Sums::new(ctx),
+            |mut sums, p| {
+                scorer.score(p);
+                sums.add(p, ctx);
+                sums
+            },
+        )
+        .reduce_with(|mut a, b| {
+            a.merge(&b);
+            a
+        })
+        .unwrap_or_else(|| ltv::Sums::new(ctx))
+}
+
 /// Computes every table from the ingested data; the customers table is left empty unless
 /// `with_customers`.
 pub fn compute(
@@ -329,22 +349,7 @@ pub fn compute(
     for p in &parts {
         keys.add(p);
     }
-    let scorer = keys.scorer();
-    let sums = parts
-        .par_iter_mut()
-        .fold(
-            || ltv::Sums::new(ctx),
-            |mut sums, p| {
-                scorer.score_here(p);
-                sums.add(p, ctx);
-                sums
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.merge(&b);
-            a
-        })
-        .unwrap_or_else(|| ltv::Sums::new(ctx));
+    let sums = score_and_sum(&mut parts, &keys.scorer(), ctx);
     let rows: Vec<&CustomerRow> = if with_customers {
         parts.iter().flatten().collect()
     } else {

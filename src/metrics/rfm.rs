@@ -101,14 +101,9 @@ impl Worse {
 }
 
 impl Scorer {
-    /// Sets the scores and rfm_segment of every scored customer of `rows`.
+    /// Sets the scores and rfm_segment of every scored customer of `rows` (on the calling
+    /// thread: `metrics::score_and_sum` runs it part by part in parallel).
     pub fn score(&self, rows: &mut [CustomerRow]) {
-        rows.par_chunks_mut(4096)
-            .for_each(|chunk| self.score_here(chunk));
-    }
-
-    /// `score` on the calling thread.
-    pub fn score_here(&self, rows: &mut [CustomerRow]) {
         if self.n == 0 {
             return;
         }
