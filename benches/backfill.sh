@@ -75,9 +75,9 @@ import pyarrow.parquet as pq
 out, files = sys.argv[1], sys.argv[2:]
 tables = [pq.read_table(f) for f in files]
 cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+plain = lambda f: pa.types.is_floating(f.type) or pa.types.is_timestamp(f.type) or f.name == "customer_id"
 start, cpu0 = time.time(), cpu()
 for t in tables:
-    plain = lambda f: pa.types.is_floating(f.type) or pa.types.is_timestamp(f.type) or f.name == "customer_id"
     pq.write_table(t, out, compression="zstd", compression_level=1, row_group_size=1 << 20,
                    use_dictionary=[f.name for f in t.schema if not plain(f)],
                    write_statistics=True, write_page_index=True)
