@@ -44,6 +44,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .ok_or("usage: encode_floor OUT_DIR FILE...")?
         .into();
     let tables = args.map(|p| read(&p)).collect::<Result<Vec<_>, _>>()?;
+    if tables.is_empty() {
+        return Err("usage: encode_floor OUT_DIR FILE... (no file given)".into());
+    }
     let rows: usize = tables.iter().map(RecordBatch::num_rows).sum();
     // The settings a run writes the customers table with (config/default.toml).
     let meta = FileMeta {
