@@ -2,7 +2,8 @@
 //! local disk it is the file `{output}/_lock` created exclusively; on an object store the object
 //! `{output}/_lock` written with a conditional put (create only if absent). The lock names its
 //! holder (run id, pid, host, start time); a lock older than `output.lock_timeout_minutes` is a
-//! crashed run's and is taken over; `--force-unlock` removes any lock first.
+//! crashed run's and is taken over, and so is one whose holder ran on this host and is no longer
+//! running (killed by a scheduler's timeout, say); `--force-unlock` removes any lock first.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -53,15 +54,55 @@ impl Drop for LockGuard {
     }
 }
 
+/// This host's name as locks record it.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn holder(run_id: &str) -> Holder {
     Holder {
         run_id: run_id.to_string(),
         pid: std::process::id(),
-        host: std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into()),
+        host: host_name(),
         started_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }
+}
+
+/// Whether the lock's holder ran on this host and no longer runs. A run killed by a scheduler
+/// (an Airflow task timeout sends SIGTERM, then SIGKILL) leaves its lock behind, and without this
+/// every retry would fail on it until `lock_timeout_minutes` passed. A holder on another host,
+/// one whose pid answers (even if another program reuses it), or an unreadable lock is left
+/// alone: those wait for the timeout or `--force-unlock`.
+fn holder_is_dead_here(text: &str) -> bool {
+    let Ok(h) = serde_json::from_str::<Holder>(text) else {
+        return false;
+    };
+    let here = host_name();
+    here != "unknown" && h.host == here && h.pid != std::process::id() && !process_exists(h.pid)
+}
+
+/// Whether a process with this pid exists on this host.
+#[cfg(unix)]
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists. EPERM means it
+    // exists under another user.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_exists(_pid: u32) -> bool {
+    true
 }
 
 fn locked(what: &str, text: &str) -> SinkError {
@@ -118,8 +159,9 @@ pub fn acquire(
                             .and_then(|t| t.elapsed().ok())
                             .and_then(|d| chrono::Duration::from_std(d).ok())
                             .unwrap_or_default();
-                        if force || age > timeout {
-                            warn!(lock = %path.display(), holder = %text, forced = force, "Removing a stale or forced output lock.");
+                        let dead = holder_is_dead_here(&text);
+                        if force || age > timeout || dead {
+                            warn!(lock = %path.display(), holder = %text, forced = force, holder_dead = dead, "Removing a stale or forced output lock.");
                             std::fs::remove_file(&path).map_err(|e| super::io(&path, e))?;
                             continue;
                         }
@@ -171,8 +213,9 @@ pub fn acquire(
                             Err(object_store::Error::NotFound { .. }) => continue,
                             Err(e) => return Err(SinkError::Storage(r.op_err(&key, "get", e))),
                         };
-                        if force || Utc::now() - modified > timeout {
-                            warn!(lock = %r.url(&key), holder = %text, forced = force, "Removing a stale or forced output lock.");
+                        let dead = holder_is_dead_here(&text);
+                        if force || Utc::now() - modified > timeout || dead {
+                            warn!(lock = %r.url(&key), holder = %text, forced = force, holder_dead = dead, "Removing a stale or forced output lock.");
                             let store = Arc::clone(&r.store);
                             let k = key.clone();
                             block_on(async move { store.delete(&k).await })
@@ -186,5 +229,42 @@ pub fn acquire(
             }
             Err(locked(&r.display, ""))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_text(pid: u32, host: &str) -> String {
+        serde_json::to_string(&Holder {
+            run_id: "r".into(),
+            pid,
+            host: host.into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_holder_of_this_host_that_no_longer_runs_is_dead() {
+        let here = host_name();
+        if here == "unknown" {
+            // CI machines have one; elsewhere say so rather than pass quietly.
+            assert!(std::env::var_os("CI").is_none(), "no /etc/hostname in CI");
+            eprintln!("SKIP: this machine has no /etc/hostname; no holder can be judged dead");
+            return;
+        }
+        // No process has pid 2^31 − 2: pids stop at pid_max, at most 2^22 on Linux.
+        let gone = i32::MAX as u32 - 1;
+        assert!(holder_is_dead_here(&lock_text(gone, &here)));
+        // Alive: this test's own process, and pid 1.
+        assert!(!holder_is_dead_here(&lock_text(std::process::id(), &here)));
+        assert!(!holder_is_dead_here(&lock_text(1, &here)));
+        // Another host's pids say nothing about this one's.
+        assert!(!holder_is_dead_here(&lock_text(gone, "another-host")));
+        // Unreadable: left for the timeout or --force-unlock.
+        assert!(!holder_is_dead_here("not json"));
+        assert!(!holder_is_dead_here(""));
     }
 }

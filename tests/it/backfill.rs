@@ -152,6 +152,50 @@ fn second_writer_fails_fast_naming_the_holder() {
 }
 
 #[test]
+fn a_lock_left_by_a_killed_run_of_this_host_is_taken_over() {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    ws.config(&["tx.csv"], DEFAULT_COLUMNS, MONTH_31, "");
+    let host = std::fs::read_to_string("/etc/hostname")
+        .expect("the tests need /etc/hostname")
+        .trim()
+        .to_string();
+    let lock = |pid: u32| {
+        format!(
+            r#"{{"run_id":"20260101T000000000Z-0000dead","pid":{pid},"host":"{host}","started_at":"2026-01-01T00:00:00Z"}}"#
+        )
+    };
+    // A holder killed the way a scheduler's timeout ends a task (SIGKILL: no chance to clean
+    // up): its lock is fresh, far from the timeout, and names a pid that no longer runs.
+    let mut killed = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = killed.id();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    ws.write("out/_lock", lock(pid));
+    let o = ws.run_as_of("2024-04-15", &[]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{log}");
+    assert!(log.contains("holder_dead=true"), "{log}");
+    assert!(ws.path("out/_manifests/as_of=2024-04-15.json").exists());
+    assert!(!ws.path("out/_lock").exists(), "released at the end");
+    // Text logs to a file or pipe carry no terminal colour codes.
+    assert!(!log.contains('\u{1b}'), "{log}");
+
+    // The same lock held by a process of this host that still runs (this test) stops the run.
+    ws.write("out/_lock", lock(std::process::id()));
+    let o = ws.run_as_of("2024-04-15", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("locked by run 20260101T000000000Z-0000dead"),
+        "{err}"
+    );
+}
+
+#[test]
 fn json_logs_of_every_date_carry_run_id_and_as_of() {
     // Dates are computed and published on different threads (a two-stage pipeline): every
     // per-date log line must still name its run and its date.

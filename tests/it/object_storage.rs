@@ -526,6 +526,38 @@ fn s3_lock_object_blocks_a_second_writer() {
         !list(&store, "out").iter().any(|(k, _)| k == "out/_lock"),
         "lock released"
     );
+
+    // A lock object left by a run of this host that was killed (its pid no longer runs) is
+    // taken over without --force-unlock; one of another host (above) is not.
+    let host = std::fs::read_to_string("/etc/hostname")
+        .expect("the tests need /etc/hostname")
+        .trim()
+        .to_string();
+    let mut killed = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = killed.id();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let dead = format!(
+        r#"{{"run_id":"20260101T000000000Z-dead","pid":{pid},"host":"{host}","started_at":"2026-01-01T00:00:00Z"}}"#
+    );
+    put(&store, "out/_lock", dead.into_bytes());
+    let o = ws.run_env(
+        &["run", "--config", "config.toml", "--as-of", AS_OF],
+        &s3_env(&moto),
+    );
+    assert_ok(&o);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("holder_dead=true"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !list(&store, "out").iter().any(|(k, _)| k == "out/_lock"),
+        "lock released"
+    );
 }
 
 #[test]
