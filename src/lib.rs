@@ -11,6 +11,7 @@ pub mod job;
 pub mod metrics;
 pub mod orders;
 pub mod schema;
+pub mod signals;
 pub mod sink;
 pub mod source;
 pub mod spilled;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             .build_global();
     }
     cli::init_logging(cli.log_format);
+    customer_value::signals::install();
     match cli::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

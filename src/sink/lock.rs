@@ -28,28 +28,51 @@ struct Holder {
     started_at: String,
 }
 
-/// Releases the lock when dropped.
-#[derive(Debug)]
-pub enum LockGuard {
+/// Where a lock is.
+#[derive(Debug, Clone)]
+pub enum LockAt {
     Local(PathBuf),
     Remote(Remote, object_store::path::Path),
 }
 
-impl Drop for LockGuard {
-    fn drop(&mut self) {
+impl LockAt {
+    /// Removes the lock (a warning if it cannot be).
+    pub(crate) fn release(&self) {
         match self {
-            LockGuard::Local(p) => {
-                if let Err(e) = std::fs::remove_file(&*p) {
+            LockAt::Local(p) => {
+                if let Err(e) = std::fs::remove_file(p) {
                     warn!(path = %p.display(), error = %e, "Could not release the output lock.");
                 }
             }
-            LockGuard::Remote(r, key) => {
+            LockAt::Remote(r, key) => {
                 let store = Arc::clone(&r.store);
                 let k = key.clone();
                 if let Err(e) = block_on(async move { store.delete(&k).await }) {
                     warn!(url = %r.url(key), error = %crate::storage::store_message(&e), "Could not release the output lock.");
                 }
             }
+        }
+    }
+}
+
+/// Releases the lock when dropped (or when the run is stopped by a signal, see `signals`).
+#[derive(Debug)]
+pub struct LockGuard {
+    token: u64,
+}
+
+impl LockGuard {
+    fn new(at: LockAt) -> Self {
+        LockGuard {
+            token: crate::signals::lock_taken(at),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(at) = crate::signals::take_lock(self.token) {
+            at.release();
         }
     }
 }
@@ -149,7 +172,7 @@ pub fn acquire(
                         f.write_all(me.as_bytes())
                             .map_err(|e| super::io(&path, e))?;
                         info!(lock = %path.display(), "Output locked.");
-                        return Ok(LockGuard::Local(path));
+                        return Ok(LockGuard::new(LockAt::Local(path)));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {
                         let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -193,7 +216,7 @@ pub fn acquire(
                 match put {
                     Ok(_) => {
                         info!(lock = %r.url(&key), "Output locked.");
-                        return Ok(LockGuard::Remote(r.clone(), key));
+                        return Ok(LockGuard::new(LockAt::Remote(r.clone(), key)));
                     }
                     Err(object_store::Error::AlreadyExists { .. })
                     | Err(object_store::Error::Precondition { .. })

@@ -17,6 +17,8 @@ use super::{PublishOptions, SinkError, TableData};
 #[derive(Debug)]
 pub struct Published {
     staging: PathBuf,
+    /// Held from the first swap until committed or rolled back: a signal waits for it.
+    critical: Option<crate::signals::Critical>,
     /// (live partition, staged folder that now holds the old one, whether an old one existed).
     swapped: Vec<(PathBuf, PathBuf, bool)>,
     pub tables: Vec<(String, TableEntry)>,
@@ -30,9 +32,10 @@ pub fn publish(
     tables: &[(&'static str, TableData<'_>)],
 ) -> Result<Published, SinkError> {
     let staging = root.join("_staging").join(opts.run_id);
-    std::fs::create_dir_all(&staging).map_err(|e| super::io(&staging, e))?;
+    crate::signals::create_staging(&staging).map_err(|e| super::io(&staging, e))?;
     let mut published = Published {
         staging: staging.clone(),
+        critical: None,
         swapped: Vec::new(),
         tables: Vec::new(),
     };
@@ -45,7 +48,7 @@ pub fn publish(
             rows,
             bytes,
         };
-        let result = std::fs::create_dir_all(&dir)
+        let result = crate::signals::create_in_staging(&dir)
             .map_err(|e| super::io(&dir, e))
             .and_then(|_| match data {
                 TableData::Batch(batch) => {
@@ -82,6 +85,7 @@ pub fn publish(
             }
         }
     }
+    published.critical = Some(crate::signals::critical());
     for (name, dir) in staged {
         let parent = root.join(&name);
         let live = parent.join(&partition);
@@ -107,6 +111,7 @@ impl Published {
             warn!(path = %self.staging.display(), error = %e, "Could not remove the staging folder.");
         }
         remove_if_empty(self.staging.parent());
+        crate::signals::staging_done(&self.staging);
     }
 
     /// Puts every swapped table back as it was, then deletes the staging folder.
@@ -123,6 +128,7 @@ impl Published {
         }
         let _ = std::fs::remove_dir_all(&self.staging);
         remove_if_empty(self.staging.parent());
+        crate::signals::staging_done(&self.staging);
     }
 }
 

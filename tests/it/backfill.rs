@@ -196,6 +196,86 @@ fn a_lock_left_by_a_killed_run_of_this_host_is_taken_over() {
 }
 
 #[test]
+fn a_backfill_stopped_by_sigterm_releases_its_lock_and_keeps_only_whole_partitions() {
+    // The bundled sample, backfilled week by week (104 dates): the lock is held for seconds, and
+    // SIGTERM (what Airflow sends on a task timeout) arrives mid-way. Held in memory, and
+    // spilled to 4 partitions in a spill folder of the workspace.
+    for spilled in [false, true] {
+        let ws = Workspace::new();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let default = std::fs::read_to_string(root.join("config/default.toml")).unwrap();
+        let input = root.join("data/transactions.csv.gz").display().to_string();
+        let spill = ws.path("spill");
+        std::fs::create_dir_all(&spill).unwrap();
+        let mut cfg = default
+            .replace(
+                "paths = [\"data/transactions.csv.gz\"]",
+                &format!("paths = [{input:?}]"),
+            )
+            .replace(
+                "path = \"out\"",
+                &format!("path = {:?}", ws.path("out").display().to_string()),
+            )
+            .replace(
+                "spill_dir = \"\"",
+                &format!("spill_dir = {:?}", spill.display().to_string()),
+            );
+        if spilled {
+            cfg = cfg.replace("partitions = 0", "partitions = 4");
+        }
+        ws.write("config.toml", cfg);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_customer-value"))
+            .args(["backfill", "--config", "config.toml", "--no-progress"])
+            .args(["--from", "2023-01-08", "--to", "2024-12-31"])
+            .args(["--every", "week"])
+            .current_dir(ws.path(""))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lock = ws.path("out/_lock");
+        let start = std::time::Instant::now();
+        while !lock.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "ended before the lock");
+            assert!(start.elapsed().as_secs() < 120, "no lock after 2 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: signals the child this test spawned and has not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "spilled {spilled}: {err}");
+        assert!(
+            err.contains("error: stopped by SIGTERM; the output lock is released"),
+            "{err}"
+        );
+        assert!(!lock.exists(), "lock released");
+        assert!(!ws.path("out/_staging").exists(), "staging removed");
+        let left: Vec<_> = std::fs::read_dir(&spill).unwrap().collect();
+        assert!(left.is_empty(), "spill folder emptied: {left:?}");
+        // Every date published before the signal is whole: its manifest's files all exist.
+        let manifests: Vec<_> = std::fs::read_dir(ws.path("out/_manifests"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        assert!(manifests.len() < 104, "stopped before the last date");
+        for m in &manifests {
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(m).unwrap()).unwrap();
+            for (table, entry) in m["tables"].as_object().unwrap() {
+                for f in entry["files"].as_array().unwrap() {
+                    let path = ws.path(&format!("out/{}", f["path"].as_str().unwrap()));
+                    assert!(path.exists(), "{table}: {} missing", path.display());
+                }
+            }
+        }
+        // The lock is free: a rerun goes through at once.
+        ws.run_ok("2024-12-31");
+    }
+}
+
+#[test]
 fn json_logs_of_every_date_carry_run_id_and_as_of() {
     // Dates are computed and published on different threads (a two-stage pipeline): every
     // per-date log line must still name its run and its date.

@@ -1,0 +1,186 @@
+//! A run stopped by SIGTERM, SIGINT or SIGHUP (a scheduler's timeout or "mark failed", Ctrl-C,
+//! a closed terminal) releases its output lock and removes its staging and spill folders before
+//! it exits
+//! with code 1 (SPEC §5: the run failed), so a retry neither waits for the lock's timeout nor
+//! finds leftovers. A local publish in progress (partitions being swapped in, the manifest
+//! written) finishes first: readers see the old partition set or the new one, never a mix.
+//! SIGKILL cannot be caught; for that the lock names its pid (see `lock`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use tracing::warn;
+
+use crate::sink::lock::LockAt;
+
+/// What a stopped run has to clean up. (A run holds one lock; tests in one process may hold
+/// several, hence the tokens.)
+struct Held {
+    locks: Vec<(u64, LockAt)>,
+    next_token: u64,
+    staging: Vec<PathBuf>,
+    /// Temporary folders (spilled lines), by token.
+    temp: Vec<(u64, PathBuf)>,
+    /// Set by the signal thread: no staging folder may be created any more (one created after
+    /// the cleanup would be left behind).
+    stopping: bool,
+}
+
+static HELD: Mutex<Held> = Mutex::new(Held {
+    locks: Vec::new(),
+    next_token: 0,
+    staging: Vec::new(),
+    temp: Vec::new(),
+    stopping: false,
+});
+
+/// Held while a publish swaps partitions in and writes its manifest; the signal thread takes
+/// it (and never gives it back) before cleaning up.
+static CRITICAL: Mutex<()> = Mutex::new(());
+
+fn held() -> MutexGuard<'static, Held> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the thread that handles the signals (once, from `main`).
+pub fn install() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "Could not handle SIGTERM/SIGINT: a stopped run will leave its lock.");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let name = match signal {
+                    SIGTERM => "SIGTERM",
+                    SIGINT => "SIGINT",
+                    _ => "SIGHUP",
+                };
+                stop(name);
+            }
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "Could not handle SIGTERM/SIGINT: a stopped run will leave its lock.");
+    }
+}
+
+/// Waits for a publish in progress, removes the staging folders, releases the lock and exits.
+fn stop(signal: &str) -> ! {
+    let _critical = CRITICAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (locks, staging, temp) = {
+        let mut h = held();
+        h.stopping = true;
+        (
+            std::mem::take(&mut h.locks),
+            std::mem::take(&mut h.staging),
+            std::mem::take(&mut h.temp),
+        )
+    };
+    for dir in &staging {
+        let _ = std::fs::remove_dir_all(dir);
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    for (_, dir) in &temp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let released = !locks.is_empty();
+    for (_, at) in &locks {
+        at.release();
+    }
+    eprintln!(
+        "error: stopped by {signal}; {}nothing that was not yet published is kept",
+        if released {
+            "the output lock is released and "
+        } else {
+            ""
+        }
+    );
+    std::process::exit(1);
+}
+
+/// Records a lock this run holds; returns its token.
+pub(crate) fn lock_taken(at: LockAt) -> u64 {
+    let mut h = held();
+    h.next_token += 1;
+    let token = h.next_token;
+    h.locks.push((token, at));
+    token
+}
+
+/// Takes the lock of `token` out of the record, so that it is released once: by its guard or
+/// by the signal thread, whichever comes first.
+pub(crate) fn take_lock(token: u64) -> Option<LockAt> {
+    let mut h = held();
+    let i = h.locks.iter().position(|(t, _)| *t == token)?;
+    Some(h.locks.swap_remove(i).1)
+}
+
+fn stopping() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "the run is being stopped")
+}
+
+/// Creates a run's staging folder and records it for cleanup, unless the run is being stopped.
+pub(crate) fn create_staging(dir: &Path) -> std::io::Result<()> {
+    let mut h = held();
+    if h.stopping {
+        return Err(stopping());
+    }
+    std::fs::create_dir_all(dir)?;
+    h.staging.push(dir.to_path_buf());
+    Ok(())
+}
+
+/// Creates a folder inside a recorded staging folder, unless the run is being stopped.
+pub(crate) fn create_in_staging(dir: &Path) -> std::io::Result<()> {
+    let h = held();
+    if h.stopping {
+        return Err(stopping());
+    }
+    std::fs::create_dir_all(dir)
+}
+
+/// Forgets a staging folder (committed or rolled back).
+pub(crate) fn staging_done(dir: &Path) {
+    held().staging.retain(|d| d != dir);
+}
+
+/// Keeps a signal from stopping the run until dropped.
+pub(crate) struct Critical(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl std::fmt::Debug for Critical {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Critical")
+    }
+}
+
+/// Enters a section a signal must not cut short.
+pub(crate) fn critical() -> Critical {
+    Critical(CRITICAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Keeps a temporary folder listed for removal if the run is stopped, until dropped (its owner
+/// removes it otherwise).
+#[derive(Debug)]
+pub struct RemoveOnStop(u64);
+
+/// Lists `dir` for removal if the run is stopped.
+pub fn remove_on_stop(dir: &Path) -> RemoveOnStop {
+    let mut h = held();
+    h.next_token += 1;
+    let token = h.next_token;
+    h.temp.push((token, dir.to_path_buf()));
+    RemoveOnStop(token)
+}
+
+impl Drop for RemoveOnStop {
+    fn drop(&mut self) {
+        held().temp.retain(|(t, _)| *t != self.0);
+    }
+}
