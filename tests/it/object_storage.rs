@@ -561,6 +561,87 @@ fn s3_lock_object_blocks_a_second_writer() {
 }
 
 #[test]
+fn s3_backfill_stopped_by_sigterm_releases_its_lock_and_leaves_no_stray_files() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "stopped");
+    let store = s3_store(&moto, "stopped");
+    let ws = Workspace::new();
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/data/transactions.csv.gz");
+    let cfg = crate::util::config(
+        &[sample],
+        "s3://stopped/out",
+        "customer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\ncost = \"cost\"\nsegments = [\"channel\", \"region\"]",
+        "",
+        "",
+    );
+    ws.write("config.toml", cfg);
+    // A weekly backfill of the sample (104 dates, 5 uploads each): SIGTERM arrives mid-way.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_customer-value"))
+        .args(["backfill", "--config", "config.toml", "--no-progress"])
+        .args([
+            "--from",
+            "2023-01-08",
+            "--to",
+            "2024-12-31",
+            "--every",
+            "week",
+        ])
+        .current_dir(ws.path(""))
+        .envs(s3_env(&moto))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !list(&store, "out").iter().any(|(k, _)| k == "out/_lock") {
+        assert!(child.try_wait().unwrap().is_none(), "ended before the lock");
+        assert!(start.elapsed().as_secs() < 120, "no lock after 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: signals the child this test spawned and has not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: stopped by SIGTERM"), "{err}");
+    let objects = list(&store, "out");
+    assert!(
+        !objects.iter().any(|(k, _)| k == "out/_lock"),
+        "lock released"
+    );
+    // Every data file is one a published manifest lists: none of a half-published date.
+    let manifests: Vec<&String> = objects
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("out/_manifests/"))
+        .collect();
+    assert!(
+        !manifests.is_empty() && manifests.len() < 104,
+        "{} manifests",
+        manifests.len()
+    );
+    let mut listed = std::collections::BTreeSet::new();
+    for key in &manifests {
+        let s = Arc::clone(&store);
+        let k = ObjPath::from(key.as_str());
+        let bytes = rt()
+            .block_on(async move { s.get(&k).await.unwrap().bytes().await })
+            .unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for entry in m["tables"].as_object().unwrap().values() {
+            for f in entry["files"].as_array().unwrap() {
+                listed.insert(format!("out/{}", f["path"].as_str().unwrap()));
+            }
+        }
+    }
+    for (key, _) in objects.iter().filter(|(k, _)| !k.starts_with("out/_")) {
+        assert!(listed.contains(key), "{key} is in no manifest");
+    }
+}
+
+#[test]
 fn s3_spilled_run_uploads_one_customers_file_per_partition() {
     let Some(moto) = servers::moto() else { return };
     servers::create_bucket(&moto, "spilled");
