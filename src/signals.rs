@@ -1,9 +1,9 @@
 //! A run stopped by SIGTERM, SIGINT or SIGHUP (a scheduler's timeout or "mark failed", Ctrl-C,
-//! a closed terminal) releases its output lock and removes its staging and spill folders before
-//! it exits
-//! with code 1 (SPEC §5: the run failed), so a retry neither waits for the lock's timeout nor
-//! finds leftovers. A local publish in progress (partitions being swapped in, the manifest
-//! written) finishes first: readers see the old partition set or the new one, never a mix.
+//! a closed terminal) releases its output lock and removes its staging and spill folders and
+//! downloaded inputs before it exits with code 1 (SPEC §5: the run failed), so a retry neither
+//! waits for the lock's timeout nor finds leftovers. A publish in progress (partitions being
+//! swapped in and the manifest written; on an object store, uploaded and the manifest written)
+//! finishes first: readers see the old partition set or the new one, never a mix.
 //! SIGKILL cannot be caught; for that the lock names its pid (see `lock`).
 
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ struct Held {
     locks: Vec<(u64, LockAt)>,
     next_token: u64,
     staging: Vec<PathBuf>,
-    /// Temporary folders (spilled lines), by token.
+    /// Temporary folders and files (spilled lines, downloaded inputs), by token.
     temp: Vec<(u64, PathBuf)>,
     /// Set by the signal thread: no staging folder may be created any more (one created after
     /// the cleanup would be left behind).
@@ -87,8 +87,8 @@ fn stop(signal: &str) -> ! {
             let _ = std::fs::remove_dir(parent);
         }
     }
-    for (_, dir) in &temp {
-        let _ = std::fs::remove_dir_all(dir);
+    for (_, path) in &temp {
+        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
     }
     let released = !locks.is_empty();
     for (_, at) in &locks {
@@ -165,22 +165,43 @@ pub(crate) fn critical() -> Critical {
     Critical(CRITICAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Keeps a temporary folder listed for removal if the run is stopped, until dropped (its owner
-/// removes it otherwise).
+/// Keeps a temporary folder or file listed for removal if the run is stopped, until dropped
+/// (its owner removes it otherwise).
 #[derive(Debug)]
 pub struct RemoveOnStop(u64);
 
-/// Lists `dir` for removal if the run is stopped.
-pub fn remove_on_stop(dir: &Path) -> RemoveOnStop {
+/// Lists `path` (a folder or a file) for removal if the run is stopped.
+pub fn remove_on_stop(path: &Path) -> RemoveOnStop {
     let mut h = held();
     h.next_token += 1;
     let token = h.next_token;
-    h.temp.push((token, dir.to_path_buf()));
+    h.temp.push((token, path.to_path_buf()));
     RemoveOnStop(token)
 }
 
 impl Drop for RemoveOnStop {
     fn drop(&mut self) {
         held().temp.retain(|(t, _)| *t != self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(path: &Path) -> bool {
+        held().temp.iter().any(|(_, p)| p == path)
+    }
+
+    #[test]
+    fn temporary_paths_are_listed_while_their_guard_lives() {
+        let (a, b) = (Path::new("/tmp/cv-test-a"), Path::new("/tmp/cv-test-b"));
+        let guard_a = remove_on_stop(a);
+        let guard_b = remove_on_stop(b);
+        assert!(listed(a) && listed(b));
+        drop(guard_a);
+        assert!(!listed(a) && listed(b));
+        drop(guard_b);
+        assert!(!listed(b));
     }
 }

@@ -51,8 +51,9 @@ pub struct Scan {
     pub amount: MoneyKind,
     pub cost: Option<MoneyKind>,
     pub has_order: bool,
-    /// Local copy of an HTTP(S) input, kept until the scan has run.
-    pub _download: Option<tempfile::TempPath>,
+    /// Local copy of an HTTP(S) input, kept until the scan has run (and removed if the run is
+    /// stopped by a signal).
+    pub _download: Option<(tempfile::TempPath, crate::signals::RemoveOnStop)>,
 }
 
 fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
@@ -78,7 +79,10 @@ fn is_http(url: &str) -> bool {
 
 /// Streams an object to a temporary file (same file name suffix, so the format and
 /// compression are still recognized).
-fn download(file: &InputFile, cfg: &Validated) -> Result<tempfile::TempPath, SourceError> {
+fn download(
+    file: &InputFile,
+    cfg: &Validated,
+) -> Result<(tempfile::TempPath, crate::signals::RemoveOnStop), SourceError> {
     use futures::StreamExt;
     use object_store::ObjectStoreExt;
     use std::io::Write;
@@ -95,6 +99,7 @@ fn download(file: &InputFile, cfg: &Validated) -> Result<tempfile::TempPath, Sou
         .tempfile()
         .map_err(|e| read_err(file, e))?;
     let (mut out, path) = tmp.into_parts();
+    let on_stop = crate::signals::remove_on_stop(&path);
     let store = std::sync::Arc::clone(&remote.store);
     let key = remote.path.clone();
     let result: Result<(), String> = crate::storage::block_on(async move {
@@ -110,7 +115,7 @@ fn download(file: &InputFile, cfg: &Validated) -> Result<tempfile::TempPath, Sou
         out.flush().map_err(|e| e.to_string())
     });
     result.map_err(|m| read_err(file, format!("download failed: {m}")))?;
-    Ok(path)
+    Ok((path, on_stop))
 }
 
 /// polars' cloud options for one object URL: the `[storage]` options and retry settings (the
@@ -144,7 +149,7 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
     } else {
         None
     };
-    let local_copy = download.as_ref().map(|p| p.display().to_string());
+    let local_copy = download.as_ref().map(|(p, _)| p.display().to_string());
     let remote = file.remote && local_copy.is_none();
     let path = PlRefPath::new(local_copy.unwrap_or_else(|| file.path.clone()));
     let cloud = if remote {
