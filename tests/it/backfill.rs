@@ -175,12 +175,22 @@ fn a_lock_left_by_a_killed_run_of_this_host_is_taken_over() {
     killed.kill().unwrap();
     killed.wait().unwrap();
     ws.write("out/_lock", lock(pid));
+    ws.write(
+        "out/_staging/20260101T000000000Z-0000dead/customers/as_of=2024-04-15/part.parquet",
+        "half written",
+    );
     let o = ws.run_as_of("2024-04-15", &[]);
     let log = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{log}");
     assert!(log.contains("holder_dead=true"), "{log}");
     assert!(ws.path("out/_manifests/as_of=2024-04-15.json").exists());
     assert!(!ws.path("out/_lock").exists(), "released at the end");
+    // What the killed run had staged is swept once the lock is held.
+    assert!(
+        log.contains("Removed the staging folder of a run that did not finish"),
+        "{log}"
+    );
+    assert!(!ws.path("out/_staging").exists());
     // Text logs to a file or pipe carry no terminal colour codes.
     assert!(!log.contains('\u{1b}'), "{log}");
 
