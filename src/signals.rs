@@ -4,7 +4,8 @@
 //! waits for the lock's timeout nor finds leftovers. A publish in progress (partitions being
 //! swapped in and the manifest written; on an object store, uploaded and the manifest written)
 //! finishes first: readers see the old partition set or the new one, never a mix.
-//! SIGKILL cannot be caught; for that the lock names its pid (see `lock`).
+//! A second signal ends the process at once. SIGKILL cannot be caught; for that the lock names
+//! its pid (see `lock`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -42,10 +43,15 @@ fn held() -> MutexGuard<'static, Held> {
     HELD.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Set by the first stopping signal; a second one then ends the process at once (a second
+/// Ctrl-C while a long upload finishes), leaving its lock as SIGKILL would.
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Starts the thread that handles the signals (once, from `main`).
 pub fn install() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+    const STOPPING: [i32; 3] = [SIGTERM, SIGINT, SIGHUP];
+    let mut signals = match signal_hook::iterator::Signals::new(STOPPING) {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "Could not handle SIGTERM/SIGINT: a stopped run will leave its lock.");
@@ -64,8 +70,22 @@ pub fn install() {
                 stop(name);
             }
         });
-    if let Err(e) = spawned {
+    // Without the thread the signals above would be caught and never acted on: end at once on
+    // them instead, as without a handler.
+    static ALWAYS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    let condition = if let Err(e) = spawned {
         warn!(error = %e, "Could not handle SIGTERM/SIGINT: a stopped run will leave its lock.");
+        &ALWAYS
+    } else {
+        &STOP_REQUESTED
+    };
+    for signal in STOPPING {
+        // The shutdown goes first: it sees the flag the first signal's `register` then sets.
+        let armed = signal_hook::flag::register_conditional_shutdown(signal, 1, condition)
+            .and_then(|_| signal_hook::flag::register(signal, &STOP_REQUESTED));
+        if let Err(e) = armed {
+            warn!(error = %e, "A second stopping signal will not end the run at once.");
+        }
     }
 }
 
