@@ -20,7 +20,9 @@ fn main() -> ExitCode {
     }
     cli::init_logging(cli.log_format);
     customer_value::signals::install();
-    match cli::execute(cli) {
+    let result = cli::execute(cli);
+    customer_value::signals::wait_if_stopping();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -89,6 +89,16 @@ pub fn install() {
     }
 }
 
+/// Called by `main` before it returns or reports an error. Once a stopping signal has arrived,
+/// the signal thread is cleaning up and ends the process itself; returning first would end it
+/// half-way (the lock left behind) and report the stop as some other error (a publish refused
+/// to create staging folders). So this waits, at most a minute, for that thread.
+pub fn wait_if_stopping() {
+    if STOP_REQUESTED.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
 /// Waits for a publish in progress, removes the staging folders, releases the lock and exits.
 fn stop(signal: &str) -> ! {
     let _critical = CRITICAL.lock().unwrap_or_else(|e| e.into_inner());
