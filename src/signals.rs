@@ -19,9 +19,9 @@ use crate::sink::lock::LockAt;
 struct Held {
     locks: Vec<(u64, LockAt)>,
     next_token: u64,
-    staging: Vec<PathBuf>,
-    /// Temporary folders and files (spilled lines, downloaded inputs), by token.
-    temp: Vec<(u64, PathBuf)>,
+    /// Folders and files to remove (staging, spilled lines, downloaded inputs), by token, and
+    /// whether their parent goes too once empty (`_staging/`, not the user's spill folder).
+    temp: Vec<(u64, PathBuf, bool)>,
     /// Set by the signal thread: no staging folder may be created any more (one created after
     /// the cleanup would be left behind).
     stopping: bool,
@@ -30,7 +30,6 @@ struct Held {
 static HELD: Mutex<Held> = Mutex::new(Held {
     locks: Vec::new(),
     next_token: 0,
-    staging: Vec::new(),
     temp: Vec::new(),
     stopping: false,
 });
@@ -102,23 +101,16 @@ pub fn wait_if_stopping() {
 /// Waits for a publish in progress, removes the staging folders, releases the lock and exits.
 fn stop(signal: &str) -> ! {
     let _critical = CRITICAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (locks, staging, temp) = {
+    let (locks, temp) = {
         let mut h = held();
         h.stopping = true;
-        (
-            std::mem::take(&mut h.locks),
-            std::mem::take(&mut h.staging),
-            std::mem::take(&mut h.temp),
-        )
+        (std::mem::take(&mut h.locks), std::mem::take(&mut h.temp))
     };
-    for dir in &staging {
-        let _ = std::fs::remove_dir_all(dir);
-        if let Some(parent) = dir.parent() {
+    for (_, path, empty_parent) in &temp {
+        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+        if let Some(parent) = path.parent().filter(|_| *empty_parent) {
             let _ = std::fs::remove_dir(parent);
         }
-    }
-    for (_, path) in &temp {
-        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
     }
     let released = !locks.is_empty();
     for (_, at) in &locks {
@@ -135,11 +127,15 @@ fn stop(signal: &str) -> ! {
     std::process::exit(1);
 }
 
+fn next_token(h: &mut Held) -> u64 {
+    h.next_token += 1;
+    h.next_token
+}
+
 /// Records a lock this run holds; returns its token.
 pub(crate) fn lock_taken(at: LockAt) -> u64 {
     let mut h = held();
-    h.next_token += 1;
-    let token = h.next_token;
+    let token = next_token(&mut h);
     h.locks.push((token, at));
     token
 }
@@ -156,18 +152,18 @@ fn stopping() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::Interrupted, "the run is being stopped")
 }
 
-/// Creates a run's staging folder and records it for cleanup, unless the run is being stopped.
-pub(crate) fn create_staging(dir: &Path) -> std::io::Result<()> {
+/// Creates a run's staging folder, listed for removal (with `_staging/` once empty) if the run
+/// is stopped while the guard lives; refused once a stop has begun.
+pub(crate) fn create_staging(dir: &Path) -> std::io::Result<RemoveOnStop> {
     let mut h = held();
     if h.stopping {
         return Err(stopping());
     }
     std::fs::create_dir_all(dir)?;
-    h.staging.push(dir.to_path_buf());
-    Ok(())
+    Ok(list(&mut h, dir, true))
 }
 
-/// Creates a folder inside a recorded staging folder, unless the run is being stopped.
+/// Creates a folder inside a listed staging folder, unless the run is being stopped.
 pub(crate) fn create_in_staging(dir: &Path) -> std::io::Result<()> {
     let h = held();
     if h.stopping {
@@ -176,13 +172,10 @@ pub(crate) fn create_in_staging(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
-/// Forgets a staging folder (committed or rolled back).
-pub(crate) fn staging_done(dir: &Path) {
-    held().staging.retain(|d| d != dir);
-}
-
 /// Keeps a signal from stopping the run until dropped.
-pub(crate) struct Critical(#[allow(dead_code)] MutexGuard<'static, ()>);
+pub(crate) struct Critical {
+    _held: MutexGuard<'static, ()>,
+}
 
 impl std::fmt::Debug for Critical {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -192,7 +185,9 @@ impl std::fmt::Debug for Critical {
 
 /// Enters a section a signal must not cut short.
 pub(crate) fn critical() -> Critical {
-    Critical(CRITICAL.lock().unwrap_or_else(|e| e.into_inner()))
+    Critical {
+        _held: CRITICAL.lock().unwrap_or_else(|e| e.into_inner()),
+    }
 }
 
 /// Keeps a temporary folder or file listed for removal if the run is stopped, until dropped
@@ -202,16 +197,18 @@ pub struct RemoveOnStop(u64);
 
 /// Lists `path` (a folder or a file) for removal if the run is stopped.
 pub fn remove_on_stop(path: &Path) -> RemoveOnStop {
-    let mut h = held();
-    h.next_token += 1;
-    let token = h.next_token;
-    h.temp.push((token, path.to_path_buf()));
+    list(&mut held(), path, false)
+}
+
+fn list(h: &mut Held, path: &Path, empty_parent: bool) -> RemoveOnStop {
+    let token = next_token(h);
+    h.temp.push((token, path.to_path_buf(), empty_parent));
     RemoveOnStop(token)
 }
 
 impl Drop for RemoveOnStop {
     fn drop(&mut self) {
-        held().temp.retain(|(t, _)| *t != self.0);
+        held().temp.retain(|(t, _, _)| *t != self.0);
     }
 }
 
@@ -220,7 +217,7 @@ mod tests {
     use super::*;
 
     fn listed(path: &Path) -> bool {
-        held().temp.iter().any(|(_, p)| p == path)
+        held().temp.iter().any(|(_, p, _)| p == path)
     }
 
     #[test]

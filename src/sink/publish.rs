@@ -17,6 +17,8 @@ use super::{PublishOptions, SinkError, TableData};
 #[derive(Debug)]
 pub struct Published {
     staging: PathBuf,
+    /// Lists `staging` for removal if the run is stopped, until committed or rolled back.
+    _on_stop: crate::signals::RemoveOnStop,
     /// Held from the first swap until committed or rolled back: a signal waits for it.
     critical: Option<crate::signals::Critical>,
     /// (live partition, staged folder that now holds the old one, whether an old one existed).
@@ -32,9 +34,10 @@ pub fn publish(
     tables: &[(&'static str, TableData<'_>)],
 ) -> Result<Published, SinkError> {
     let staging = root.join("_staging").join(opts.run_id);
-    crate::signals::create_staging(&staging).map_err(|e| super::io(&staging, e))?;
+    let on_stop = crate::signals::create_staging(&staging).map_err(|e| super::io(&staging, e))?;
     let mut published = Published {
         staging: staging.clone(),
+        _on_stop: on_stop,
         critical: None,
         swapped: Vec::new(),
         tables: Vec::new(),
@@ -111,7 +114,6 @@ impl Published {
             warn!(path = %self.staging.display(), error = %e, "Could not remove the staging folder.");
         }
         remove_if_empty(self.staging.parent());
-        crate::signals::staging_done(&self.staging);
     }
 
     /// Puts every swapped table back as it was, then deletes the staging folder.
@@ -128,7 +130,6 @@ impl Published {
         }
         let _ = std::fs::remove_dir_all(&self.staging);
         remove_if_empty(self.staging.parent());
-        crate::signals::staging_done(&self.staging);
     }
 }
 

@@ -2,7 +2,10 @@
 //! reproducibility whatever later data the input holds, and the output lock.
 
 use crate::fixtures::FIXTURE_A;
-use crate::util::{assert_same, read_partition, Workspace, ACCOUNTING_KEYS, DEFAULT_COLUMNS};
+use crate::util::{
+    assert_same, killed_pid, lock_of_this_host, read_partition, Workspace, ACCOUNTING_KEYS,
+    DEFAULT_COLUMNS,
+};
 
 const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
 const MONTH_31: &str = "period = \"month\"\nchurn_window_days = 31";
@@ -156,25 +159,10 @@ fn a_lock_left_by_a_killed_run_of_this_host_is_taken_over() {
     let ws = Workspace::new();
     ws.write("tx.csv", FIXTURE_A);
     ws.config(&["tx.csv"], DEFAULT_COLUMNS, MONTH_31, "");
-    let host = std::fs::read_to_string("/etc/hostname")
-        .expect("the tests need /etc/hostname")
-        .trim()
-        .to_string();
-    let lock = |pid: u32| {
-        format!(
-            r#"{{"run_id":"20260101T000000000Z-0000dead","pid":{pid},"host":"{host}","started_at":"2026-01-01T00:00:00Z"}}"#
-        )
-    };
+    let lock = |pid: u32| lock_of_this_host("20260101T000000000Z-0000dead", pid);
     // A holder killed the way a scheduler's timeout ends a task (SIGKILL: no chance to clean
     // up): its lock is fresh, far from the timeout, and names a pid that no longer runs.
-    let mut killed = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
-    let pid = killed.id();
-    killed.kill().unwrap();
-    killed.wait().unwrap();
-    ws.write("out/_lock", lock(pid));
+    ws.write("out/_lock", lock(killed_pid()));
     ws.write(
         "out/_staging/20260101T000000000Z-0000dead/customers/as_of=2024-04-15/part.parquet",
         "half written",
@@ -234,27 +222,8 @@ fn a_backfill_stopped_by_sigterm_releases_its_lock_and_keeps_only_whole_partitio
             cfg = cfg.replace("partitions = 0", "partitions = 4");
         }
         ws.write("config.toml", cfg);
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_customer-value"))
-            .args(["backfill", "--config", "config.toml", "--no-progress"])
-            .args(["--from", "2023-01-08", "--to", "2024-12-31"])
-            .args(["--every", "week"])
-            .current_dir(ws.path(""))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         let lock = ws.path("out/_lock");
-        let start = std::time::Instant::now();
-        while !lock.exists() {
-            assert!(child.try_wait().unwrap().is_none(), "ended before the lock");
-            assert!(start.elapsed().as_secs() < 120, "no lock after 2 minutes");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let pid = libc::pid_t::try_from(child.id()).unwrap();
-        // SAFETY: signals the child this test spawned and has not yet waited for.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let o = child.wait_with_output().unwrap();
+        let o = ws.backfill_stopped_by_sigterm(&[], || lock.exists(), 300);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "spilled {spilled}: {err}");
         assert!(

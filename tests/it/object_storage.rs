@@ -529,20 +529,8 @@ fn s3_lock_object_blocks_a_second_writer() {
 
     // A lock object left by a run of this host that was killed (its pid no longer runs) is
     // taken over without --force-unlock; one of another host (above) is not.
-    let host = std::fs::read_to_string("/etc/hostname")
-        .expect("the tests need /etc/hostname")
-        .trim()
-        .to_string();
-    let mut killed = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
-    let pid = killed.id();
-    killed.kill().unwrap();
-    killed.wait().unwrap();
-    let dead = format!(
-        r#"{{"run_id":"20260101T000000000Z-dead","pid":{pid},"host":"{host}","started_at":"2026-01-01T00:00:00Z"}}"#
-    );
+    let dead =
+        crate::util::lock_of_this_host("20260101T000000000Z-dead", crate::util::killed_pid());
     put(&store, "out/_lock", dead.into_bytes());
     let o = ws.run_env(
         &["run", "--config", "config.toml", "--as-of", AS_OF],
@@ -576,33 +564,8 @@ fn s3_backfill_stopped_by_sigterm_releases_its_lock_and_leaves_no_stray_files() 
     );
     ws.write("config.toml", cfg);
     // A weekly backfill of the sample (104 dates, 5 uploads each): SIGTERM arrives mid-way.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_customer-value"))
-        .args(["backfill", "--config", "config.toml", "--no-progress"])
-        .args([
-            "--from",
-            "2023-01-08",
-            "--to",
-            "2024-12-31",
-            "--every",
-            "week",
-        ])
-        .current_dir(ws.path(""))
-        .envs(s3_env(&moto))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !list(&store, "out").iter().any(|(k, _)| k == "out/_lock") {
-        assert!(child.try_wait().unwrap().is_none(), "ended before the lock");
-        assert!(start.elapsed().as_secs() < 120, "no lock after 2 minutes");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: signals the child this test spawned and has not yet waited for.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let o = child.wait_with_output().unwrap();
+    let locked = || list(&store, "out").iter().any(|(k, _)| k == "out/_lock");
+    let o = ws.backfill_stopped_by_sigterm(&s3_env(&moto), locked, 500);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("error: stopped by SIGTERM"), "{err}");

@@ -91,6 +91,38 @@ impl Workspace {
             .expect("run binary")
     }
 
+    /// Starts a weekly backfill of 2023-01-08..2024-12-31 (104 dates) with `config.toml`, waits
+    /// until `locked()` says its lock is held, then `settle_ms`, sends it SIGTERM and returns
+    /// what it printed and how it exited.
+    pub fn backfill_stopped_by_sigterm(
+        &self,
+        envs: &[(String, String)],
+        locked: impl Fn() -> bool,
+        settle_ms: u64,
+    ) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_customer-value"))
+            .args(["backfill", "--config", "config.toml", "--no-progress"])
+            .args(["--from", "2023-01-08", "--to", "2024-12-31"])
+            .args(["--every", "week"])
+            .current_dir(self.dir.path())
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !locked() {
+            assert!(child.try_wait().unwrap().is_none(), "ended before the lock");
+            assert!(start.elapsed().as_secs() < 120, "no lock after 2 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(settle_ms));
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: signals the child spawned above, not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs `run --config config.toml --as-of D` plus `extra` flags.
     pub fn run_as_of(&self, as_of: &str, extra: &[&str]) -> Output {
         let mut args = vec!["run", "--config", "config.toml", "--as-of", as_of];
@@ -284,4 +316,25 @@ pub fn assert_same(got: &RecordBatch, want: &RecordBatch, what: &str) {
         "{what}: columns"
     );
     assert_eq!(got.columns(), want.columns(), "{what}: values");
+}
+
+/// The text of a lock held by `pid` on this host (named as the job names it: /etc/hostname).
+pub fn lock_of_this_host(run_id: &str, pid: u32) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .expect("the tests need /etc/hostname")
+        .trim()
+        .to_string();
+    format!(
+        r#"{{"run_id":"{run_id}","pid":{pid},"host":"{host}","started_at":"2026-01-01T00:00:00Z"}}"#
+    )
+}
+
+/// The pid of a process that ran and was killed (SIGKILL, as a scheduler's timeout ends a task):
+/// no process has it any more.
+pub fn killed_pid() -> u32 {
+    let mut killed = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = killed.id();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    pid
 }
