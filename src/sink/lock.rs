@@ -77,28 +77,6 @@ impl Drop for LockGuard {
     }
 }
 
-/// Removes what runs killed outright (SIGKILL, a crash) left in `{root}/_staging/`: with the lock
-/// held no other run can be writing there, and readers never look there. (A run stopped by a
-/// signal removes its own, see `signals`.)
-fn sweep_staging(root: &std::path::Path) {
-    let staging = root.join("_staging");
-    let Ok(entries) = std::fs::read_dir(&staging) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => {
-                warn!(path = %path.display(), "Removed the staging folder of a run that did not finish.")
-            }
-            Err(e) => {
-                warn!(path = %path.display(), error = %e, "Could not remove a leftover staging folder.")
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(&staging);
-}
-
 /// This host's name as locks record it.
 fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
@@ -195,7 +173,7 @@ pub fn acquire(
                             .map_err(|e| super::io(&path, e))?;
                         info!(lock = %path.display(), "Output locked.");
                         let guard = LockGuard::new(LockAt::Local(path));
-                        sweep_staging(root);
+                        super::publish::sweep_staging(root);
                         return Ok(guard);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {

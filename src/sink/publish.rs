@@ -13,6 +13,31 @@ use super::manifest::{FileEntry, TableEntry};
 use super::parquet::{write, FileMeta};
 use super::{PublishOptions, SinkError, TableData};
 
+/// Folder under the output root where runs stage their partitions.
+const STAGING: &str = "_staging";
+
+/// Removes what runs killed outright (SIGKILL, a crash) left in `{root}/_staging/`. Called by
+/// `lock::acquire` with the lock held, so no other run can be writing there; readers never look
+/// there. (A run stopped by a signal removes its own, see `signals`.)
+pub(crate) fn sweep_staging(root: &Path) {
+    let staging = root.join(STAGING);
+    let Ok(entries) = std::fs::read_dir(&staging) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                warn!(path = %path.display(), "Removed the staging folder of a run that did not finish.")
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "Could not remove a leftover staging folder.")
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(&staging);
+}
+
 /// A publish in progress: tables swapped in, manifest not yet written.
 #[derive(Debug)]
 pub struct Published {
@@ -33,7 +58,7 @@ pub fn publish(
     opts: &PublishOptions<'_>,
     tables: &[(&'static str, TableData<'_>)],
 ) -> Result<Published, SinkError> {
-    let staging = root.join("_staging").join(opts.run_id);
+    let staging = root.join(STAGING).join(opts.run_id);
     let on_stop = crate::signals::create_staging(&staging).map_err(|e| super::io(&staging, e))?;
     let mut published = Published {
         staging: staging.clone(),
