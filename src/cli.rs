@@ -11,7 +11,7 @@ use crate::config::{self, Config, ConfigError, Validated};
 use crate::generate::{self, GenFormat, GenerateOptions};
 use crate::job::{self, RunOptions};
 use crate::time::Period;
-use crate::{schema, Error, Result};
+use crate::{schema, Result};
 
 /// Default config path when --config is not given.
 pub const DEFAULT_CONFIG: &str = "config/default.toml";
@@ -51,8 +51,9 @@ pub enum Command {
     Run(RunArgs),
     /// Publish one partition per as_of date in a range, reading the inputs once.
     Backfill(BackfillArgs),
-    /// Check the config and that every input is readable with the mapped columns; writes nothing.
-    Validate(ConfigArgs),
+    /// Check the config and parse every input row with the run's rules and data checks; writes
+    /// nothing. Fails (exit 3) where `run` would on the data.
+    Validate(ValidateArgs),
     /// Print every output table's columns, types and meaning.
     Schema(SchemaArgs),
     /// Write a deterministic synthetic transaction export.
@@ -85,6 +86,16 @@ pub struct RunArgs {
     pub as_of: Option<String>,
     #[command(flatten)]
     pub publish: PublishArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// As-of date YYYY-MM-DD the rows are checked as of (default: yesterday in the configured
+    /// timezone, as for `run`).
+    #[arg(long, env = "CUSTOMER_VALUE_AS_OF")]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +244,56 @@ impl ConfigArgs {
     }
 }
 
+/// Longest error line printed: a reader's message can quote whole rows (an unclosed CSV quote
+/// once printed megabytes).
+const MAX_ERROR_CHARS: usize = 480;
+
+/// The one stderr line of an error: whitespace folded, URLs redacted, at most
+/// `MAX_ERROR_CHARS` characters.
+pub fn error_line(message: &str) -> String {
+    let line =
+        crate::storage::redact_text(&message.split_whitespace().collect::<Vec<_>>().join(" "));
+    match line.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((i, _)) => format!("{} … (cut)", &line[..i]),
+        None => line,
+    }
+}
+
+/// Log output on stderr, with every URL in a line redacted: dependencies (HTTP clients, the
+/// object store) log request URLs at debug level, user info included.
+struct RedactedStderr;
+
+/// One log event, written to stderr redacted when dropped (the formatter writes an event and
+/// then drops its writer).
+struct RedactedLine(Vec<u8>);
+
+impl std::io::Write for RedactedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr().lock(),
+            crate::storage::redact_text(&text).as_bytes(),
+        );
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedLine;
+    fn make_writer(&'a self) -> RedactedLine {
+        RedactedLine(Vec::with_capacity(256))
+    }
+}
+
 /// Sets up logging on stderr.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOMER_VALUE_LOG")
@@ -242,7 +303,7 @@ pub fn init_logging(format: LogFormat) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(RedactedStderr)
         .with_ansi(ansi)
         .with_target(false);
     let _ = match format {
@@ -272,33 +333,35 @@ fn print_summary(summary: &job::RunSummary) {
     }
 }
 
+/// Loads the config and parses `--as-of`; the problems of both are reported together, before
+/// any I/O.
+fn load_with_as_of(
+    args: &ConfigArgs,
+    as_of: Option<&str>,
+) -> Result<(Validated, Option<NaiveDate>)> {
+    let as_of: std::result::Result<Option<NaiveDate>, ConfigError> =
+        as_of.map(config::parse_as_of).transpose();
+    match (args.load(), as_of) {
+        (Ok(c), Ok(a)) => Ok((c, a)),
+        (Err(ConfigError::Invalid(mut p)), Err(ConfigError::Invalid(q))) => {
+            p.extend(q);
+            Err(ConfigError::Invalid(p).into())
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e.into()),
+    }
+}
+
 /// Executes the parsed command.
 pub fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
-            // Config and --as-of problems are reported together, before any I/O.
-            let as_of: std::result::Result<Option<NaiveDate>, ConfigError> =
-                args.as_of.as_deref().map(config::parse_as_of).transpose();
-            let (cfg, as_of) = match (args.config.load(), as_of) {
-                (Ok(c), Ok(a)) => (c, a),
-                (Err(ConfigError::Invalid(mut p)), Err(ConfigError::Invalid(q))) => {
-                    p.extend(q);
-                    return Err(ConfigError::Invalid(p).into());
-                }
-                (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-            };
+            let (cfg, as_of) = load_with_as_of(&args.config, args.as_of.as_deref())?;
             let summary = job::run(&cfg, &args.publish.options(as_of))?;
             print_summary(&summary);
             Ok(())
         }
         Command::Backfill(args) => {
-            let dates = |flag: &str, v: &str| {
-                config::parse_as_of(v).map_err(|_| {
-                    ConfigError::Invalid(vec![format!(
-                        "{flag}: '{v}' is not a date of the form YYYY-MM-DD"
-                    )])
-                })
-            };
+            let dates = config::parse_date;
             let (cfg, from, to) = match (
                 args.config.load(),
                 dates("--from", &args.from),
@@ -338,16 +401,39 @@ pub fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Validate(args) => {
-            let cfg = args.load()?;
-            let checked = job::validate(&cfg)?;
-            let bytes: u64 = checked.iter().map(|c| c.size).sum();
-            for c in &checked {
-                println!("ok {} ({}, {} bytes)", c.path, c.format, c.size);
+            let (cfg, as_of) = load_with_as_of(&args.config, args.as_of.as_deref())?;
+            let v = job::validate(&cfg, as_of)?;
+            for f in &v.inputs {
+                println!(
+                    "ok {} ({}, {} bytes): {} rows, {} used, {} rejected, {} after as_of{}",
+                    f.url,
+                    f.format,
+                    f.size,
+                    f.rows_read,
+                    f.rows_used,
+                    f.rows_rejected,
+                    f.rows_after_as_of,
+                    if f.blank_lines > 0 {
+                        format!(", {} blank lines skipped", f.blank_lines)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            for (reason, n) in &v.rejects_by_reason {
+                println!("  rejected ×{n}: {reason}");
+            }
+            for w in &v.warnings {
+                println!("  warning: {w}");
             }
             println!(
-                "config {} is valid; {} input file(s), {bytes} bytes, all mapped columns present",
-                args.config.display(),
-                checked.len()
+                "config {} is valid; as of {}: {} rows read, {} used, {} rejected, {} after as_of; the run would pass the data checks",
+                args.config.config.display(),
+                v.as_of,
+                v.rows_read,
+                v.rows_used,
+                v.rows_rejected,
+                v.rows_after_as_of
             );
             Ok(())
         }
@@ -362,12 +448,7 @@ pub fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(a) => {
-            let start = config::parse_as_of(&a.start).map_err(|_| {
-                Error::Config(ConfigError::Invalid(vec![format!(
-                    "--start: '{}' is not a date of the form YYYY-MM-DD",
-                    a.start
-                )]))
-            })?;
+            let start = config::parse_date("--start", &a.start)?;
             let format = a.format.unwrap_or_else(|| {
                 if a.output
                     .to_string_lossy()

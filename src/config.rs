@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,10 @@ pub struct Config {
     /// customer partitions and processed one partition at a time.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// Problems found while parsing that serde would have stopped at (an unknown enum value):
+    /// reported by `validate` together with every other problem.
+    #[serde(skip)]
+    pending: Vec<String>,
 }
 
 /// `[engine]`: how much memory the job plans for, and where it spills beyond that.
@@ -176,6 +180,10 @@ pub struct InputConfig {
     /// The run fails when rejected rows / rows read exceeds this share (0–1).
     #[serde(default = "default_max_reject_ratio")]
     pub max_reject_ratio: f64,
+    /// A run fails (exit 3) when the newest transaction on or before as_of is more than this
+    /// many days before as_of (a stale export); 0 = off.
+    #[serde(default)]
+    pub max_staleness_days: u32,
 }
 
 /// `[input.columns]`.
@@ -212,6 +220,11 @@ pub struct CsvConfig {
     /// Whether the first line is a header (without one, columns are `column_1`, `column_2`, …).
     #[serde(default = "default_true")]
     pub has_header: bool,
+    /// Whether a quoted value may span lines. Off (as warehouse loaders default): every line is
+    /// one record, and a line whose quotes do not close is rejected instead of swallowing the
+    /// lines after it.
+    #[serde(default)]
+    pub allow_quoted_newlines: bool,
 }
 
 impl Default for CsvConfig {
@@ -220,6 +233,7 @@ impl Default for CsvConfig {
             delimiter: default_delimiter(),
             quote: default_quote(),
             has_header: true,
+            allow_quoted_newlines: false,
         }
     }
 }
@@ -292,7 +306,8 @@ pub struct OutputConfig {
     /// Maximum rows per Parquet row group.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
-    /// A lock on the output older than this is stale and taken over (a crashed run's).
+    /// The holder of the output lock renews it every quarter of this; a lock not renewed for
+    /// this long is a dead run's and is taken over (at least `MIN_LOCK_TIMEOUT_MINUTES`).
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_minutes: u64,
 }
@@ -341,8 +356,17 @@ fn default_zstd_level() -> i32 {
     1
 }
 fn default_lock_timeout() -> u64 {
-    360
+    5
 }
+
+/// Shortest lock lease: the holder renews every quarter of it, so a lease shorter than a
+/// minute would be lost to one slow write to an object store.
+pub const MIN_LOCK_TIMEOUT_MINUTES: u64 = 1;
+
+/// Earliest and latest as_of dates (and backfill ends): transactions before 1900 are rejected,
+/// and dates after 9999 are beyond Parquet readers' calendars.
+pub const FIRST_YEAR: i32 = 1900;
+pub const LAST_YEAR: i32 = 9999;
 fn default_row_group_rows() -> usize {
     1 << 20
 }
@@ -374,14 +398,20 @@ impl Config {
         })
     }
 
-    /// Parses TOML text; the error is one line naming the key.
+    /// Parses TOML text; the error is one line naming the key. An unknown value of an enum key
+    /// (`period = "fortnight"`) is not an error here: the key falls back to its default and the
+    /// problem is reported by `validate`, with every other one.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let pending = take_bad_enum_values(&mut table);
+        let mut cfg: Config = table.try_into().map_err(|e| one_line(&e.to_string()))?;
+        cfg.pending = pending;
+        Ok(cfg)
     }
 
     /// Checks every rule and reports all problems at once.
     pub fn validate(self) -> Result<Validated, ConfigError> {
-        let mut problems = Vec::new();
+        let mut problems = self.pending.clone();
         let i = &self.input;
         if i.paths.is_empty() {
             problems.push("input.paths: must list at least one file, glob or folder".to_string());
@@ -425,6 +455,12 @@ impl Config {
             problems.push(format!(
                 "input.amount_decimals: {} is out of range (0–9)",
                 i.amount_decimals
+            ));
+        }
+        if i.max_staleness_days > 36_600 {
+            problems.push(format!(
+                "input.max_staleness_days: {} is out of range (0 = off, at most 36600)",
+                i.max_staleness_days
             ));
         }
         if !(0.0..=1.0).contains(&i.max_reject_ratio) {
@@ -510,6 +546,12 @@ impl Config {
         if o.row_group_rows == 0 {
             problems.push("output.row_group_rows: must be at least 1".into());
         }
+        if o.lock_timeout_minutes < MIN_LOCK_TIMEOUT_MINUTES || o.lock_timeout_minutes > 10_080 {
+            problems.push(format!(
+                "output.lock_timeout_minutes: {} is out of range ({MIN_LOCK_TIMEOUT_MINUTES}–10080); a live run renews its lock, so it is never taken over",
+                o.lock_timeout_minutes
+            ));
+        }
         if self.engine.partitions > MAX_PARTITIONS {
             problems.push(format!(
                 "engine.partitions: {} is above the maximum of {MAX_PARTITIONS}",
@@ -535,13 +577,77 @@ impl Config {
     }
 }
 
-/// Parses an as-of date given on the command line or in the environment.
+/// Parses an as-of date given on the command line or in the environment: YYYY-MM-DD with a
+/// year from `FIRST_YEAR` to `LAST_YEAR`.
 pub fn parse_as_of(text: &str) -> Result<NaiveDate, ConfigError> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
-        ConfigError::Invalid(vec![format!(
-            "as_of: '{text}' is not a date of the form YYYY-MM-DD"
-        )])
-    })
+    parse_date("as_of", text)
+}
+
+/// Parses a date flag (`what` names it in the error): YYYY-MM-DD, years `FIRST_YEAR` to
+/// `LAST_YEAR` (date arithmetic near chrono's limits would overflow).
+pub fn parse_date(what: &str, text: &str) -> Result<NaiveDate, ConfigError> {
+    let t = text.trim();
+    let shaped = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
+    match NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        Ok(d) if shaped && (FIRST_YEAR..=LAST_YEAR).contains(&d.year()) => Ok(d),
+        Ok(_) if shaped => Err(ConfigError::Invalid(vec![format!(
+            "{what}: '{text}' is out of range ({FIRST_YEAR}-01-01 to {LAST_YEAR}-12-31)"
+        )])),
+        _ => Err(ConfigError::Invalid(vec![format!(
+            "{what}: '{}' is not a date of the form YYYY-MM-DD",
+            short(text)
+        )])),
+    }
+}
+
+/// A user's value shown in an error: at most 60 characters, on one line.
+pub(crate) fn short(text: &str) -> String {
+    let one = one_line(text);
+    match one.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &one[..i]),
+        None => one,
+    }
+}
+
+/// The enum-valued keys: (table path, key, the values serde accepts).
+const ENUM_KEYS: &[(&[&str], &str, &[&str])] = &[
+    (&["input"], "format", &["auto", "csv", "parquet", "ndjson"]),
+    (
+        &["metrics"],
+        "period",
+        &["week", "month", "quarter", "year"],
+    ),
+    (
+        &["metrics"],
+        "segment_assignment",
+        &["first", "last", "most_frequent"],
+    ),
+];
+
+/// Removes every enum key whose value is not one of its variants, returning a problem for each.
+fn take_bad_enum_values(table: &mut toml::Table) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (path, key, allowed) in ENUM_KEYS {
+        let mut t = Some(&mut *table);
+        for part in *path {
+            t = t
+                .and_then(|t| t.get_mut(*part))
+                .and_then(toml::Value::as_table_mut);
+        }
+        let Some(t) = t else { continue };
+        let Some(value) = t.get(*key) else { continue };
+        if value.as_str().is_some_and(|v| allowed.contains(&v)) {
+            continue;
+        }
+        problems.push(format!(
+            "{}.{key}: {} is not one of {}",
+            path.join("."),
+            short(&value.to_string()),
+            allowed.join(", ")
+        ));
+        t.remove(*key);
+    }
+    problems
 }
 
 fn single_byte(s: &str) -> Option<u8> {
@@ -655,6 +761,40 @@ amount = "a"
             parse_as_of("2024-02-29").unwrap(),
             NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
         );
+    }
+
+    #[test]
+    fn unknown_enum_values_are_reported_with_every_other_problem() {
+        let text = minimal()
+            + "[metrics]\nperiod = \"fortnight\"\nsegment_assignment = 3\nmargin = 7.0\n[output]\nlock_timeout_minutes = 0\n";
+        let cfg = Config::from_toml(&text).expect("parses: enum values are checked by validate");
+        let msg = cfg.validate().unwrap_err().to_string();
+        for needle in [
+            "metrics.period: \"fortnight\" is not one of week, month, quarter, year",
+            "metrics.segment_assignment: 3 is not one of first, last, most_frequent",
+            "metrics.margin: 7",
+            "output.lock_timeout_minutes: 0 is out of range",
+        ] {
+            assert!(msg.contains(needle), "{needle}: {msg}");
+        }
+    }
+
+    #[test]
+    fn dates_are_bounded_to_years_1900_to_9999() {
+        assert!(parse_as_of("1900-01-01").is_ok());
+        assert!(parse_as_of("9999-12-31").is_ok());
+        for bad in [
+            "1899-12-31",
+            "+262142-12-31",
+            "10000-01-01",
+            "-0001-01-01",
+            "2024-1-1",
+        ] {
+            assert!(parse_as_of(bad).is_err(), "{bad}");
+        }
+        let long = "9".repeat(200);
+        let msg = parse_as_of(&long).unwrap_err().to_string();
+        assert!(msg.len() < 120, "the value is shortened: {msg}");
     }
 
     #[test]

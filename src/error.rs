@@ -17,7 +17,8 @@ pub enum Error {
     /// Writing an output table or the manifest failed; exit code 1.
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
-    /// The data failed a quality gate (reject ratio, nothing to compute); exit code 1.
+    /// The data failed its checks (reject ratio, nothing by as_of, stale input, sums beyond
+    /// range, too much work for the as_of); exit code 3: retrying the same input cannot help.
     #[error("{0}")]
     Quality(String),
     /// `generate` could not write its files; exit code 1.
@@ -26,10 +27,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// Exit code for this error (SPEC §5: 1 = the run failed, 2 = usage or config error).
+    /// Exit code for this error (SPEC §5): 1 = the run failed and a retry may succeed (I/O,
+    /// object store, a live lock holder), 2 = usage or config error, 3 = the data failed its
+    /// checks.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::Generate(crate::generate::GenerateError::Options(_)) => 2,
+            Error::Quality(_) => 3,
+            // The input's columns cannot be read as mapped: the same input fails again.
+            Error::Source(
+                crate::source::SourceError::MissingColumn { .. }
+                | crate::source::SourceError::ColumnType { .. }
+                | crate::source::SourceError::Header { .. },
+            ) => 3,
             _ => 1,
         }
     }

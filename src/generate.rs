@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, NaiveDate};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -88,6 +88,34 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError>
             "--customers and --months must be at least 1".into(),
         ));
     }
+    if opts.months > MAX_MONTHS {
+        return Err(GenerateError::Options(format!(
+            "--months {} is out of range (1–{MAX_MONTHS})",
+            opts.months
+        )));
+    }
+    let end_date = opts
+        .start
+        .checked_add_months(chrono::Months::new(opts.months))
+        .filter(|d| d.year() <= crate::config::LAST_YEAR)
+        .ok_or_else(|| {
+            GenerateError::Options(format!(
+                "--start {} plus --months {} ends after {}-12-31",
+                opts.start,
+                opts.months,
+                crate::config::LAST_YEAR
+            ))
+        })?;
+    for (flag, rate) in [
+        ("--refunds", opts.refund_rate),
+        ("--multi-line", opts.multi_line_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(GenerateError::Options(format!(
+                "{flag} {rate} is out of range (0–1)"
+            )));
+        }
+    }
     for s in &opts.segments {
         if !["channel", "region", "plan"].contains(&s.as_str()) {
             return Err(GenerateError::Options(format!(
@@ -104,7 +132,6 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError>
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let start_us = (opts.start - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
         * 86_400_000_000;
-    let end_date = add_months(opts.start, opts.months);
     let span_us = (end_date - opts.start).num_days() * 86_400_000_000;
     // Expected lines per order: multi-line orders have 2–4 lines (one more than 1 on average
     // is 2), refunds add about 1.2 lines (whole orders are refunded 30% of the time).
@@ -219,10 +246,8 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError>
     Ok(report)
 }
 
-fn add_months(d: NaiveDate, months: u32) -> NaiveDate {
-    d.checked_add_months(chrono::Months::new(months))
-        .unwrap_or(d + Duration::days(30 * months as i64))
-}
+/// Longest span `generate` writes: a century of months.
+const MAX_MONTHS: u32 = 1200;
 
 enum Sink {
     Csv {

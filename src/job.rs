@@ -117,6 +117,8 @@ struct Prepared {
     orders: orders::Orders,
     spend: Option<source::spend::Spend>,
     timings: Timings,
+    /// Warnings for every manifest (inputs with the same content).
+    warnings: Vec<String>,
 }
 
 /// Input bytes → bytes of memory a run holding every line needs, by input format (measured on
@@ -246,6 +248,7 @@ fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Result<Prepared>
             &cfg.config.storage,
         )
     })?;
+    let warnings = source::files::same_content(&files);
     // Read the small spend file before the large inputs, so a bad one fails fast.
     let spend = cfg
         .config
@@ -277,6 +280,7 @@ fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Result<Prepared>
         orders: orders::Orders::default(),
         spend,
         timings,
+        warnings,
     })
 }
 
@@ -290,6 +294,9 @@ struct DateView {
     rejects_by_reason: BTreeMap<String, u64>,
     rejects: Vec<Reject>,
     reject_ratio: f64,
+    /// Local time of the earliest and the newest line used as of this date.
+    earliest: Option<i64>,
+    newest: Option<i64>,
 }
 
 /// Row accounting of every date (cutoffs ascending) in one pass over the lines: each line is
@@ -299,18 +306,29 @@ fn date_views(ing: &Ingested, cutoffs: &[i64]) -> Vec<DateView> {
     // used[file][k]: lines of `file` first seen at date k (counted as they were spilled, when
     // they were: the spill was given the same cutoffs).
     let mut used = vec![vec![0u64; cutoffs.len()]; n_files];
-    match &ing.spill {
+    let mut newest = vec![None; cutoffs.len()];
+    // Every line kept is before the last cutoff, and the earliest is before any cutoff a
+    // line is before: one earliest serves every date that has lines.
+    let earliest = match &ing.spill {
         Some(spill) => {
             for (u, s) in used.iter_mut().zip(&spill.used) {
                 u.copy_from_slice(s);
             }
+            newest.clone_from(&spill.newest);
+            spill.earliest
         }
-        None => ing.lines.count_by_date(cutoffs, &mut used),
-    }
+        None => {
+            ing.lines.count_by_date(cutoffs, &mut used, &mut newest);
+            ing.lines.ts_local.iter().copied().min()
+        }
+    };
     for counts in &mut used {
         for k in 1..counts.len() {
             counts[k] += counts[k - 1];
         }
+    }
+    for k in 1..newest.len() {
+        newest[k] = newest[k].max(newest[k - 1]);
     }
     cutoffs
         .iter()
@@ -328,12 +346,25 @@ fn date_views(ing: &Ingested, cutoffs: &[i64]) -> Vec<DateView> {
                     ..f.clone()
                 })
                 .collect();
-            view_of(ing, cutoff, files)
+            let newest = newest[k];
+            view_of(
+                ing,
+                cutoff,
+                files,
+                earliest.filter(|_| newest.is_some()),
+                newest,
+            )
         })
         .collect()
 }
 
-fn view_of(ing: &Ingested, cutoff: i64, mut files: Vec<FileStats>) -> DateView {
+fn view_of(
+    ing: &Ingested,
+    cutoff: i64,
+    mut files: Vec<FileStats>,
+    earliest: Option<i64>,
+    newest: Option<i64>,
+) -> DateView {
     let index: HashMap<String, usize> = files
         .iter()
         .enumerate()
@@ -375,11 +406,21 @@ fn view_of(ing: &Ingested, cutoff: i64, mut files: Vec<FileStats>) -> DateView {
         files,
         rejects_by_reason,
         rejects,
+        earliest,
+        newest,
     }
 }
 
-/// The data-quality gates of one date: reject ratio, and something to compute.
-fn check(cfg: &Validated, as_of: NaiveDate, v: &DateView) -> Result<()> {
+/// The data checks of one date (failures exit 3): money sums within range, the reject ratio,
+/// something to compute, input not stale, and work bounded by memory (a far-future as_of
+/// would otherwise grow the cohort triangle past any memory).
+fn check(cfg: &Validated, ing: &Ingested, as_of: NaiveDate, v: &DateView) -> Result<()> {
+    if let Some((file, row)) = &ing.money_overflow_at {
+        return Err(Error::Quality(format!(
+            "input file {file}: row {row}: the absolute amounts and costs of the rows up to it add up to more than {} minor units, beyond what money sums can hold exactly; check the amounts and input.amount_decimals",
+            source::normalize::MONEY_ABS_LIMIT
+        )));
+    }
     if v.reject_ratio > cfg.config.input.max_reject_ratio {
         let mut reasons: Vec<(&String, &u64)> = v.rejects_by_reason.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1));
@@ -402,10 +443,42 @@ fn check(cfg: &Validated, as_of: NaiveDate, v: &DateView) -> Result<()> {
             top.join(", ")
         )));
     }
-    if v.rows_used == 0 {
+    let (Some(earliest), Some(newest)) = (v.earliest, v.newest) else {
         return Err(Error::Quality(format!(
             "no usable transactions on or before as_of {as_of} ({} rows read, {} after as_of, {} rejected); check --as-of and the input paths",
             v.rows_read, v.rows_after_as_of, v.rows_rejected
+        )));
+    };
+    let newest_day = crate::time::local_micros_to_date(newest);
+    let stale_days = (as_of - newest_day).num_days();
+    let max_stale = cfg.config.input.max_staleness_days;
+    if max_stale > 0 && stale_days > max_stale as i64 {
+        return Err(Error::Quality(format!(
+            "stale input: the newest transaction on or before as_of {as_of} is from {newest_day}, {stale_days} days earlier, more than input.max_staleness_days = {max_stale}; check that the export is current"
+        )));
+    }
+    let period = cfg.config.metrics.period;
+    if stale_days > period.longest_days() as i64 {
+        warn!(%as_of, newest_transaction = %newest_day, days = stale_days, "as_of is more than one period after the newest transaction: the last periods show no activity, as if customers had left.");
+    }
+    // The cohort triangle: every (segment slot, cohort) holds one row per period from its
+    // cohort to as_of, computed in each parallel piece of the fold (threads + 1 at most, plus
+    // the merged one), about 64 bytes per row and copy. Cohorts lie between the earliest and
+    // the newest line's periods.
+    let first = period.index(crate::time::local_micros_to_date(earliest));
+    let periods = (period.index(as_of) - first + 1).max(1) as u128;
+    let cohorts = (period.index(newest_day) - first + 1).clamp(1, periods as i64) as u128;
+    let slots = 1 + ing.segments.iter().map(|d| d.len() as u128).sum::<u128>();
+    let rows = slots * (cohorts * periods - cohorts * (cohorts - 1) / 2);
+    let copies = rayon::current_num_threads() as u128 + 2;
+    let bytes = rows * 64 * copies;
+    let budget = memory_limit(cfg) as u128 / 2;
+    if bytes > budget {
+        return Err(Error::Quality(format!(
+            "as_of {as_of} is {stale_days} days after the newest transaction ({newest_day}): the cohorts table would hold up to {rows} rows ({} {period} periods × {slots} segments), about {} MiB to compute, more than half of the memory limit ({} MiB, engine.memory_limit_mib); check --as-of",
+            periods,
+            bytes >> 20,
+            memory_limit(cfg) >> 20
         )));
     }
     Ok(())
@@ -533,9 +606,11 @@ fn publish_options<'a>(cfg: &Validated, as_of: &'a str, run_id: &'a str) -> Publ
 }
 
 /// Computes every table for one date and publishes it with its manifest.
+#[allow(clippy::too_many_arguments)]
 fn publish_date(
     cfg: &Validated,
     prep: &Prepared,
+    lock: &lock::LockGuard,
     as_of: NaiveDate,
     as_of_source: &str,
     run_id: &str,
@@ -543,17 +618,19 @@ fn publish_date(
     selected: TableSet,
 ) -> Result<RunSummary> {
     let computed = compute_date(cfg, prep, as_of, view, run_id, selected)?;
-    publish_computed(cfg, prep, computed, as_of_source, run_id)
+    publish_computed(cfg, prep, lock, computed, as_of_source, run_id)
 }
 
-/// Writes one date's tables and then its manifest.
+/// Writes one date's tables and then its manifest, while this run's lock lease holds.
 fn publish_computed(
     cfg: &Validated,
     prep: &Prepared,
+    lock: &lock::LockGuard,
     computed: Computed,
     as_of_source: &str,
     run_id: &str,
 ) -> Result<RunSummary> {
+    lock.check()?;
     let Computed {
         as_of,
         view,
@@ -615,11 +692,22 @@ fn publish_computed(
         rows_after_as_of: view.rows_after_as_of,
         reject_ratio: view.reject_ratio,
         rejects_by_reason: view.rejects_by_reason,
+        warnings: prep.warnings.clone(),
+        newest_transaction_at: view.newest.map(|local| {
+            let utc = Zone::new(cfg.tz).local_to_utc(local);
+            chrono::DateTime::from_timestamp_micros(utc)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        }),
         customers: tables.n_customers,
         orders: tables.orders,
         tables: staged.tables().iter().cloned().chain(kept).collect(),
         timings_ms: timings.0.clone(),
     };
+    if let Err(e) = lock.check() {
+        staged.abandon();
+        return Err(e.into());
+    }
     let manifest_path = staged.finish(&as_of_s, run_id, &manifest)?;
     info!(manifest = %manifest_path, "Partition published.");
     Ok(RunSummary {
@@ -641,10 +729,19 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let mut prep = prepare(cfg, &[cutoff], opts.progress)?;
     let view = date_views(&prep.ingested, &[cutoff]).remove(0);
-    check(cfg, as_of, &view)?;
+    check(cfg, &prep.ingested, as_of, &view)?;
     build_orders(&mut prep, &[cutoff]);
-    let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
-    publish_date(cfg, &prep, as_of, as_of_source, &run_id, view, opts.tables)
+    let lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
+    publish_date(
+        cfg,
+        &prep,
+        &lock,
+        as_of,
+        as_of_source,
+        &run_id,
+        view,
+        opts.tables,
+    )
 }
 
 /// Builds the orders once from every line read (all dates of a backfill share them) and frees
@@ -718,7 +815,11 @@ pub fn backfill(
     let problems: Vec<String> = dates
         .iter()
         .zip(&views)
-        .filter_map(|(d, v)| check(cfg, *d, v).err().map(|e| e.to_string()))
+        .filter_map(|(d, v)| {
+            check(cfg, &prep.ingested, *d, v)
+                .err()
+                .map(|e| e.to_string())
+        })
         .collect();
     if !problems.is_empty() {
         return Err(Error::Quality(format!(
@@ -729,7 +830,7 @@ pub fn backfill(
         )));
     }
     build_orders(&mut prep, &cutoffs);
-    let _lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
+    let lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     let bar = source::normalize::progress_bar(
         opts.progress,
         dates.len() as u64,
@@ -749,7 +850,8 @@ pub fn backfill(
     let mut pending: Vec<(tracing::Span, Computed)> = Vec::new();
     let publish = |(span, c): (tracing::Span, Computed)| -> Result<RunSummary> {
         let d = c.as_of;
-        let summary = span.in_scope(|| publish_computed(cfg, &prep, c, "backfill", &run_id))?;
+        let summary =
+            span.in_scope(|| publish_computed(cfg, &prep, &lock, c, "backfill", &run_id))?;
         if let Some(b) = &bar {
             b.inc(1);
             b.set_message(d.to_string());
@@ -823,37 +925,39 @@ pub fn backfill(
     Ok(out)
 }
 
-/// One input file's check result for `validate`.
+/// What `validate` found: every row parsed with the run's rules, as of one date.
 #[derive(Debug, Clone)]
-pub struct Checked {
-    pub path: String,
-    pub format: String,
-    pub size: u64,
+pub struct Validation {
+    pub as_of: NaiveDate,
+    /// Per input: name, format, size and row accounting.
+    pub inputs: Vec<FileStats>,
+    pub rows_read: u64,
+    pub rows_used: u64,
+    pub rows_rejected: u64,
+    pub rows_after_as_of: u64,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub warnings: Vec<String>,
 }
 
-/// Checks that every input is readable and has the mapped columns; writes nothing.
-pub fn validate(cfg: &Validated) -> Result<Vec<Checked>> {
-    storage::open(&cfg.config.output.path, &cfg.config.storage).map_err(sink::SinkError::from)?;
-    let files = source::discover(
-        &cfg.config.input.paths,
-        cfg.config.input.format,
-        &cfg.config.storage,
-    )?;
-    if let Some(sc) = &cfg.config.spend {
-        source::spend::read(Path::new(&sc.path), cfg.config.input.amount_decimals)?;
-    }
-    let mut out = Vec::new();
-    for f in &files {
-        // Lossy: only the header is read here, and a run accepts a CSV with invalid bytes too
-        // (reading it again lossily), so validate must not fail on one.
-        source::read::scan(f, cfg, true)?;
-        out.push(Checked {
-            path: f.display.clone(),
-            format: f.format.to_string(),
-            size: f.size,
-        });
-    }
-    Ok(out)
+/// Reads and parses every input row exactly as `run` would (as of `as_of`, default yesterday)
+/// and applies the same data checks, without computing or writing anything: where the run would
+/// fail on the data, this fails with the same error (exit 3).
+pub fn validate(cfg: &Validated, as_of: Option<NaiveDate>) -> Result<Validation> {
+    let as_of = as_of.unwrap_or_else(|| default_as_of(cfg.tz));
+    let cutoff = date_to_local_micros(as_of + Duration::days(1));
+    let prep = prepare(cfg, &[cutoff], false)?;
+    let view = date_views(&prep.ingested, &[cutoff]).remove(0);
+    check(cfg, &prep.ingested, as_of, &view)?;
+    Ok(Validation {
+        as_of,
+        inputs: view.files,
+        rows_read: view.rows_read,
+        rows_used: view.rows_used,
+        rows_rejected: view.rows_rejected,
+        rows_after_as_of: view.rows_after_as_of,
+        rejects_by_reason: view.rejects_by_reason,
+        warnings: prep.warnings,
+    })
 }
 
 #[cfg(test)]

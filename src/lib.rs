@@ -16,6 +16,7 @@ pub mod sink;
 pub mod source;
 pub mod spilled;
 pub mod storage;
+pub(crate) mod testhook;
 pub mod time;
 
 pub use error::{Error, Result};

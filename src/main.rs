@@ -1,5 +1,6 @@
 //! Binary entry point: parse flags, set threads and logging, run, print one error line to
-//! stderr and exit with the documented code (0 ok, 1 run failed, 2 usage or config error).
+//! stderr and exit with the documented code (0 ok, 1 run failed and a retry may help, 2 usage
+//! or config error, 3 the data failed its checks).
 
 use std::process::ExitCode;
 
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_line(&format!("{e:#}")));
             ExitCode::from(e.exit_code())
         }
     }

@@ -117,7 +117,7 @@ fn stop(signal: &str) -> ! {
         at.release();
     }
     eprintln!(
-        "error: stopped by {signal}; {}nothing that was not yet published is kept",
+        "error: stopped by {signal}; a publish under way was finished first (its date is published); {}nothing that was not yet published is kept",
         if released {
             "the output lock is released and "
         } else {

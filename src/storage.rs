@@ -144,36 +144,46 @@ pub fn is_url(s: &str) -> bool {
     }
 }
 
-/// URL with user info and query removed, for logs, errors and manifests.
+/// URL with user info, query and fragment removed, for logs, errors and manifests. Plain text
+/// work, no URL parsing: a password may hold `/`, `?`, `#` or `@`, which a parser reads as the
+/// end of the user info, so everything up to the last `@` goes (a key holding `@` then loses its
+/// start, shown as `***@`: too much removed rather than a secret shown).
 pub fn redact(s: &str) -> String {
-    match Url::parse(s) {
-        Ok(mut u) => {
-            let had_query = u.query().is_some();
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            let mut out = u.to_string();
-            if had_query {
-                out.push_str("?<redacted>");
-            }
-            out
-        }
-        Err(_) => s.to_string(),
+    let Some(i) = s.find("://") else {
+        return s.to_string();
+    };
+    let (scheme, rest) = s.split_at(i + 3);
+    let (rest, user) = match rest.rfind('@') {
+        Some(j) => (&rest[j + 1..], "***@"),
+        None => (rest, ""),
+    };
+    match rest.find(['?', '#']) {
+        Some(j) => format!("{scheme}{user}{}?<redacted>", &rest[..j]),
+        None => format!("{scheme}{user}{rest}"),
     }
 }
 
-/// Redacts every URL-looking word of a message.
-fn redact_text(s: &str) -> String {
-    s.split(' ')
-        .map(|w| {
-            if w.contains("://") {
-                redact(w.trim_matches(|c| c == '"' || c == '\'' || c == ','))
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Redacts every URL in a message (see `redact`): each `scheme://` and what follows it up to
+/// the next whitespace or double quote (the end of a JSON string in a JSON log line).
+pub fn redact_text(s: &str) -> String {
+    if !s.contains("://") {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let scheme_start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |j| j + 1);
+        let end = rest[i + 3..]
+            .find(|c: char| c.is_whitespace() || c == '"')
+            .map_or(rest.len(), |j| i + 3 + j);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str(&redact(&rest[scheme_start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The async runtime for object_store calls (the job itself is synchronous).
@@ -360,9 +370,24 @@ mod tests {
         assert!(!is_url("C:/x"));
         assert_eq!(
             redact("https://user:secret@host/x.csv?sig=abc"),
-            "https://host/x.csv?<redacted>"
+            "https://***@host/x.csv?<redacted>"
         );
         assert_eq!(redact("s3://bucket/a/b"), "s3://bucket/a/b");
+        // Passwords holding the characters a URL parser takes for the end of the user info.
+        for pw in ["se/cret", "se?cret", "se#cret", "se@cret", "s/e?c#r@et"] {
+            let url = format!("s3://AKIA:{pw}@bucket/key.csv");
+            let shown = redact(&url);
+            assert_eq!(shown, "s3://***@bucket/key.csv", "{url}");
+            let line = format!("error: input {url}: not found; \"url\":\"{url}\" done");
+            let text = redact_text(&line);
+            assert!(!text.contains("cret") && !text.contains("AKIA"), "{text}");
+            assert!(
+                text.ends_with("\" done")
+                    && text.starts_with("error: input s3://***@bucket/key.csv:"),
+                "{text}"
+            );
+        }
+        assert_eq!(redact_text("no urls here"), "no urls here");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 
 * ``customer_value_daily``: every day, ``validate`` then ``run --as-of {{ ds }}``. A run as of a
   date is reproducible, so retries and reruns (``airflow tasks clear``) simply replace that
-  date's partition. Exit code 2 (configuration or usage error) fails at once without retries;
-  exit code 1 (input, output or data quality) is retried.
+  date's partition. Exit codes 2 (configuration or usage error) and 3 (the data failed its
+  checks: too many rejects, nothing by as_of, stale input) fail at once without retries: the same
+  config and input would fail again. Exit code 1 (I/O, object store, a live lock holder, a stop by
+  a signal) is retried.
 * ``customer_value_backfill``: triggered by hand with ``from``/``to``/``every`` params; reads the
   inputs once and publishes one partition per date.
 
@@ -30,13 +32,15 @@ BIN = os.environ.get("CUSTOMER_VALUE_BIN", "customer-value")
 
 
 def customer_value(*args: str) -> None:
-    """Runs the binary; exit 2 is final (bad config), any other failure may be retried."""
+    """Runs the binary; exits 2 (bad config) and 3 (bad data) are final, 1 may be retried."""
     env = dict(os.environ, CUSTOMER_VALUE_LOG_FORMAT="json", CUSTOMER_VALUE_NO_PROGRESS="1")
     proc = subprocess.run([BIN, *args], env=env, capture_output=True, text=True)
     print(proc.stdout)
     print(proc.stderr)
     if proc.returncode == 2:
         raise AirflowFailException(f"customer-value {args[0]}: configuration error: {proc.stderr.strip()[-500:]}")
+    if proc.returncode == 3:
+        raise AirflowFailException(f"customer-value {args[0]}: the data failed its checks: {proc.stderr.strip()[-500:]}")
     if proc.returncode != 0:
         raise AirflowException(f"customer-value {args[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
 

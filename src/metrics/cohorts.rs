@@ -17,6 +17,8 @@ pub struct CohortRow {
     pub size: i64,
     pub active: i64,
     pub churned: i64,
+    /// Not active at the end of at least one of the periods 0..=offset.
+    pub ever_churned: i64,
     pub revenue: i64,
     pub cost: i64,
     pub purchases: i64,
@@ -42,11 +44,12 @@ pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
         let Some(c) = acc.cohort(slot as usize, cohort as usize) else {
             continue;
         };
-        let (mut cum_rev, mut cum_cost, mut active_end) = (0, 0, 0);
+        let (mut cum_rev, mut cum_cost, mut active_end, mut ever) = (0, 0, 0, 0);
         for k in 0..c.active.len() {
             cum_rev += c.revenue[k];
             cum_cost += c.cost[k];
             active_end += c.end_diff[k];
+            ever += c.ever_diff[k];
             out.push(CohortRow {
                 slot: slot as usize,
                 cohort: cohort as usize,
@@ -54,6 +57,7 @@ pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
                 size: c.size,
                 active: c.active[k],
                 churned: c.size - active_end,
+                ever_churned: ever,
                 revenue: c.revenue[k],
                 cost: c.cost[k],
                 purchases: c.purchases[k],
@@ -109,6 +113,8 @@ pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
         floats(&|r| rate(r.active, r.size).unwrap_or(0.0)),
         ints(&|r| r.churned),
         floats(&|r| 100.0 - rate(r.churned, r.size).unwrap_or(0.0)),
+        ints(&|r| r.ever_churned),
+        floats(&|r| 100.0 - rate(r.ever_churned, r.size).unwrap_or(0.0)),
         floats(&|r| ctx.money(r.revenue)),
         ints(&|r| r.purchases),
         floats(&|r| ctx.money(r.cumulative_revenue)),

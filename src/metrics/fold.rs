@@ -75,6 +75,10 @@ pub struct CohortAcc {
     pub active: Vec<i64>,
     /// Difference array of "active at the end of period k".
     pub end_diff: Vec<i64>,
+    /// Difference array of "not active at the end of some period 0..=k": one entry per
+    /// customer, at the first period end after their first activity run (none when that run
+    /// lasts past as_of).
+    pub ever_diff: Vec<i64>,
     pub revenue: Vec<i64>,
     pub cost: Vec<i64>,
     pub purchases: Vec<i64>,
@@ -86,6 +90,7 @@ impl CohortAcc {
             size: 0,
             active: vec![0; len],
             end_diff: vec![0; len + 1],
+            ever_diff: vec![0; len + 1],
             revenue: vec![0; len],
             cost: vec![0; len],
             purchases: vec![0; len],
@@ -96,6 +101,7 @@ impl CohortAcc {
         self.size += o.size;
         add(&mut self.active, &o.active);
         add(&mut self.end_diff, &o.end_diff);
+        add(&mut self.ever_diff, &o.ever_diff);
         add(&mut self.revenue, &o.revenue);
         add(&mut self.cost, &o.cost);
         add(&mut self.purchases, &o.purchases);
@@ -421,6 +427,10 @@ pub fn fold_customer(
             c.end_diff[lo - cohort - 1] += 1;
             c.end_diff[hi - cohort] -= 1;
         }
+        // The first run starts at the end of the cohort period; the first period end after it,
+        // k = hi − cohort, is the first at which the customer is not active (runs that touch
+        // are merged, so the next run starts later). k = len: active through as_of.
+        c.ever_diff[runs[0].1 - cohort] += 1;
     }
 
     // Per-customer measures.

@@ -1,16 +1,21 @@
 //! One writer per output: a lock taken before publishing and released when the run ends. On
 //! local disk it is the file `{output}/_lock` created exclusively; on an object store the object
 //! `{output}/_lock` written with a conditional put (create only if absent). The lock names its
-//! holder (run id, pid, host, start time); a lock older than `output.lock_timeout_minutes` is a
-//! crashed run's and is taken over, and so is one whose holder ran on this host and is no longer
-//! running (killed by a scheduler's timeout, say); `--force-unlock` removes any lock first.
+//! holder (run id, pid, host, start time) and is a lease: the holder renews it every quarter of
+//! `output.lock_timeout_minutes` (the file's mtime, or a conditional rewrite of the object), so a
+//! live holder is never taken over, and a lock not renewed for that long is a dead run's (killed
+//! outright, OOM, a pod that vanished, on whatever host) and is taken over. A lock whose holder
+//! ran on this host and no longer runs is taken over at once; `--force-unlock` removes any lock.
+//! A holder that could not renew for the whole timeout has lost its lease and publishes nothing
+//! more.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -53,24 +58,214 @@ impl LockAt {
             }
         }
     }
+
+    fn shown(&self) -> String {
+        match self {
+            LockAt::Local(p) => p.display().to_string(),
+            LockAt::Remote(r, key) => r.url(key),
+        }
+    }
 }
 
-/// Releases the lock when dropped (or when the run is stopped by a signal, see `signals`).
+/// Why a renewal did not happen.
+enum RenewError {
+    /// The lock is gone or names another run: it was taken over.
+    Lost,
+    /// The write failed (the store did not answer, say); tried again at the next tick.
+    Failed(String),
+}
+
+/// Renews the lease once. `e_tag`: the object's entity tag after our last write (object store).
+fn renew(
+    at: &LockAt,
+    run_id: &str,
+    body: &str,
+    e_tag: &mut Option<String>,
+) -> Result<(), RenewError> {
+    match at {
+        LockAt::Local(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RenewError::Lost),
+                Err(e) => return Err(RenewError::Failed(e.to_string())),
+            };
+            match serde_json::from_str::<Holder>(&text) {
+                Ok(h) if h.run_id == run_id => {}
+                _ => return Err(RenewError::Lost),
+            }
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .map_err(|e| RenewError::Failed(e.to_string()))
+        }
+        LockAt::Remote(r, key) => {
+            let store = Arc::clone(&r.store);
+            let k = key.clone();
+            let mode = PutMode::Update(UpdateVersion {
+                e_tag: e_tag.clone(),
+                version: None,
+            });
+            let payload = PutPayload::from(body.as_bytes().to_vec());
+            let put = block_on(async move {
+                store
+                    .put_opts(
+                        &k,
+                        payload,
+                        PutOptions {
+                            mode,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+            });
+            match put {
+                Ok(res) => {
+                    *e_tag = res.e_tag;
+                    Ok(())
+                }
+                Err(object_store::Error::Precondition { .. })
+                | Err(object_store::Error::NotFound { .. }) => Err(RenewError::Lost),
+                Err(e) => Err(RenewError::Failed(crate::storage::store_message(&e))),
+            }
+        }
+    }
+}
+
+/// The thread renewing a lease, and what it found.
+#[derive(Debug)]
+struct Renewer {
+    /// Set (and notified) to end the thread.
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Set when the lease was lost: taken over, or not renewed within the timeout.
+    lost: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renewer {
+    fn start(
+        at: LockAt,
+        run_id: String,
+        body: String,
+        e_tag: Option<String>,
+        timeout: Duration,
+    ) -> Self {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop2, lost2) = (Arc::clone(&stop), Arc::clone(&lost));
+        let every = timeout / 4;
+        let thread = std::thread::Builder::new()
+            .name("lock-lease".into())
+            .spawn(move || {
+                let mut e_tag = e_tag;
+                let mut renewed = Instant::now();
+                let (flag, cvar) = &*stop2;
+                let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    let (guard, _) = cvar
+                        .wait_timeout_while(stopped, every, |s| !*s)
+                        .unwrap_or_else(|e| e.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        return;
+                    }
+                    match renew(&at, &run_id, &body, &mut e_tag) {
+                        Ok(()) => renewed = Instant::now(),
+                        Err(RenewError::Lost) => {
+                            warn!(lock = %at.shown(), "The output lock was taken over by another run: this run publishes nothing more.");
+                            lost2.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(RenewError::Failed(e)) => {
+                            warn!(lock = %at.shown(), error = %e, "Could not renew the output lock; trying again.");
+                            if renewed.elapsed() >= timeout {
+                                lost2.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        match thread {
+            Ok(t) => Renewer {
+                stop,
+                lost,
+                thread: Some(t),
+            },
+            Err(e) => {
+                // Without renewals the lease runs out: publish nothing rather than risk a
+                // second writer.
+                warn!(error = %e, "Could not start the lock renewal thread.");
+                lost.store(true, Ordering::SeqCst);
+                Renewer {
+                    stop,
+                    lost,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        let (flag, cvar) = &*self.stop;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Holds the output lock: renews its lease while it lives, releases it when dropped (or when
+/// the run is stopped by a signal, see `signals`).
 #[derive(Debug)]
 pub struct LockGuard {
     token: u64,
+    renewer: Renewer,
+    shown: String,
+    timeout_minutes: u64,
 }
 
 impl LockGuard {
-    fn new(at: LockAt) -> Self {
+    fn new(
+        at: LockAt,
+        run_id: &str,
+        body: String,
+        e_tag: Option<String>,
+        timeout_minutes: u64,
+    ) -> Self {
+        let shown = at.shown();
+        let renewer = Renewer::start(
+            at.clone(),
+            run_id.to_string(),
+            body,
+            e_tag,
+            Duration::from_secs(timeout_minutes * 60),
+        );
         LockGuard {
             token: crate::signals::lock_taken(at),
+            renewer,
+            shown,
+            timeout_minutes,
         }
+    }
+
+    /// Fails once the lease is lost (taken over by another run, or not renewed for the whole
+    /// timeout): publishing then could interleave with another writer.
+    pub fn check(&self) -> Result<(), SinkError> {
+        if self.renewer.lost.load(Ordering::SeqCst) {
+            return Err(SinkError::Locked(format!(
+                "{}: this run's lock was not renewed for output.lock_timeout_minutes = {} or was taken over; nothing more is published",
+                self.shown, self.timeout_minutes
+            )));
+        }
+        Ok(())
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        self.renewer.end();
         if let Some(at) = crate::signals::take_lock(self.token) {
             at.release();
         }
@@ -149,7 +344,8 @@ pub fn acquire(
     cfg: &Validated,
     force: bool,
 ) -> Result<LockGuard, SinkError> {
-    let timeout = chrono::Duration::minutes(cfg.config.output.lock_timeout_minutes as i64);
+    let minutes = cfg.config.output.lock_timeout_minutes;
+    let timeout = chrono::Duration::minutes(minutes as i64);
     let me = serde_json::to_string(&holder(run_id)).unwrap_or_default();
     match output {
         Location::Local(root) => {
@@ -162,6 +358,7 @@ pub fn acquire(
                     .open(&path)
                 {
                     Ok(mut f) => {
+                        use std::io::Write;
                         // Not fsynced: exclusion comes from the exclusive create, and the file
                         // matters only while this process lives (after a crash it is stale
                         // either way). The fsync waited for the file system's journal, which
@@ -172,8 +369,9 @@ pub fn acquire(
                         f.write_all(me.as_bytes())
                             .map_err(|e| super::io(&path, e))?;
                         info!(lock = %path.display(), "Output locked.");
-                        let guard = LockGuard::new(LockAt::Local(path));
-                        super::publish::sweep_staging(root);
+                        let guard = LockGuard::new(LockAt::Local(path), run_id, me, None, minutes);
+                        super::publish::recover(root)?;
+                        crate::testhook::hold("locked");
                         return Ok(guard);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {
@@ -216,9 +414,13 @@ pub fn acquire(
                         .await
                 });
                 match put {
-                    Ok(_) => {
+                    Ok(res) => {
                         info!(lock = %r.url(&key), "Output locked.");
-                        return Ok(LockGuard::new(LockAt::Remote(r.clone(), key)));
+                        let at = LockAt::Remote(r.clone(), key);
+                        let guard = LockGuard::new(at, run_id, me, res.e_tag, minutes);
+                        super::remote::recover(r)?;
+                        crate::testhook::hold("locked");
+                        return Ok(guard);
                     }
                     Err(object_store::Error::AlreadyExists { .. })
                     | Err(object_store::Error::Precondition { .. })

@@ -53,6 +53,12 @@ pub struct Manifest {
     /// rows_rejected / (rows_read − rows_after_as_of).
     pub reject_ratio: f64,
     pub rejects_by_reason: BTreeMap<String, u64>,
+    /// What the run noticed and went on with (inputs with the same content, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// UTC time of the newest transaction line on or before as_of (input freshness).
+    #[serde(default)]
+    pub newest_transaction_at: Option<String>,
     pub customers: u64,
     pub orders: u64,
     pub tables: BTreeMap<String, TableEntry>,

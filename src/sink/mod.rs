@@ -137,6 +137,14 @@ impl Staged {
         }
     }
 
+    /// Puts back what was staged, without a manifest (the run may not publish after all).
+    pub fn abandon(self) {
+        match self {
+            Staged::Local(_, published) => published.rollback(),
+            Staged::Remote(u) => u.abandon(),
+        }
+    }
+
     /// Writes the manifest and commits; on failure restores the previous state.
     pub fn finish(
         self,
@@ -148,6 +156,7 @@ impl Staged {
             Staged::Local(root, published) => {
                 match manifest::write(&root.join(manifest::DIR), as_of, run_id, manifest) {
                     Ok(p) => {
+                        crate::testhook::hold("publish:manifest");
                         published.commit();
                         Ok(p.display().to_string())
                     }

@@ -1,31 +1,64 @@
 //! Publishing protocol on local disk. Files are written under `{output}/_staging/{run_id}/`
-//! (readers skip `_`-prefixed folders), then each table's staged partition folder is swapped
-//! with the live `{table}/as_of=D` folder by an atomic `renameat2(RENAME_EXCHANGE)` (plain
-//! rename when the partition is new), then the manifest is written, then the replaced folders
-//! are deleted. A failure before the manifest swaps every table back, so readers see either the
-//! old partition set or the new one, never a half-written folder.
+//! (readers skip `_`-prefixed folders), then a journal naming the run, the date and the tables is
+//! written there, then each table's staged partition folder is swapped with the live
+//! `{table}/as_of=D` folder by an atomic `renameat2(RENAME_EXCHANGE)` (plain rename when the
+//! partition is new), then the manifest is written, then the replaced folders are deleted. A
+//! failure before the manifest swaps every table back, so readers see either the old partition
+//! set or the new one, never a half-written folder. A process killed between the first swap and
+//! the manifest (SIGKILL, a second SIGTERM, a crash) leaves its journal: the next run, once it
+//! holds the lock, rolls that publish back (or forward, when its manifest was written) before it
+//! removes any staging folder (`recover`).
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::manifest::{FileEntry, TableEntry};
+use super::manifest::{self, FileEntry, TableEntry};
 use super::parquet::{write, FileMeta};
 use super::{PublishOptions, SinkError, TableData};
 
 /// Folder under the output root where runs stage their partitions.
 const STAGING: &str = "_staging";
 
-/// Removes what runs killed outright (SIGKILL, a crash) left in `{root}/_staging/`. Called by
-/// `lock::acquire` with the lock held, so no other run can be writing there; readers never look
-/// there. (A run stopped by a signal removes its own, see `signals`.)
-pub(crate) fn sweep_staging(root: &Path) {
+/// File in a run's staging folder naming what it is swapping in.
+const JOURNAL: &str = "journal.json";
+
+/// What a publish swaps in, written before its first swap.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    run_id: String,
+    as_of: String,
+    /// Partition folders relative to the output root (`customers/as_of=D`); the staged one is
+    /// the same path under the run's staging folder.
+    partitions: Vec<String>,
+}
+
+/// Called by `lock::acquire` with the lock held, so no other run can be writing: finishes or
+/// undoes the publishes that runs killed outright left half done (their journals), then removes
+/// every staging folder left behind (readers never look there).
+pub(crate) fn recover(root: &Path) -> Result<(), SinkError> {
     let staging = root.join(STAGING);
     let Ok(entries) = std::fs::read_dir(&staging) else {
-        return;
+        return Ok(());
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        let journal = path.join(JOURNAL);
+        match std::fs::read(&journal) {
+            Ok(bytes) => {
+                let j: Journal =
+                    serde_json::from_slice(&bytes).map_err(|e| SinkError::Parquet {
+                        path: journal.display().to_string(),
+                        message: format!(
+                            "unreadable publish journal ({e}); move its folder away and rerun"
+                        ),
+                    })?;
+                finish_interrupted(root, &path, &j)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(super::io(&journal, e)),
+        }
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {
                 warn!(path = %path.display(), "Removed the staging folder of a run that did not finish.")
@@ -36,6 +69,51 @@ pub(crate) fn sweep_staging(root: &Path) {
         }
     }
     let _ = std::fs::remove_dir(&staging);
+    Ok(())
+}
+
+/// Whether a live partition folder holds the files of run `run_id`.
+fn holds_run(dir: &Path, run_id: &str) -> bool {
+    let prefix = format!("part-{run_id}");
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    })
+}
+
+/// Rolls an interrupted publish forward (its manifest was written: only the replaced folders,
+/// in its staging folder, are left to delete) or back (each table it swapped in is swapped back).
+fn finish_interrupted(root: &Path, staging: &Path, j: &Journal) -> Result<(), SinkError> {
+    let dir = root.join(manifest::DIR);
+    let current = manifest::read(&dir, &j.as_of).map_err(|message| SinkError::Parquet {
+        path: dir.display().to_string(),
+        message,
+    })?;
+    if current.is_some_and(|m| m.run_id == j.run_id) {
+        warn!(run_id = %j.run_id, as_of = %j.as_of, "Completed the publish of a run killed after writing its manifest.");
+        return Ok(());
+    }
+    let mut restored = 0;
+    for partition in &j.partitions {
+        let live = root.join(partition);
+        let staged = staging.join(partition);
+        if !holds_run(&live, &j.run_id) {
+            continue;
+        }
+        let result = if staged.exists() {
+            // The old partition sits in staging since the exchange: exchange it back.
+            exchange(&staged, &live)
+        } else {
+            // There was none: take the new one out.
+            std::fs::create_dir_all(staged.parent().unwrap_or(staging))
+                .and_then(|_| std::fs::rename(&live, &staged))
+        };
+        result.map_err(|e| super::io(&live, e))?;
+        restored += 1;
+    }
+    warn!(run_id = %j.run_id, as_of = %j.as_of, tables = restored, "Rolled back the publish of a run killed before writing its manifest: the previous partitions are live again.");
+    Ok(())
 }
 
 /// A publish in progress: tables swapped in, manifest not yet written.
@@ -114,7 +192,20 @@ pub fn publish(
         }
     }
     published.critical = Some(crate::signals::critical());
+    let journal = Journal {
+        run_id: opts.run_id.to_string(),
+        as_of: opts.as_of.to_string(),
+        partitions: staged
+            .iter()
+            .map(|(name, _)| format!("{name}/{partition}"))
+            .collect(),
+    };
+    if let Err(e) = write_journal(&staging, &journal) {
+        published.rollback();
+        return Err(e);
+    }
     for (name, dir) in staged {
+        crate::testhook::hold(&format!("publish:swapped:{}", published.swapped.len()));
         let parent = root.join(&name);
         let live = parent.join(&partition);
         let result = std::fs::create_dir_all(&parent)
@@ -128,8 +219,24 @@ pub fn publish(
             }
         }
     }
+    crate::testhook::hold(&format!("publish:swapped:{}", published.swapped.len()));
     info!(tables = published.tables.len(), partition = %partition, "Swapped partitions into place.");
     Ok(published)
+}
+
+/// Writes the journal durably (temporary file, fsync, rename) before the first swap.
+fn write_journal(staging: &Path, journal: &Journal) -> Result<(), SinkError> {
+    use std::io::Write;
+    let path = staging.join(JOURNAL);
+    let tmp = staging.join(format!("{JOURNAL}.tmp"));
+    let text = serde_json::to_vec(journal).map_err(|e| SinkError::Parquet {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&text).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| super::io(&path, e))
 }
 
 impl Published {

@@ -1,8 +1,12 @@
-//! Publishing protocol on an object store (no renames there): every data file is uploaded under a
-//! fresh run-scoped name (`part-<run_id>.parquet`, multipart above 8 MiB), then the manifest is
-//! written with a conditional put (create if absent, else update only if its ETag is unchanged),
-//! then the files it replaced are deleted. A failure before the manifest deletes what this run
-//! uploaded (best effort) and leaves the previous files and manifest as they were.
+//! Publishing protocol on an object store (no renames there): a journal naming every key this
+//! run will upload is written first (`_journal/<run_id>.json`), then every data file is uploaded
+//! under a fresh run-scoped name (`part-<run_id>.parquet`, multipart above 8 MiB), then the
+//! manifest is written with a conditional put (create if absent, else update only if its ETag is
+//! unchanged), then the files it replaced are deleted, then the journal. A failure before the
+//! manifest deletes what this run uploaded (best effort) and leaves the previous files and
+//! manifest as they were. A run killed outright leaves its journal: the next run, once it holds
+//! the lock, deletes that run's uploads (no manifest names them) or, when its manifest was
+//! written, the files it replaced (`recover`), so no data file is left outside every manifest.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -11,6 +15,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{
     ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion, WriteMultipart,
 };
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::storage::{block_on, Remote, StorageError};
@@ -19,6 +24,102 @@ use super::manifest::{self, FileEntry, Manifest, TableEntry};
 use super::parquet::{write, FileMeta};
 use super::{PublishOptions, SinkError, TableData};
 
+/// Folder of the publish journals under the output root.
+const JOURNALS: &str = "_journal";
+
+/// What a publish uploads, written before its first upload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    run_id: String,
+    as_of: String,
+    /// Keys relative to the output root of every file the run uploads.
+    files: Vec<String>,
+    /// Partition prefixes relative to the output root (`customers/as_of=D`).
+    partitions: Vec<String>,
+}
+
+fn journal_key(remote: &Remote, run_id: &str) -> ObjPath {
+    remote.child(&format!("{JOURNALS}/{run_id}.json"))
+}
+
+fn delete(remote: &Remote, key: &ObjPath) -> Result<(), object_store::Error> {
+    let store = Arc::clone(&remote.store);
+    let k = key.clone();
+    match block_on(async move { store.delete(&k).await }) {
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// Called by `lock::acquire` with the lock held: finishes the publishes that runs killed
+/// outright left half done, from their journals. A run whose manifest was written had only its
+/// replaced files left to delete; any other run's uploads are deleted (no manifest lists them).
+pub(crate) fn recover(remote: &Remote) -> Result<(), SinkError> {
+    let prefix = remote.child(JOURNALS);
+    for meta in remote.list(&prefix)? {
+        let key = meta.location;
+        let Some(bytes) = remote.get(&key)? else {
+            continue;
+        };
+        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| SinkError::Parquet {
+            path: remote.url(&key),
+            message: format!("unreadable publish journal ({e}); delete it and rerun"),
+        })?;
+        let manifest_key = remote.child(&format!(
+            "{}/{}",
+            manifest::DIR,
+            manifest::file_name(&j.as_of)
+        ));
+        let current = match remote.get(&manifest_key)? {
+            Some(b) => Some(manifest::parse(&b).map_err(|message| SinkError::Parquet {
+                path: remote.url(&manifest_key),
+                message,
+            })?),
+            None => None,
+        };
+        match current {
+            Some(m) if m.run_id == j.run_id => {
+                let listed: Vec<ObjPath> = m
+                    .tables
+                    .values()
+                    .flat_map(|t| t.files.iter().map(|f| remote.child(&f.path)))
+                    .collect();
+                remove_unlisted(remote, &j.partitions, &listed);
+                warn!(run_id = %j.run_id, as_of = %j.as_of, "Completed the publish of a run killed after writing its manifest.");
+            }
+            _ => {
+                for f in &j.files {
+                    let k = remote.child(f);
+                    delete(remote, &k)
+                        .map_err(|e| SinkError::Storage(remote.op_err(&k, "delete", e)))?;
+                }
+                warn!(run_id = %j.run_id, as_of = %j.as_of, files = j.files.len(), "Deleted the uploads of a run killed before writing its manifest.");
+            }
+        }
+        delete(remote, &key).map_err(|e| SinkError::Storage(remote.op_err(&key, "delete", e)))?;
+    }
+    Ok(())
+}
+
+/// Deletes the files under `partitions` that are not in `listed` (warnings on failure).
+fn remove_unlisted(remote: &Remote, partitions: &[String], listed: &[ObjPath]) {
+    for partition in partitions {
+        let prefix = remote.child(partition);
+        let found = match remote.list(&prefix) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "Could not list a partition to remove replaced files.");
+                continue;
+            }
+        };
+        for m in found.into_iter().filter(|m| !listed.contains(&m.location)) {
+            if let Err(e) = delete(remote, &m.location) {
+                warn!(url = %remote.url(&m.location), error = %crate::storage::store_message(&e), "Could not delete a replaced file; the next run removes it.");
+            }
+        }
+    }
+}
+
 /// Files above this size are sent as multipart uploads of this part size.
 const PART: usize = 8 << 20;
 
@@ -26,6 +127,7 @@ const PART: usize = 8 << 20;
 #[derive(Debug)]
 pub struct Uploaded {
     remote: Remote,
+    run_id: String,
     as_of: String,
     uploaded: Vec<ObjPath>,
     pub tables: Vec<(String, TableEntry)>,
@@ -51,13 +153,45 @@ pub fn upload(
     let tmp = tempfile::tempdir().map_err(|e| super::io(&std::env::temp_dir(), e))?;
     let mut up = Uploaded {
         remote: remote.clone(),
+        run_id: opts.run_id.to_string(),
         as_of: opts.as_of.to_string(),
         uploaded: Vec::new(),
         tables: Vec::new(),
         _critical: crate::signals::critical(),
     };
     let partition = format!("as_of={}", opts.as_of);
+    let journal = Journal {
+        run_id: opts.run_id.to_string(),
+        as_of: opts.as_of.to_string(),
+        files: tables
+            .iter()
+            .flat_map(|(name, data)| {
+                let numbers: Vec<Option<usize>> = match data {
+                    TableData::Batch(_) => vec![None],
+                    TableData::Files(parts) => (0..parts.len()).map(Some).collect(),
+                };
+                let partition = &partition;
+                numbers.into_iter().map(move |n| {
+                    format!("{name}/{partition}/{}", super::file_name(opts.run_id, n))
+                })
+            })
+            .collect(),
+        partitions: tables
+            .iter()
+            .map(|(name, _)| format!("{name}/{partition}"))
+            .collect(),
+    };
+    let jkey = journal_key(remote, opts.run_id);
+    let body = serde_json::to_vec(&journal).map_err(|e| SinkError::Parquet {
+        path: remote.url(&jkey),
+        message: e.to_string(),
+    })?;
+    let store = Arc::clone(&remote.store);
+    let k = jkey.clone();
+    block_on(async move { store.put(&k, PutPayload::from(body)).await })
+        .map_err(|e| storage(remote, &jkey, "put (journal)", e))?;
     for (name, data) in tables {
+        crate::testhook::hold(&format!("publish:uploaded:{}", up.uploaded.len()));
         let files: Result<Vec<ToUpload>, SinkError> = match data {
             TableData::Batch(batch) => {
                 let local = tmp.path().join(format!("{name}.parquet"));
@@ -174,8 +308,19 @@ impl Uploaded {
             return Err(e);
         }
         info!(manifest = %url, "Manifest written.");
+        crate::testhook::hold("publish:manifest");
         self.remove_replaced();
+        self.remove_journal();
         Ok(url)
+    }
+
+    /// Deletes this run's journal once its publish is finished or undone (a failure leaves it
+    /// for the next run to act on, which does the same).
+    fn remove_journal(&self) {
+        let key = journal_key(&self.remote, &self.run_id);
+        if let Err(e) = delete(&self.remote, &key) {
+            warn!(url = %self.remote.url(&key), error = %crate::storage::store_message(&e), "Could not delete the publish journal; the next run does.");
+        }
     }
 
     fn put_manifest(&self, key: &ObjPath, body: Vec<u8>) -> Result<(), SinkError> {
@@ -226,36 +371,30 @@ impl Uploaded {
 
     /// Deletes the files of each partition that the new manifest does not list.
     fn remove_replaced(&self) {
-        for (_, entry) in &self.tables {
-            let prefix = self.remote.child(&entry.partition);
-            let listed = match self.remote.list(&prefix) {
-                Ok(l) => l,
-                Err(e) => {
-                    warn!(error = %e, "Could not list a partition to remove replaced files.");
-                    continue;
-                }
-            };
-            for m in listed
-                .into_iter()
-                .filter(|m| !self.uploaded.contains(&m.location))
-            {
-                let store = Arc::clone(&self.remote.store);
-                let loc = m.location.clone();
-                if let Err(e) = block_on(async move { store.delete(&loc).await }) {
-                    warn!(url = %self.remote.url(&m.location), error = %crate::storage::store_message(&e), "Could not delete a replaced file; the next run removes it.");
-                }
-            }
-        }
+        let partitions: Vec<String> = self
+            .tables
+            .iter()
+            .map(|(_, e)| e.partition.clone())
+            .collect();
+        remove_unlisted(&self.remote, &partitions, &self.uploaded);
     }
 
-    /// Deletes this run's uploads (best effort) after a failure.
+    /// Deletes this run's uploads and journal: the run does not publish after all.
+    pub fn abandon(self) {
+        self.cleanup();
+    }
+
+    /// Deletes this run's uploads (best effort) after a failure, then its journal.
     fn cleanup(&self) {
+        let mut left = false;
         for key in &self.uploaded {
-            let store = Arc::clone(&self.remote.store);
-            let k = key.clone();
-            if let Err(e) = block_on(async move { store.delete(&k).await }) {
+            if let Err(e) = delete(&self.remote, key) {
+                left = true;
                 warn!(url = %self.remote.url(key), error = %crate::storage::store_message(&e), "Could not delete an uploaded file of the failed run; it is not in any manifest.");
             }
+        }
+        if !left {
+            self.remove_journal();
         }
     }
 }

@@ -100,7 +100,71 @@ pub fn discover(
             });
         }
     }
-    Ok(out)
+    Ok(dedupe(out))
+}
+
+/// The files once each, in first-listed order: the same file reached twice (listed twice, or by
+/// a folder and a glob, or through `..` or a link) would have its rows counted twice. Local
+/// files compare by canonical path, objects by URL.
+fn dedupe(files: Vec<InputFile>) -> Vec<InputFile> {
+    let mut seen: std::collections::HashMap<String, String> = Default::default();
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let key = if f.remote {
+            f.path.clone()
+        } else {
+            std::fs::canonicalize(&f.path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| f.path.clone())
+        };
+        match seen.get(&key) {
+            Some(first) => {
+                tracing::warn!(file = %f.display, first = %first, "Input listed more than once: read once.");
+            }
+            None => {
+                seen.insert(key, f.display.clone());
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// Warnings for inputs with the same content under different names (same size and ETag, or
+/// for local files the same size and SHA-256): an export copied into two folders would be
+/// counted twice. Both are still read: the job cannot tell a copy from a coincidence.
+pub fn same_content(files: &[InputFile]) -> Vec<String> {
+    use sha2::Digest;
+    let mut by_size: std::collections::BTreeMap<u64, Vec<&InputFile>> = Default::default();
+    for f in files.iter().filter(|f| f.size > 0) {
+        by_size.entry(f.size).or_default().push(f);
+    }
+    let mut warnings = Vec::new();
+    for group in by_size.values().filter(|g| g.len() > 1) {
+        let fingerprint = |f: &InputFile| -> Option<String> {
+            if f.remote {
+                return f.etag.clone().map(|e| format!("etag {e}"));
+            }
+            let mut file = std::fs::File::open(&f.path).ok()?;
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut file, &mut hasher).ok()?;
+            Some(format!("sha256 {}", crate::config::hex(&hasher.finalize())))
+        };
+        let prints: Vec<(Option<String>, &InputFile)> =
+            group.iter().map(|f| (fingerprint(f), *f)).collect();
+        for (i, (print, f)) in prints.iter().enumerate() {
+            let Some(print) = print else { continue };
+            if let Some((_, first)) = prints[..i].iter().find(|(p, _)| p.as_ref() == Some(print)) {
+                let w = format!(
+                    "input {} has the same content as {} ({} bytes, {print}): both are read, so their rows count twice unless that is meant",
+                    f.display, first.display, f.size
+                );
+                tracing::warn!("{w}");
+                warnings.push(w);
+            }
+        }
+    }
+    warnings
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> SourceError {
@@ -193,8 +257,13 @@ fn hive_pairs<'a>(folders: impl Iterator<Item = &'a str>) -> Vec<(String, String
 }
 
 fn describe(path: &Path, root: &Path, format: InputFormat) -> Result<InputFile, SourceError> {
+    let Some(shown) = path.to_str().map(str::to_string) else {
+        return Err(SourceError::Path {
+            path: path.display().to_string(),
+            message: "the file name is not valid UTF-8 (shown with U+FFFD); rename the file".into(),
+        });
+    };
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
-    let shown = path.display().to_string();
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let format = resolve_format(&name, format, &shown)?;
     let folders: Vec<String> = path
@@ -353,6 +422,28 @@ mod tests {
         let files = discover(&[pattern], InputFormat::Auto, &st).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].hive[0].1, "eu");
+        // The same file by a folder, a glob and a `..` path: read once.
+        let dirs = dir.path().display().to_string();
+        let files = discover(
+            &[
+                format!("{dirs}/b.csv"),
+                dirs.clone(),
+                format!("{dirs}/*.csv"),
+                format!("{dirs}/region=eu/../b.csv"),
+            ],
+            InputFormat::Auto,
+            &st,
+        )
+        .unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files[0].path.ends_with("/b.csv") && files[1].path.ends_with("a.csv"));
+        // Same bytes under another name: a warning naming both; different bytes: none.
+        std::fs::write(dir.path().join("copy.csv"), "x\n").unwrap();
+        std::fs::write(dir.path().join("other.csv"), "y\n").unwrap();
+        let files = discover(&[format!("{dirs}/*.csv")], InputFormat::Auto, &st).unwrap();
+        let warnings = same_content(&files);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("copy.csv") && warnings[0].contains("b.csv"));
         let err = discover(
             &[format!("{}/none*.csv", dir.path().display())],
             InputFormat::Auto,

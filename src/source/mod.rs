@@ -6,6 +6,7 @@ pub mod files;
 pub mod normalize;
 pub mod parse;
 pub mod read;
+pub mod records;
 pub mod spend;
 pub mod spill;
 
@@ -40,6 +41,9 @@ pub enum SourceError {
     },
     #[error("input file {file}: {message}")]
     Read { file: String, message: String },
+    /// The file's header cannot be mapped unambiguously (a column named twice).
+    #[error("input file {file}: {message}")]
+    Header { file: String, message: String },
     /// CSV file number `index` is not valid UTF-8: read it again with `lossy`.
     #[error("input file {file}: not valid UTF-8")]
     NotUtf8 { index: usize, file: String },
@@ -298,8 +302,14 @@ impl Lines {
     }
 
     /// Adds to `used[file][k]` the lines of each file counted first at date k: before cutoff k
-    /// and not before cutoff k − 1 (`cutoffs` ascending; lines after the last are not counted).
-    pub fn count_by_date(&self, cutoffs: &[i64], used: &mut [Vec<u64>]) {
+    /// and not before cutoff k − 1 (`cutoffs` ascending; lines after the last are not counted),
+    /// and keeps in `newest[k]` the latest local time among those lines.
+    pub fn count_by_date(
+        &self,
+        cutoffs: &[i64],
+        used: &mut [Vec<u64>],
+        newest: &mut [Option<i64>],
+    ) {
         let runs = &self.file_runs;
         for (r, &(f, start)) in runs.iter().enumerate() {
             let end = runs.get(r + 1).map_or(self.len(), |next| next.1);
@@ -307,6 +317,7 @@ impl Lines {
                 let k = cutoffs.partition_point(|&c| c <= ts);
                 if k < cutoffs.len() {
                     used[f as usize][k] += 1;
+                    newest[k] = Some(newest[k].map_or(ts, |n| n.max(ts)));
                 }
             }
         }
@@ -340,6 +351,9 @@ pub struct FileStats {
     pub rows_used: u64,
     pub rows_rejected: u64,
     pub rows_after_as_of: u64,
+    /// Blank lines of a CSV or NDJSON file: skipped, and not rows (not in `rows_read`).
+    #[serde(default)]
+    pub blank_lines: u64,
 }
 
 /// Row accounting (SPEC §4): read = used + rejected + after as_of.
@@ -369,6 +383,10 @@ pub struct Ingested {
     pub sorted_ids: std::sync::OnceLock<arrow::array::StringArray>,
     /// Where the lines went when the input is larger than memory (`lines` is then empty).
     pub spill: Option<spill::Spill>,
+    /// Σ |amount| + |cost| of the lines, in minor units (see `normalize::MONEY_ABS_LIMIT`).
+    pub money_abs: u128,
+    /// The file and row at which `money_abs` passed the limit, if it did.
+    pub money_overflow_at: Option<(String, u64)>,
 }
 
 impl Ingested {

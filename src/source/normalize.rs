@@ -19,6 +19,7 @@ use crate::time::Zone;
 
 use super::parse::{self, MoneyError, Ts};
 use super::read::{self, MoneyKind, Scan, TsKind};
+use super::records::Mark;
 use super::{
     spill::Spill, Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError, ROW_ORDER_BASE,
     UNKNOWN_SEGMENT,
@@ -29,6 +30,15 @@ pub const SPILL_CHUNK: usize = 1 << 22;
 
 /// Earliest accepted transaction time: 1900-01-01 (local µs).
 const MIN_TS: i64 = -25_567 * crate::time::MICROS_PER_DAY;
+
+/// First time past the accepted range: 10000-01-01 (local µs). Later values (a date32 of
+/// garbage, an epoch in the wrong unit) are rejected as out of range.
+const MAX_TS: i64 = 2_932_897 * crate::time::MICROS_PER_DAY;
+
+/// Sum of |amount| + |cost| over all lines that every money sum of the job stays within: any
+/// sum the tables hold (an order, a customer, a period, a segment) adds a subset of those lines,
+/// so none can overflow the i64 minor units it is kept in.
+pub const MONEY_ABS_LIMIT: u128 = i64::MAX as u128;
 
 /// What the source stage needs besides the config.
 #[derive(Debug, Clone, Copy)]
@@ -124,6 +134,7 @@ pub fn ingest(
             amount: scan.amount,
             cost: scan.cost,
             has_order: scan.has_order,
+            cid_float: scan.cid_float,
             n_dims,
             lossy,
         };
@@ -139,18 +150,24 @@ pub fn ingest(
             });
         }
         let st2 = Arc::clone(&state);
+        // `_download` and `_copy` (the local files polars reads) live until this file is read.
+        let Scan {
+            frame,
+            _download,
+            mut records,
+            _checked_on_stop,
+            ..
+        } = scan;
+        let _copy = records.copy.take();
         let ctx = Ctx {
             opts,
             decimals: cfg.config.input.amount_decimals,
             ts_format: cfg.config.input.ts_format.clone(),
             file_name: file.display.clone(),
             file_index: fi,
+            records,
         };
         let bar2 = bar.clone();
-        // `_download` (an HTTP input's local copy) lives until this file is read.
-        let Scan {
-            frame, _download, ..
-        } = scan;
         let callback = PlanCallback::new(move |mut df: DataFrame| {
             // One array per column and piece: reading a row is then a load, not a walk over
             // the chunks (`split_chunks` first joins columns that are split at other rows).
@@ -267,6 +284,8 @@ struct Kinds {
     amount: MoneyKind,
     cost: Option<MoneyKind>,
     has_order: bool,
+    /// The customer_id column is floating point (see `Scan::cid_float`).
+    cid_float: bool,
     n_dims: usize,
     /// Text was decoded lossily (CSV): invalid UTF-8 became U+FFFD, which marks a row to
     /// reject. Other readers fail on invalid UTF-8, so there U+FFFD is a real character.
@@ -279,6 +298,8 @@ struct Ctx {
     ts_format: String,
     file_name: String,
     file_index: usize,
+    /// The file's marked records (blank or broken lines) and line numbers.
+    records: super::records::Records,
 }
 
 /// The typed values of a used row.
@@ -297,6 +318,8 @@ struct Used {
 enum Outcome {
     Used(Used),
     After,
+    /// A blank line: not a row.
+    Blank,
     /// With the row's local time when it was readable (backfills need it).
     Rejected(&'static str, Option<i64>),
 }
@@ -341,7 +364,7 @@ fn strs<'a>(s: &'a Series) -> Result<Strs<'a>, String> {
 
 enum TsCol<'a> {
     Text(Strs<'a>),
-    Int(Nums<'a, i64>, bool),
+    Int(Nums<'a, i64>, bool, read::EpochUnit),
     Days(Nums<'a, i32>),
 }
 
@@ -382,7 +405,7 @@ impl TsCol<'_> {
     fn raw(&self, i: usize) -> Option<String> {
         match self {
             TsCol::Text(c) => c.get(i).map(str::to_string),
-            TsCol::Int(c, _) => c.get(i).map(|v| v.to_string()),
+            TsCol::Int(c, _, _) => c.get(i).map(|v| v.to_string()),
             TsCol::Days(c) => c.get(i).map(|v| v.to_string()),
         }
     }
@@ -436,8 +459,9 @@ impl<'a> Piece<'a> {
         let ts_s = column(df, read::TS)?;
         let ts = match kinds.ts {
             TsKind::Text => TsCol::Text(strs(ts_s)?),
-            TsKind::UtcMicros => TsCol::Int(Nums(single(ts_s.i64().map_err(e)?)?), true),
-            TsKind::LocalMicros => TsCol::Int(Nums(single(ts_s.i64().map_err(e)?)?), false),
+            TsKind::Epoch { utc, unit } => {
+                TsCol::Int(Nums(single(ts_s.i64().map_err(e)?)?), utc, unit)
+            }
             TsKind::Days => TsCol::Days(Nums(single(ts_s.i32().map_err(e)?)?)),
         };
         let money_col = |name: &str, kind: MoneyKind| -> Result<MoneyCol<'a>, String> {
@@ -489,6 +513,13 @@ impl<'a> Piece<'a> {
     }
 
     fn classify(&self, j: usize, kinds: &Kinds, ctx: &Ctx) -> Outcome {
+        if !ctx.records.marks.is_empty() {
+            match ctx.records.mark(self.row_number(j)) {
+                Some(Mark::Blank) => return Outcome::Blank,
+                Some(Mark::Reject(reason)) => return Outcome::Rejected(reason, None),
+                None => {}
+            }
+        }
         let zone = ctx.opts.zone;
         let fmt = ctx.ts_format.as_str();
         let parsed = match &self.ts {
@@ -507,16 +538,32 @@ impl<'a> Piece<'a> {
                     }
                 }
             },
-            TsCol::Int(c, utc) => match c.get(j) {
+            TsCol::Int(c, utc, unit) => match c.get(j).map(|v| unit.to_micros(v)) {
                 None => return Outcome::Rejected("ts: missing", None),
-                Some(v) if *utc => Ts::Utc(v),
-                Some(v) => Ts::Local(v),
+                Some(None) => return Outcome::Rejected("ts: out of range", None),
+                Some(Some(v)) if *utc => Ts::Utc(v),
+                Some(Some(v)) => Ts::Local(v),
             },
             TsCol::Days(c) => match c.get(j) {
                 None => return Outcome::Rejected("ts: missing", None),
-                Some(d) => Ts::Local(d as i64 * crate::time::MICROS_PER_DAY),
+                // i32 days times µs per day overflow i64 from year ~292,000 on.
+                Some(d) => match (d as i64).checked_mul(crate::time::MICROS_PER_DAY) {
+                    Some(us) => Ts::Local(us),
+                    None => return Outcome::Rejected("ts: out of range", None),
+                },
             },
         };
+        // Far outside the calendar (a zone offset added to it could overflow): rejected as
+        // read, before any conversion. A day of margin keeps zone offsets out of the way.
+        let raw = match parsed {
+            Ts::Utc(v) | Ts::Local(v) => v,
+        };
+        if raw < MIN_TS - crate::time::MICROS_PER_DAY {
+            return Outcome::Rejected("ts: before 1900-01-01", Some(raw));
+        }
+        if raw >= MAX_TS + crate::time::MICROS_PER_DAY {
+            return Outcome::Rejected("ts: out of range", None);
+        }
         let (ts_utc, ts_local) = match parsed {
             Ts::Utc(u) => (u, zone.utc_to_local(u)),
             Ts::Local(l) => (zone.local_to_utc(l), l),
@@ -524,6 +571,9 @@ impl<'a> Piece<'a> {
         if ts_local < MIN_TS {
             // A typo like 0024-01-01 would otherwise stretch the tables over 2000 years.
             return Outcome::Rejected("ts: before 1900-01-01", Some(ts_local));
+        }
+        if ts_local >= MAX_TS {
+            return Outcome::Rejected("ts: out of range", None);
         }
         if ts_local >= ctx.opts.cutoff_local {
             return Outcome::After;
@@ -534,6 +584,9 @@ impl<'a> Piece<'a> {
             }
             Some(s) if kinds.lossy && replaced(s) => {
                 return Outcome::Rejected("customer_id: not valid UTF-8", Some(ts_local))
+            }
+            Some(s) if kinds.cid_float && s.parse::<f64>().is_ok_and(|f| !f.is_finite()) => {
+                return Outcome::Rejected("customer_id: not a finite number", Some(ts_local))
             }
             Some(s) => super::text_hash(s),
         };
@@ -620,8 +673,13 @@ fn process_batch(
         .flat_map(|&(p, from, to)| (from..to).map(move |j| (p, j)));
     for ((p, j), o) in rows.zip(&outcomes) {
         let piece = &pieces[p];
+        if matches!(o, Outcome::Blank) {
+            fstats.blank_lines += 1;
+            continue;
+        }
         fstats.rows_read += 1;
         match o {
+            Outcome::Blank => {}
             Outcome::After => fstats.rows_after_as_of += 1,
             Outcome::Rejected(reason, ts_local) => {
                 fstats.rows_rejected += 1;
@@ -631,7 +689,7 @@ fn process_batch(
                     .or_default() += 1;
                 out.rejects.push(Reject {
                     file: ctx.file_name.clone(),
-                    row: piece.row_number(j),
+                    row: ctx.records.line_of(piece.row_number(j)),
                     reason: reason.to_string(),
                     customer_id: piece.cid.get(j).map(str::to_string),
                     ts: piece.ts.raw(j),
@@ -641,6 +699,13 @@ fn process_batch(
             }
             Outcome::Used(u) => {
                 fstats.rows_used += 1;
+                out.money_abs += u.amount.unsigned_abs() as u128 + u.cost.unsigned_abs() as u128;
+                if out.money_abs > MONEY_ABS_LIMIT && out.money_overflow_at.is_none() {
+                    out.money_overflow_at = Some((
+                        ctx.file_name.clone(),
+                        ctx.records.line_of(piece.row_number(j)),
+                    ));
+                }
                 let at = At {
                     piece: p as u32,
                     row: j as u32,

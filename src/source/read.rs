@@ -25,12 +25,31 @@ pub fn seg_col(i: usize) -> String {
 pub enum TsKind {
     /// Text, parsed row by row.
     Text,
-    /// Int64 microseconds since the epoch, UTC (a zoned timestamp).
-    UtcMicros,
-    /// Int64 wall-clock microseconds (a naive timestamp, read in the configured timezone).
-    LocalMicros,
+    /// Int64 ticks of `unit` since the epoch: UTC (a zoned timestamp) when `utc`, else
+    /// wall-clock (a naive timestamp, read in the configured timezone). Converted to µs row by
+    /// row with checked arithmetic, so a value beyond the calendar is a reject, not a wrap.
+    Epoch { utc: bool, unit: EpochUnit },
     /// Int32 days since the epoch (a date).
     Days,
+}
+
+/// The tick of an epoch timestamp column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochUnit {
+    Nanos,
+    Micros,
+    Millis,
+}
+
+impl EpochUnit {
+    /// Microseconds of `ticks`; None when they overflow.
+    pub fn to_micros(self, ticks: i64) -> Option<i64> {
+        match self {
+            EpochUnit::Nanos => Some(ticks.div_euclid(1000)),
+            EpochUnit::Micros => Some(ticks),
+            EpochUnit::Millis => ticks.checked_mul(1000),
+        }
+    }
 }
 
 /// How a money column arrives in a batch.
@@ -51,9 +70,16 @@ pub struct Scan {
     pub amount: MoneyKind,
     pub cost: Option<MoneyKind>,
     pub has_order: bool,
+    /// The customer_id column is floating point: its NaN and infinities (cast to text as
+    /// `NaN`, `inf`) are rejected, not made customers.
+    pub cid_float: bool,
     /// Local copy of an HTTP(S) input, kept until the scan has run (and removed if the run is
     /// stopped by a signal).
     pub _download: Option<(tempfile::TempPath, crate::signals::RemoveOnStop)>,
+    /// The file's records as checked (marked rows; the checked copy polars reads, if any).
+    pub records: super::records::Records,
+    /// Lists the checked copy for removal if the run is stopped.
+    pub _checked_on_stop: Option<crate::signals::RemoveOnStop>,
 }
 
 fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
@@ -151,7 +177,21 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
     };
     let local_copy = download.as_ref().map(|(p, _)| p.display().to_string());
     let remote = file.remote && local_copy.is_none();
-    let path = PlRefPath::new(local_copy.unwrap_or_else(|| file.path.clone()));
+    let source = local_copy.unwrap_or_else(|| file.path.clone());
+    // Records checked on the raw bytes first; polars reads the checked copy when some were
+    // marked (see `records`).
+    let records = if file.size > 0 {
+        super::records::check(file, &source, remote, cfg)?
+    } else {
+        super::records::Records::default()
+    };
+    let checked = records.copy.as_ref().map(|c| c.display().to_string());
+    let checked_on_stop = records
+        .copy
+        .as_ref()
+        .map(|c| crate::signals::remove_on_stop(c));
+    let remote = remote && checked.is_none();
+    let path = PlRefPath::new(checked.unwrap_or(source));
     let cloud = if remote {
         Some(cloud_options(&file.path, &cfg.config.storage).map_err(|e| read_err(file, e))?)
     } else {
@@ -242,7 +282,7 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
     let require = |column: &str, key: &str| dtype_of(column).ok_or_else(|| missing(column, key));
 
     let mut select = vec![col(ROW)];
-    require(&c.customer_id, "customer_id")?;
+    let cid_float = require(&c.customer_id, "customer_id")?.is_float();
     select.push(
         col(c.customer_id.as_str())
             .cast(DataType::String)
@@ -253,14 +293,16 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
     let (ts_expr, ts_kind) = match &ts_dtype {
         DataType::String => (col(c.ts.as_str()), TsKind::Text),
         DataType::Date => (col(c.ts.as_str()).cast(DataType::Int32), TsKind::Days),
-        DataType::Datetime(_, tz) => (
-            col(c.ts.as_str())
-                .cast(DataType::Datetime(TimeUnit::Microseconds, tz.clone()))
-                .cast(DataType::Int64),
-            if tz.is_some() {
-                TsKind::UtcMicros
-            } else {
-                TsKind::LocalMicros
+        DataType::Datetime(unit, tz) => (
+            // The ticks as stored: a cast to another unit would overflow silently.
+            col(c.ts.as_str()).cast(DataType::Int64),
+            TsKind::Epoch {
+                utc: tz.is_some(),
+                unit: match unit {
+                    TimeUnit::Nanoseconds => EpochUnit::Nanos,
+                    TimeUnit::Microseconds => EpochUnit::Micros,
+                    TimeUnit::Milliseconds => EpochUnit::Millis,
+                },
             },
         ),
         other => {
@@ -280,6 +322,8 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
         Ok(match dtype {
             DataType::String => (e, MoneyKind::Text),
             DataType::Float32 | DataType::Float64 => (e.cast(DataType::Float64), MoneyKind::Float),
+            // Exact as text: a cast to Int64 turns values above its range into nulls.
+            DataType::UInt64 => (e.cast(DataType::String), MoneyKind::Text),
             d if d.is_integer() => (e.cast(DataType::Int64), MoneyKind::Int),
             DataType::Decimal(_, _) => (e.cast(DataType::String), MoneyKind::Text),
             DataType::Null => (e.cast(DataType::String), MoneyKind::Text),
@@ -324,6 +368,9 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
         amount: amount_kind,
         cost: cost_kind,
         has_order,
+        cid_float,
         _download: download,
+        records,
+        _checked_on_stop: checked_on_stop,
     })
 }

@@ -41,6 +41,8 @@ pub struct Spill {
     pub used: Vec<Vec<u64>>,
     /// Earliest local time of any line spilled.
     pub earliest: Option<i64>,
+    /// `newest[k]`: the latest local time of the lines first counted at date k.
+    pub newest: Vec<Option<i64>>,
     /// Lines spilled so far (the next line's number is this plus the lines in memory).
     pub lines: u64,
     /// Compressed bytes written.
@@ -76,6 +78,7 @@ impl Spill {
             dir,
             writers,
             layout: None,
+            newest: vec![None; cutoffs.len()],
             cutoffs,
             used: Vec::new(),
             earliest: None,
@@ -119,7 +122,7 @@ impl Spill {
         if self.used.len() < n_files {
             self.used.resize(n_files, vec![0; self.cutoffs.len()]);
         }
-        lines.count_by_date(&self.cutoffs, &mut self.used);
+        lines.count_by_date(&self.cutoffs, &mut self.used, &mut self.newest);
         if let Some(&min) = lines.ts_local.iter().min() {
             self.earliest = Some(self.earliest.map_or(min, |e| e.min(min)));
         }
@@ -312,6 +315,8 @@ mod tests {
         // File 0 = lines 0..4 of chunk a (ts 0,10,20 → date 0; 30 → date 1).
         // File 1 = lines 4..7 of a (40 → date 1; 50, 60 after) + all of b (3 + 2).
         assert_eq!(s.used, vec![vec![3, 1], vec![3, 3]]);
+        // Newest line first counted at date 0 (before 25): 20; at date 1 (25..45): 40.
+        assert_eq!(s.newest, vec![Some(20), Some(40)]);
         // Partition 1 = odd customers 1, 3 → lines 1, 3, 6 (customer 6 % 5 = 1) of each chunk,
         // numbered 1 / 2 = 0 and 3 / 2 = 1.
         let p1 = s.read(1).unwrap();

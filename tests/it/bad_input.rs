@@ -48,9 +48,9 @@ fn ws_with(content: impl AsRef<[u8]>) -> Workspace {
 #[test]
 fn missing_column_names_file_and_column() {
     let ws = ws_with("customer_id,order_id,when,amount,channel\na,1,2024-01-01,1.00,web\n");
-    run_fails(&ws, 1, &["tx.csv", "'ts'", "input.columns.ts", "when"]);
+    run_fails(&ws, 3, &["tx.csv", "'ts'", "input.columns.ts", "when"]);
     let o = ws.run(&["validate", "--config", "config.toml"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("'ts'"));
     assert!(
         !ws.path("out").exists(),
@@ -67,7 +67,7 @@ fn wrong_column_type_in_parquet() {
         ("amount", Arc::new(BooleanArray::from(vec![true]))),
         ("channel", Arc::new(StringArray::from(vec!["web"]))),
     ]);
-    run_fails(&ws, 1, &["tx.parquet", "'amount'", "bool"]);
+    run_fails(&ws, 3, &["tx.parquet", "'amount'", "bool"]);
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn unreadable_path_and_as_of_before_data() {
     let ws = ws_with(format!("{HEADER}a,1,2024-07-02,1.00,web\n"));
     let err = run_fails(
         &ws,
-        1,
+        3,
         &["no usable transactions", "2024-06-30", "1 after as_of"],
     );
     assert!(!err.contains("panicked"));
@@ -208,7 +208,7 @@ fn too_many_rejects_fail_and_keep_the_previous_partition() {
     );
     run_fails(
         &ws,
-        1,
+        3,
         &["2 of 3 rows", "max_reject_ratio", "amount: not a number"],
     );
     assert_eq!(

@@ -218,20 +218,24 @@ fn cohorts_by_hand() {
     // Jan cohort = a, b, f (size 3), offsets 0..3 (Jan..Apr).
     // purchases in period: Jan a,b,f = 3; Feb a = 1; Mar f = 1; Apr 0.
     // active at period end: Feb 1: a,b,f = 3; Mar 1: a = 1; Apr 1: f = 1; Apr 16: f = 1
-    //   → churned 0, 2, 2, 2.
+    //   → churned 0, 2, 2, 2 (f, reactivated in Mar, leaves the count at k = 2).
+    // Ever churned by the end of k: b and f lapse at Mar 1 (k = 1), a at Apr 1 (k = 2), and
+    // f's return does not undo it → 0, 2, 3, 3; survival_rate = (1 − ever / 3) × 100 =
+    // 100, 33.3, 0, 0, where active_rate = (1 − churned / 3) × 100 = 100, 33.3, 33.3, 33.3.
     // revenue: 16 (10 + 5 + 1), 20, 2, 0 → cumulative 16, 36, 38, 38; ltv_to_date = cum / 3.
     let expected = [
-        (0, 3, 0, 16.0, 16.0),
-        (1, 1, 2, 20.0, 36.0),
-        (2, 1, 2, 2.0, 38.0),
-        (3, 0, 2, 0.0, 38.0),
+        (0, 3, 0, 0, 16.0, 16.0),
+        (1, 1, 2, 2, 20.0, 36.0),
+        (2, 1, 2, 3, 2.0, 38.0),
+        (3, 0, 2, 3, 0.0, 38.0),
     ];
     assert_eq!(jan.len(), 4);
-    for (i, (k, active, churned, rev, cum)) in jan.into_iter().zip(expected) {
+    for (i, (k, active, churned, ever, rev, cum)) in jan.into_iter().zip(expected) {
         assert_eq!(t.int("period_offset", i), Some(k));
         assert_eq!(t.int("cohort_size", i), Some(3));
         assert_eq!(t.int("active_customers", i), Some(active), "k={k}");
         assert_eq!(t.int("churned_customers", i), Some(churned), "k={k}");
+        assert_eq!(t.int("ever_churned_customers", i), Some(ever), "k={k}");
         assert!(approx(t.f64("revenue", i), rev), "k={k}");
         assert!(approx(t.f64("cumulative_revenue", i), cum), "k={k}");
         assert!(approx(t.f64("ltv_to_date", i), cum / 3.0), "k={k}");
@@ -240,8 +244,12 @@ fn cohorts_by_hand() {
             active as f64 / 3.0 * 100.0
         ));
         assert!(approx(
-            t.f64("survival_rate", i),
+            t.f64("active_rate", i),
             (1.0 - churned as f64 / 3.0) * 100.0
+        ));
+        assert!(approx(
+            t.f64("survival_rate", i),
+            (1.0 - ever as f64 / 3.0) * 100.0
         ));
     }
     // Mar cohort = c: Mar active 1, churned 0; Apr active 0, churned 1 (not active at Apr 16).
@@ -249,6 +257,8 @@ fn cohorts_by_hand() {
     assert_eq!(mar.len(), 2);
     assert_eq!(t.int("churned_customers", mar[0]), Some(0));
     assert_eq!(t.int("churned_customers", mar[1]), Some(1));
+    assert_eq!(t.int("ever_churned_customers", mar[1]), Some(1));
+    assert!(approx(t.f64("survival_rate", mar[1]), 0.0));
     assert!(approx(t.f64("revenue", mar[0]), 7.5));
     assert!(!t.bool("is_complete", mar[1]));
     // Apr cohort = e only; e's zero-value January order lies before the cohort.

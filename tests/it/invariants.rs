@@ -155,6 +155,14 @@ fn check(
     prop_assert_eq!(sizes, acquired);
     for r in &coh {
         prop_assert!(r.active <= r.size && r.churned <= r.size && r.churned >= 0);
+        // Whoever is churned at k has lapsed at some period end up to k.
+        prop_assert!(r.churned <= r.ever_churned && r.ever_churned <= r.size);
+    }
+    // ever_churned never decreases along a cohort's offsets (survival_rate never increases).
+    for w in coh.windows(2) {
+        if (w[0].slot, w[0].cohort) == (w[1].slot, w[1].cohort) {
+            prop_assert!(w[1].ever_churned >= w[0].ever_churned);
+        }
     }
     // Active at the cutoff (customers table) = E of the last period.
     let active = rows.iter().filter(|r| r.active == Some(true)).count() as i64;

@@ -2,9 +2,12 @@
 
 mod backfill;
 mod bad_input;
+mod faults;
 mod fixtures;
 mod formats;
+mod fuzz;
 mod invariants;
+mod kills;
 mod object_storage;
 mod reader;
 mod servers;

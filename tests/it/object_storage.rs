@@ -684,3 +684,125 @@ fn s3_run_of_some_tables_keeps_the_others_listed() {
         first["tables"]["retention"]["rows"]
     );
 }
+
+/// Data objects under `out/` (not `_`-prefixed) that no manifest lists, and listed ones missing.
+fn unlisted_and_missing(store: &Arc<dyn ObjectStore>) -> (Vec<String>, Vec<String>) {
+    let objects = list(store, "out");
+    let mut listed = std::collections::BTreeSet::new();
+    for (key, _) in objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("out/_manifests/"))
+    {
+        let m: serde_json::Value = serde_json::from_slice(&get(store, key)).unwrap();
+        for entry in m["tables"].as_object().unwrap().values() {
+            for f in entry["files"].as_array().unwrap() {
+                listed.insert(format!("out/{}", f["path"].as_str().unwrap()));
+            }
+        }
+    }
+    let keys: std::collections::BTreeSet<String> = objects.into_iter().map(|(k, _)| k).collect();
+    let unlisted = keys
+        .iter()
+        .filter(|k| !k.starts_with("out/_") && !listed.contains(*k))
+        .cloned()
+        .collect();
+    let missing = listed
+        .iter()
+        .filter(|k| !keys.contains(*k))
+        .cloned()
+        .collect();
+    (unlisted, missing)
+}
+
+#[test]
+fn s3_sigkill_inside_the_publish_is_undone_or_finished_by_the_next_run() {
+    let Some(moto) = servers::moto() else { return };
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "50", "300");
+    let input = ws.path("tx.csv").display().to_string();
+    let points: Vec<String> = (0..5)
+        .map(|k| format!("publish:uploaded:{k}"))
+        .chain(["publish:manifest".to_string()])
+        .collect();
+    for (i, point) in points.iter().enumerate() {
+        let bucket = format!("killed{i}");
+        servers::create_bucket(&moto, &bucket);
+        let store = s3_store(&moto, &bucket);
+        let out_url = format!("s3://{bucket}/out");
+        assert_ok(&run(&ws, &input, &out_url, &s3_env(&moto), ""));
+        let first = manifest(&store)["run_id"].as_str().unwrap().to_string();
+        let held = crate::util::Held::start(
+            &ws,
+            &["run", "--config", "config.toml", "--as-of", AS_OF],
+            &s3_env(&moto),
+            point,
+        );
+        held.kill();
+        // Killed there: the lock and the journal are left, and maybe uploads.
+        assert!(
+            list(&store, "out/_journal").len() == 1,
+            "{point}: journal left"
+        );
+        // The next run (of another date) takes the dead holder's lock over, finishes or
+        // undoes the publish, and leaves every data object listed by a manifest.
+        let o = ws.run_env(
+            &["run", "--config", "config.toml", "--as-of", "2024-02-29"],
+            &s3_env(&moto),
+        );
+        assert_ok(&o);
+        let (unlisted, missing) = unlisted_and_missing(&store);
+        assert!(unlisted.is_empty(), "{point}: in no manifest: {unlisted:?}");
+        assert!(
+            missing.is_empty(),
+            "{point}: listed but missing: {missing:?}"
+        );
+        assert!(
+            list(&store, "out/_journal").is_empty(),
+            "{point}: journal removed"
+        );
+        let now = manifest(&store)["run_id"].as_str().unwrap().to_string();
+        if point == "publish:manifest" {
+            assert_ne!(now, first, "{point}: rolled forward");
+        } else {
+            assert_eq!(now, first, "{point}: the previous run stays");
+        }
+    }
+}
+
+#[test]
+fn secrets_in_urls_never_reach_stderr_even_in_debug_logs() {
+    let ws = Workspace::new();
+    generate(&ws, "srv/tx.csv", "30", "200");
+    let Some(http) = servers::http_static(&ws.path("srv")) else {
+        return;
+    };
+    let port = http.endpoint().rsplit(':').next().unwrap().to_string();
+    // Passwords with the characters a URL parser takes for the end of the user info: the
+    // error named the whole URL.
+    for pw in ["s3/cr3t", "s3?cr3t", "s3#cr3t"] {
+        let url = format!("s3://AKIAEXAMPLE:{pw}@bucket/tx.csv");
+        let o = run(&ws, &url, "out", &[], "");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(
+            !err.contains("cr3t") && !err.contains("AKIAEXAMPLE"),
+            "{err}"
+        );
+    }
+    // A user:password URL read over HTTP with debug logs of every dependency.
+    let url = format!("http://reader:hunter2@127.0.0.1:{port}/tx.csv");
+    let o = run(
+        &ws,
+        &url,
+        "out",
+        &[("CUSTOMER_VALUE_LOG".into(), "debug".into())],
+        "",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ok(&o);
+    assert!(err.contains("127.0.0.1"), "debug logs name the host: {err}");
+    assert!(
+        !err.contains("hunter2") && !err.contains("reader:"),
+        "{err}"
+    );
+}

@@ -338,3 +338,129 @@ pub fn killed_pid() -> u32 {
     killed.wait().unwrap();
     pid
 }
+
+/// A run of the binary held at a point of its own (`CUSTOMER_VALUE_TEST_HOLD`, see
+/// `src/testhook.rs`): started, then waited for until it reaches the point.
+pub struct Held {
+    pub child: std::process::Child,
+    release: PathBuf,
+}
+
+impl Held {
+    /// Starts `args` with `envs` in `ws`, holding at `point`; returns once it is there.
+    pub fn start(ws: &Workspace, args: &[&str], envs: &[(String, String)], point: &str) -> Held {
+        let release = ws.path(&format!("release-{}", std::process::id()));
+        let _ = std::fs::remove_file(&release);
+        let reached = PathBuf::from(format!("{}.reached", release.display()));
+        let _ = std::fs::remove_file(&reached);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_customer-value"))
+            .args(args)
+            .current_dir(ws.dir.path())
+            .env_remove("CUSTOMER_VALUE_AS_OF")
+            .env("CUSTOMER_VALUE_LOG", "warn")
+            .env(
+                "CUSTOMER_VALUE_TEST_HOLD",
+                format!("{point}={}", release.display()),
+            )
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !reached.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("ended ({status}) before reaching {point}: {err}");
+            }
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "{point} not reached in 2 minutes"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Held { child, release }
+    }
+
+    /// Sends `signal` to the held process.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: signals the child spawned by `start`, not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Kills it outright (SIGKILL) and waits for it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Lets it go on, and waits for it to end.
+    pub fn release(self) -> Output {
+        std::fs::write(&self.release, "go").unwrap();
+        self.child.wait_with_output().unwrap()
+    }
+
+    /// Waits for it to end without releasing it (it was signalled).
+    pub fn wait(self) -> Output {
+        self.child.wait_with_output().unwrap()
+    }
+}
+
+/// Every data file of `out/` (relative paths, `_`-prefixed folders skipped) and every file the
+/// manifests there list; panics when a listed file is missing or a data file belongs to no
+/// manifest's run.
+pub fn assert_manifests_cover_the_files(out: &Path) {
+    let mut listed = std::collections::BTreeSet::new();
+    let mut runs = std::collections::BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir(out.join("_manifests")) {
+        for e in entries.flatten() {
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            for t in m["tables"].as_object().unwrap().values() {
+                for f in t["files"].as_array().unwrap() {
+                    let p = f["path"].as_str().unwrap().to_string();
+                    assert!(out.join(&p).exists(), "listed file {p} is missing");
+                    listed.insert(p);
+                }
+            }
+            runs.insert(
+                m["as_of"].as_str().unwrap().to_string(),
+                m["run_id"].clone(),
+            );
+        }
+    }
+    let mut found = Vec::new();
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('_') {
+                continue;
+            }
+            let r = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), &r, out);
+            } else {
+                out.push(r);
+            }
+        }
+    }
+    walk(out, "", &mut found);
+    for f in found {
+        assert!(
+            listed.contains(&f),
+            "{f} is in no manifest (manifests: {runs:?})"
+        );
+    }
+}
