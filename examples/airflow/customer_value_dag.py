@@ -64,7 +64,8 @@ with DAG(
     validate = PythonOperator(
         task_id="validate",
         python_callable=customer_value,
-        op_args=["validate"],
+        # The same as_of as the run: validate applies the run's data checks as of that day.
+        op_args=["validate", "--as-of", "{{ ds }}"],
     )
     run = PythonOperator(
         task_id="run",

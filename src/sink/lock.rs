@@ -106,19 +106,30 @@ fn renew(
                 e_tag: e_tag.clone(),
                 version: None,
             });
-            let payload = PutPayload::from(body.as_bytes().to_vec());
-            let put = block_on(async move {
-                store
-                    .put_opts(
-                        &k,
-                        payload,
-                        PutOptions {
-                            mode,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-            });
+            let put = |mode: PutMode| {
+                let store = Arc::clone(&store);
+                let k = k.clone();
+                let payload = PutPayload::from(body.as_bytes().to_vec());
+                block_on(async move {
+                    store
+                        .put_opts(
+                            &k,
+                            payload,
+                            PutOptions {
+                                mode,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                })
+            };
+            let put = match put(mode) {
+                // A store without conditional writes: the lease is kept alive by a plain
+                // write (a takeover can then not be noticed here).
+                Err(object_store::Error::NotImplemented { .. })
+                | Err(object_store::Error::NotSupported { .. }) => put(PutMode::Overwrite),
+                other => other,
+            };
             match put {
                 Ok(res) => {
                     *e_tag = res.e_tag;
@@ -474,11 +485,50 @@ mod tests {
     }
 
     #[test]
+    fn a_renewal_touches_our_lock_and_notices_a_takeover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("_lock");
+        let at = LockAt::Local(path.clone());
+        let mine = lock_text(std::process::id(), "h").replace("\"r\"", "\"mine\"");
+        std::fs::write(&path, &mine).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut tag = None;
+        assert!(renew(&at, "mine", &mine, &mut tag).is_ok());
+        let age = std::fs::metadata(&path)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap();
+        assert!(age < Duration::from_secs(60), "renewed: {age:?}");
+        // Another run's lock in its place, or none: lost.
+        std::fs::write(&path, lock_text(1, "h")).unwrap();
+        assert!(matches!(
+            renew(&at, "mine", &mine, &mut tag),
+            Err(RenewError::Lost)
+        ));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            renew(&at, "mine", &mine, &mut tag),
+            Err(RenewError::Lost)
+        ));
+    }
+
+    #[test]
     fn only_a_holder_of_this_host_that_no_longer_runs_is_dead() {
         let here = host_name();
         if here == "unknown" {
-            // CI machines have one; elsewhere say so rather than pass quietly.
-            assert!(std::env::var_os("CI").is_none(), "no /etc/hostname in CI");
+            // Fail rather than pass quietly, unless the run opts out of missing components.
+            assert!(
+                std::env::var_os("CUSTOMER_VALUE_ALLOW_SKIP").is_some_and(|v| v == "1"),
+                "this machine has no /etc/hostname: no holder can be judged dead (CUSTOMER_VALUE_ALLOW_SKIP=1 skips)"
+            );
             eprintln!("SKIP: this machine has no /etc/hostname; no holder can be judged dead");
             return;
         }

@@ -180,11 +180,22 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
     let source = local_copy.unwrap_or_else(|| file.path.clone());
     // Records checked on the raw bytes first; polars reads the checked copy when some were
     // marked (see `records`).
+    let started = std::time::Instant::now();
     let records = if file.size > 0 {
         super::records::check(file, &source, remote, cfg)?
     } else {
         super::records::Records::default()
     };
+    if !matches!(file.format, InputFormat::Parquet) {
+        tracing::info!(
+            file = %file.display,
+            records = records.records,
+            marked = records.marks.len(),
+            copied = records.copy.is_some(),
+            ms = started.elapsed().as_millis() as u64,
+            "Checked the records."
+        );
+    }
     let checked = records.copy.as_ref().map(|c| c.display().to_string());
     let checked_on_stop = records
         .copy

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{BooleanArray, StringArray};
 
 use crate::util::{Workspace, DEFAULT_COLUMNS};
 
@@ -23,19 +23,6 @@ fn run_fails(ws: &Workspace, code: i32, needles: &[&str]) -> String {
     let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(error_lines.len(), 1, "one error line: {err}");
     err
-}
-
-/// A workspace whose one input is `tx.parquet` holding `columns` (the default mapping's
-/// names), configured with the default mapping.
-fn ws_with_parquet(columns: Vec<(&str, ArrayRef)>) -> Workspace {
-    let ws = Workspace::new();
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let file = std::fs::File::create(ws.path("tx.parquet")).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    ws.config(&["tx.parquet"], DEFAULT_COLUMNS, "", "");
-    ws
 }
 
 fn ws_with(content: impl AsRef<[u8]>) -> Workspace {
@@ -60,7 +47,7 @@ fn missing_column_names_file_and_column() {
 
 #[test]
 fn wrong_column_type_in_parquet() {
-    let ws = ws_with_parquet(vec![
+    let ws = Workspace::with_parquet(vec![
         ("customer_id", Arc::new(StringArray::from(vec!["a"]))),
         ("order_id", Arc::new(StringArray::from(vec!["1"]))),
         ("ts", Arc::new(StringArray::from(vec!["2024-01-01"]))),
@@ -114,7 +101,7 @@ fn row_level_problems_become_rejects() {
 fn replacement_character_in_parquet_is_data() {
     // Only CSV text is decoded lossily (invalid bytes become U+FFFD and the row is rejected,
     // see above). A Parquet string is valid UTF-8, so a U+FFFD in it is a real character.
-    let ws = ws_with_parquet(vec![
+    let ws = Workspace::with_parquet(vec![
         (
             "customer_id",
             Arc::new(StringArray::from(vec!["a\u{FFFD}", "b"])),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Date32Array, Float64Array, StringArray, TimestampMicrosecondArray,
     TimestampMillisecondArray, UInt64Array,
 };
 
@@ -293,18 +293,6 @@ fn money_beyond_exact_sums_fails_naming_the_row() {
     assert_eq!(rejects(&ws), vec![(2, "amount: out of range".to_string())]);
 }
 
-/// A workspace whose one input is `tx.parquet` with the default mapping's columns.
-fn ws_parquet(columns: Vec<(&str, ArrayRef)>) -> Workspace {
-    let ws = Workspace::new();
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let file = std::fs::File::create(ws.path("tx.parquet")).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    ws.config(&["tx.parquet"], DEFAULT_COLUMNS, "", "");
-    ws
-}
-
 fn strs(v: &[&str]) -> ArrayRef {
     Arc::new(StringArray::from(v.to_vec()))
 }
@@ -313,7 +301,7 @@ fn strs(v: &[&str]) -> ArrayRef {
 fn out_of_range_instants_are_rejects_not_wrapped_dates() {
     // Dates: 2024-01-01 (day 19723), i32::MAX days (year ~5.9 million: the old µs product
     // wrapped to a 2023 purchase), and day −40000 (1860).
-    let ws = ws_parquet(vec![
+    let ws = Workspace::with_parquet(vec![
         ("customer_id", strs(&["a", "b", "c"])),
         ("order_id", strs(&["1", "2", "3"])),
         (
@@ -335,7 +323,7 @@ fn out_of_range_instants_are_rejects_not_wrapped_dates() {
     // Millisecond timestamps: 2024-01-01T00:00Z, i64::MAX / 2 ms (overflows as µs) and
     // year ~50,000 in µs.
     let ms_2024 = 19_723i64 * 86_400_000;
-    let ws = ws_parquet(vec![
+    let ws = Workspace::with_parquet(vec![
         ("customer_id", strs(&["a", "b"])),
         ("order_id", strs(&["1", "2"])),
         (
@@ -350,7 +338,7 @@ fn out_of_range_instants_are_rejects_not_wrapped_dates() {
     ws.run_ok(AS_OF);
     assert_eq!(rejects(&ws), vec![(2, "ts: out of range".to_string())]);
     let year_50000_us = 1_515_000_000_000_000_000i64;
-    let ws = ws_parquet(vec![
+    let ws = Workspace::with_parquet(vec![
         ("customer_id", strs(&["a", "b"])),
         ("order_id", strs(&["1", "2"])),
         (
@@ -371,7 +359,7 @@ fn out_of_range_instants_are_rejects_not_wrapped_dates() {
 fn reasons_say_what_is_wrong_with_numbers() {
     // A uint64 amount above i64 (was "amount: missing": the cast made it null) and float
     // customer ids NaN and infinity (were customers "NaN" and "inf").
-    let ws = ws_parquet(vec![
+    let ws = Workspace::with_parquet(vec![
         (
             "customer_id",
             Arc::new(Float64Array::from(vec![1.0, f64::NAN, f64::INFINITY, 2.0])),
@@ -462,16 +450,7 @@ fn a_far_future_as_of_is_refused_before_it_can_exhaust_memory() {
     // 20,000 lines over 2023–2024 in weekly periods, as of 9999-12-31: ~416,000 weeks per
     // cohort row set (the run was OOM-killed at 22 GB, leaving its lock). Refused, exit 3.
     let ws = Workspace::new();
-    let g = ws.run(&[
-        "generate",
-        "--output",
-        "tx.csv",
-        "--customers",
-        "2000",
-        "--rows",
-        "20000",
-    ]);
-    assert!(g.status.success(), "{}", stderr(&g));
+    ws.generate("tx.csv", &["--customers", "2000", "--rows", "20000"]);
     ws.config(
         &["tx.csv"],
         crate::util::GEN_COLUMNS,

@@ -14,22 +14,21 @@ const D2: &str = "2024-07-31";
 /// A workspace with 300 generated lines (13 months from 2024-01) and its config.
 fn workspace(extra_output: &str) -> Workspace {
     let ws = Workspace::new();
-    let g = ws.run(&[
-        "generate",
-        "--output",
+    ws.generate(
         "tx.csv",
-        "--customers",
-        "60",
-        "--rows",
-        "300",
-        "--seed",
-        "9",
-        "--start",
-        "2024-01-01",
-        "--months",
-        "13",
-    ]);
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+        &[
+            "--customers",
+            "60",
+            "--rows",
+            "300",
+            "--seed",
+            "9",
+            "--start",
+            "2024-01-01",
+            "--months",
+            "13",
+        ],
+    );
     ws.config(&["tx.csv"], crate::util::GEN_COLUMNS, "", "");
     if !extra_output.is_empty() {
         let cfg = std::fs::read_to_string(ws.path("config.toml")).unwrap();

@@ -12,4 +12,5 @@ mod object_storage;
 mod reader;
 mod servers;
 mod spill;
+mod tools;
 mod util;

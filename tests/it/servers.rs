@@ -1,6 +1,7 @@
 //! Real servers for the object-store tests, started on free 127.0.0.1 ports: moto's S3 server
-//! (PyPI `moto[server]`), Azurite (npm) and Python's static HTTP server. `.ci/run` installs them;
-//! outside CI a test whose server cannot start says so loudly and returns (in CI it fails).
+//! (PyPI `moto[server]`), Azurite (npm) and Python's static HTTP server, from the tools the
+//! harness provisions (`tools`). A server that cannot start fails its test, unless the run opts
+//! out with `CUSTOMER_VALUE_ALLOW_SKIP=1`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -66,22 +67,8 @@ fn wait_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
-/// Fails in CI, skips loudly elsewhere.
 fn unavailable(what: &str, why: &str) -> Option<Server> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} is required in CI (.ci/run installs it) but could not start: {why}");
-    }
-    eprintln!(
-        "\n*** SKIPPED: {what} could not start ({why}); run `bash .ci/run` to install it ***\n"
-    );
-    None
-}
-
-/// Folder with the Python venv that `.ci/run` prepares (moto_server lives there too).
-fn venv_bin() -> Option<PathBuf> {
-    std::env::var_os("CUSTOMER_VALUE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+    crate::tools::unavailable(what, why)
 }
 
 fn spawn(program: &PathBuf, args: &[String], port: u16, what: &str) -> Option<Server> {
@@ -108,10 +95,7 @@ fn spawn(program: &PathBuf, args: &[String], port: u16, what: &str) -> Option<Se
 }
 
 pub fn moto() -> Option<Server> {
-    let bin = venv_bin()
-        .map(|d| d.join("moto_server"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("moto_server"));
+    let bin = crate::tools::python()?.parent()?.join("moto_server");
     let port = free_port();
     spawn(
         &bin,
@@ -127,9 +111,7 @@ pub fn moto() -> Option<Server> {
 }
 
 pub fn azurite() -> Option<Server> {
-    let bin = std::env::var_os("CUSTOMER_VALUE_TEST_AZURITE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("azurite-blob"));
+    let bin = crate::tools::azurite()?;
     let port = free_port();
     spawn(
         &bin,
@@ -154,10 +136,10 @@ pub fn azurite() -> Option<Server> {
 }
 
 pub fn http_static(dir: &std::path::Path) -> Option<Server> {
-    let python = std::env::var("CUSTOMER_VALUE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = crate::tools::python()?;
     let port = free_port();
     spawn(
-        &PathBuf::from(python),
+        &python,
         &[
             "-m".into(),
             "http.server".into(),
@@ -193,7 +175,7 @@ pub const AZURITE_KEY: &str =
 
 /// Creates a blob container on Azurite (with the Python SDK from the test venv).
 pub fn create_container(server: &Server, container: &str) {
-    let python = std::env::var("CUSTOMER_VALUE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = crate::tools::python().expect("Azurite runs, so the venv exists");
     let cs = format!(
         "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={}/{AZURITE_ACCOUNT};",
         server.endpoint()

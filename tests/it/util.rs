@@ -75,6 +75,31 @@ impl Workspace {
         )
     }
 
+    /// A workspace whose one input is `tx.parquet` holding `columns` (the default mapping's
+    /// names), configured with the default mapping.
+    pub fn with_parquet(columns: Vec<(&str, arrow::array::ArrayRef)>) -> Self {
+        let ws = Workspace::new();
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let file = std::fs::File::create(ws.path("tx.parquet")).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        ws.config(&["tx.parquet"], DEFAULT_COLUMNS, "", "");
+        ws
+    }
+
+    /// Runs `generate --output file` with `args` and asserts it succeeded.
+    pub fn generate(&self, file: &str, args: &[&str]) {
+        let mut all = vec!["generate", "--output", file];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_env(args, &[])
     }

@@ -1,0 +1,114 @@
+//! The real components the tests need, provisioned on first use into the cache `.ci/run` uses
+//! (`$CUSTOMER_VALUE_CACHE`, default `~/.cache/customer-value`): a Python venv with DuckDB,
+//! pyarrow, moto's S3 server and the Azure SDK, and Azurite from npm. So plain `cargo test`
+//! runs every test on a fresh machine (the first run installs them, once). Where that cannot
+//! work (no python3 or npm, no package registry), a test that needs the tool fails naming it,
+//! unless the run opts out with `CUSTOMER_VALUE_ALLOW_SKIP=1` (the test then says loudly that
+//! it skipped). `CUSTOMER_VALUE_TEST_PYTHON` and `CUSTOMER_VALUE_TEST_AZURITE` name ready tools
+//! instead.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The Python modules the tests import.
+const MODULES: &str = "import duckdb, pyarrow, moto, flask, azure.storage.blob";
+const PACKAGES: &[&str] = &["duckdb", "pyarrow", "moto[server]", "azure-storage-blob"];
+
+fn cache() -> PathBuf {
+    std::env::var_os("CUSTOMER_VALUE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/customer-value")
+        })
+}
+
+/// Fails the test naming `what`, or with `CUSTOMER_VALUE_ALLOW_SKIP=1` skips it loudly.
+pub fn unavailable<T>(what: &str, why: &str) -> Option<T> {
+    if std::env::var_os("CUSTOMER_VALUE_ALLOW_SKIP").is_some_and(|v| v == "1") {
+        eprintln!(
+            "\n*** SKIPPED: {what} is not available ({why}); CUSTOMER_VALUE_ALLOW_SKIP=1 ***\n"
+        );
+        return None;
+    }
+    panic!("{what} is needed by this test and could not be provided: {why} (set CUSTOMER_VALUE_ALLOW_SKIP=1 to skip such tests)");
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: String = err
+            .chars()
+            .rev()
+            .take(400)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Err(format!("{shown} failed: {tail}"))
+    }
+}
+
+/// The venv's python, with every module installed (installing them the first time).
+pub fn python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let got = PYTHON.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CUSTOMER_VALUE_TEST_PYTHON") {
+            return Ok(PathBuf::from(p));
+        }
+        let venv = cache().join("venv");
+        let python = venv.join("bin/python");
+        let ready = || {
+            Command::new(&python)
+                .args(["-c", MODULES])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !ready() {
+            std::fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+            run(Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(PACKAGES))?;
+        }
+        Ok(python)
+    });
+    match got {
+        Ok(p) => Some(p.clone()),
+        Err(e) => unavailable("a Python venv with duckdb, pyarrow and moto", e),
+    }
+}
+
+/// Azurite's blob server (installing it with npm the first time).
+pub fn azurite() -> Option<PathBuf> {
+    static AZURITE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let got = AZURITE.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CUSTOMER_VALUE_TEST_AZURITE") {
+            return Ok(PathBuf::from(p));
+        }
+        let node = cache().join("node");
+        let bin = node.join("node_modules/.bin/azurite-blob");
+        if !bin.exists() {
+            std::fs::create_dir_all(&node).map_err(|e| e.to_string())?;
+            run(Command::new("npm")
+                .args([
+                    "install",
+                    "--silent",
+                    "--no-audit",
+                    "--no-fund",
+                    "azurite@3",
+                ])
+                .current_dir(&node))?;
+        }
+        Ok(bin)
+    });
+    match got {
+        Ok(p) => Some(p.clone()),
+        Err(e) => unavailable("Azurite (npm)", e),
+    }
+}
