@@ -17,7 +17,7 @@ use crate::config::{InputFormat, Validated};
 use super::{InputFile, SourceError};
 
 /// Bytes read at a time.
-const BLOCK: usize = 8 << 20;
+const BLOCK: usize = 16 << 20;
 
 /// Why a record is not read as a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +317,34 @@ pub fn check(
     };
     let header = !ndjson && csv.has_header;
     let mut input = open(path, remote, cfg).map_err(|e| read_err(file, e))?;
+    if !p.ndjson && !p.multiline {
+        let CsvLines {
+            records: mut out,
+            expected,
+            names,
+        } = check_csv_lines(&mut *input, &p, header).map_err(|e| read_err(file, e))?;
+        if let Some(problem) = names.as_deref().and_then(duplicate_name) {
+            return Err(SourceError::Header {
+                file: file.display.clone(),
+                message: problem,
+            });
+        }
+        if !out.marks.is_empty() {
+            out.copy = Some(
+                write_copy(
+                    path,
+                    remote,
+                    cfg,
+                    &p,
+                    header,
+                    expected.unwrap_or(1),
+                    &out.marks,
+                )
+                .map_err(|e| read_err(file, format!("writing a checked copy: {e}")))?,
+            );
+        }
+        return Ok(out);
+    }
     let mut out = Records::default();
     let mut expected: Option<usize> = None;
     let mut seen_header = !header;
@@ -335,17 +363,7 @@ pub fn check(
         if !seen_header {
             seen_header = true;
             let names = header_names(record, &p);
-            for (i, n) in names.iter().enumerate() {
-                if let Some(j) = names[..i].iter().position(|m| m == n) {
-                    header_problem = Some(format!(
-                        "the header names column '{}' twice (columns {} and {}); rename one",
-                        crate::config::short(n),
-                        j + 1,
-                        i + 1
-                    ));
-                    break;
-                }
-            }
+            header_problem = duplicate_name(&names);
             expected = Some(names.len());
             return Ok(());
         }
@@ -412,6 +430,187 @@ pub fn check(
         );
     }
     Ok(out)
+}
+
+/// The problem of a header naming a column twice, if it does.
+fn duplicate_name(names: &[String]) -> Option<String> {
+    names.iter().enumerate().find_map(|(i, n)| {
+        names[..i].iter().position(|m| m == n).map(|j| {
+            format!(
+                "the header names column '{}' twice (columns {} and {}); rename one",
+                crate::config::short(n),
+                j + 1,
+                i + 1
+            )
+        })
+    })
+}
+
+/// What `check_csv_lines` found.
+struct CsvLines {
+    records: Records,
+    /// The field count every line must have (the header's, or the first line's).
+    expected: Option<usize>,
+    /// The header's column names.
+    names: Option<Vec<String>>,
+}
+
+/// Checks a CSV whose records are its lines (quoted newlines not allowed), the lines of each
+/// block judged in parallel pieces while the next block is read.
+fn check_csv_lines(
+    input: &mut (dyn Read + Send),
+    p: &Params,
+    header: bool,
+) -> Result<CsvLines, String> {
+    let mut out = Records::default();
+    let mut expected: Option<usize> = None;
+    let mut names = None;
+    let mut need_header = header;
+    // Two buffers: the next block is read while the lines of this one are judged.
+    let mut this: Vec<u8> = Vec::with_capacity(BLOCK);
+    let mut next: Vec<u8> = Vec::with_capacity(BLOCK);
+    let mut eof = fill(input, &mut this)?;
+    loop {
+        // Whole lines only (the rest moves to the next block), all of it at the end.
+        let end = if eof {
+            this.len()
+        } else {
+            memchr::memrchr(b'\n', &this).map_or(0, |i| i + 1)
+        };
+        next.clear();
+        next.extend_from_slice(&this[end..]);
+        let mut body = &this[..end];
+        if need_header && (end > 0 || eof) {
+            let nl = memchr::memchr(b'\n', body).map_or(body.len(), |i| i + 1);
+            let line = body[..nl].strip_suffix(b"\n").unwrap_or(&body[..nl]);
+            let n = header_names(line, p);
+            expected = Some(n.len());
+            names = Some(n);
+            body = &body[nl..];
+            need_header = false;
+        }
+        if expected.is_none() {
+            // Without a header, the first whole line that is not blank sets the field count.
+            expected = body.split(|&b| b == b'\n').find_map(|line| {
+                let line = strip_cr(line);
+                let (fields, balanced) = csv_fields(line, p);
+                (!is_blank(line) && balanced).then_some(fields)
+            });
+        }
+        let want = expected.unwrap_or(1);
+        let (judged, read) = rayon::join(
+            || judge_block(body, p, want),
+            || {
+                if eof {
+                    Ok(true)
+                } else {
+                    fill(input, &mut next)
+                }
+            },
+        );
+        for (lines, marks) in judged {
+            out.marks
+                .extend(marks.into_iter().map(|(l, m)| (out.records + l, m)));
+            out.records += lines;
+        }
+        if eof {
+            break;
+        }
+        eof = read?;
+        std::mem::swap(&mut this, &mut next);
+    }
+    Ok(CsvLines {
+        records: out,
+        expected,
+        names,
+    })
+}
+
+/// Appends to `buf` until it holds `BLOCK` bytes or the input ends; true at the end.
+fn fill(input: &mut (dyn Read + Send), buf: &mut Vec<u8>) -> Result<bool, String> {
+    let want = buf.len() + BLOCK;
+    while buf.len() < want {
+        let len = buf.len();
+        buf.reserve(want - len);
+        // `take` + `read_to_end` read into the spare capacity without zeroing it first.
+        match input.take((want - len) as u64).read_to_end(buf) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(false)
+}
+
+/// The lines of a block of whole lines, judged in pieces of about equal size in parallel:
+/// (lines, marks by 1-based line within the piece) per piece, in order.
+fn judge_block(body: &[u8], p: &Params, want: usize) -> Vec<(u64, Vec<(u64, Mark)>)> {
+    let pieces = rayon::current_num_threads().max(1) * 4;
+    let mut cuts = vec![0];
+    for k in 1..pieces {
+        let target = body.len() * k / pieces;
+        if target <= *cuts.last().unwrap_or(&0) {
+            continue;
+        }
+        match memchr::memchr(b'\n', &body[target..]) {
+            Some(i) => cuts.push(target + i + 1),
+            None => break,
+        }
+    }
+    cuts.push(body.len());
+    cuts.dedup();
+    let ranges: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+    ranges
+        .par_iter()
+        .map(|&(a, b)| scan_csv_lines(&body[a..b], p, want))
+        .collect()
+}
+
+/// Judges every line of `chunk` (whole lines; the last one may lack its newline at the end of
+/// the file) in one pass over its delimiters, quotes and newlines: (lines, marks by 1-based line
+/// within the chunk). The same judgement as `check`'s record by record.
+fn scan_csv_lines(chunk: &[u8], p: &Params, want: usize) -> (u64, Vec<(u64, Mark)>) {
+    let mut marks = Vec::new();
+    let mut lines = 0u64;
+    let judge = |line: &[u8], fields: usize, in_quotes: bool| -> Option<Mark> {
+        let line = strip_cr(line);
+        if fields == 1 && !in_quotes && is_blank(line) {
+            Some(Mark::Blank)
+        } else if in_quotes {
+            Some(Mark::Reject(UNBALANCED))
+        } else if fields > want {
+            Some(Mark::Reject(MORE_FIELDS))
+        } else if fields < want {
+            Some(Mark::Reject(FEWER_FIELDS))
+        } else {
+            None
+        }
+    };
+    let (mut start, mut fields, mut in_quotes) = (0, 1, false);
+    // Without a quote character, its search slot looks for newlines again.
+    let quote = p.quote.unwrap_or(b'\n');
+    for i in memchr::memchr3_iter(b'\n', p.delimiter, quote, chunk) {
+        let c = chunk[i];
+        if c == b'\n' {
+            lines += 1;
+            if let Some(m) = judge(&chunk[start..i], fields, in_quotes) {
+                marks.push((lines, m));
+            }
+            (start, fields, in_quotes) = (i + 1, 1, false);
+        } else if c == p.delimiter {
+            fields += usize::from(!in_quotes);
+        } else {
+            in_quotes = !in_quotes;
+        }
+    }
+    if start < chunk.len() {
+        lines += 1;
+        if let Some(m) = judge(&chunk[start..], fields, in_quotes) {
+            marks.push((lines, m));
+        }
+    }
+    (lines, marks)
 }
 
 /// Writes the file again with each marked record replaced by an empty one (a line of
@@ -520,6 +719,40 @@ mod tests {
         assert_eq!(ndjson_mark(b"  \r"), Some(Mark::Blank));
         assert_eq!(ndjson_mark(b"{\"a\": 1"), Some(Mark::Reject(NOT_JSON)));
         assert_eq!(ndjson_mark(b"[1, 2]"), Some(Mark::Reject(NOT_OBJECT)));
+    }
+
+    proptest::proptest! {
+        /// The one-pass judgement of whole blocks gives the marks of the record-by-record one.
+        #[test]
+        fn lines_judged_in_one_pass_match_records_judged_one_by_one(
+            lines in proptest::collection::vec("[a\",\r ]{0,8}", 0..20),
+            want in 1usize..4,
+        ) {
+            let p = params(false);
+            let text = lines.join("\n");
+            let (n, fast) = scan_csv_lines(text.as_bytes(), &p, want);
+            let mut slow = Vec::new();
+            let mut row = 0;
+            for_each_record(&mut text.as_bytes(), &p, |r, _| {
+                row += 1;
+                let r = strip_cr(r);
+                let (fields, balanced) = csv_fields(r, &p);
+                let mark = if is_blank(r) {
+                    Some(Mark::Blank)
+                } else if !balanced {
+                    Some(Mark::Reject(UNBALANCED))
+                } else if fields != want {
+                    Some(Mark::Reject(if fields > want { MORE_FIELDS } else { FEWER_FIELDS }))
+                } else {
+                    None
+                };
+                slow.extend(mark.map(|m| (row, m)));
+                Ok(())
+            })
+            .unwrap();
+            proptest::prop_assert_eq!(n, row);
+            proptest::prop_assert_eq!(fast, slow);
+        }
     }
 
     #[test]

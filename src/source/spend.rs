@@ -57,6 +57,9 @@ pub fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
         cols.push(s);
     }
     let mut out = Spend::default();
+    // Bounded like the lines' money (see `normalize::MONEY_ABS_LIMIT`): no sum of spend can
+    // overflow.
+    let mut abs_total: u128 = 0;
     for i in 0..df.height() {
         let row = i + 1;
         let get = |c: usize| cols[c].get(i).map(str::trim).unwrap_or("");
@@ -68,6 +71,13 @@ pub fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
         })?;
         let money = parse_money(get(3), decimals)
             .map_err(|_| err(format!("row {row}: spend '{}' is not a number", get(3))))?;
+        abs_total += money.unsigned_abs() as u128;
+        if abs_total > super::normalize::MONEY_ABS_LIMIT {
+            return Err(err(format!(
+                "row {row}: the spend up to this row adds up to more than {} minor units",
+                super::normalize::MONEY_ABS_LIMIT
+            )));
+        }
         if get(0).is_empty() || get(1).is_empty() {
             return Err(err(format!(
                 "row {row}: segment_by and segment may not be empty"
