@@ -317,99 +317,17 @@ pub fn check(
     };
     let header = !ndjson && csv.has_header;
     let mut input = open(path, remote, cfg).map_err(|e| read_err(file, e))?;
-    if !p.ndjson && !p.multiline {
-        let CsvLines {
-            records: mut out,
-            expected,
-            names,
-        } = check_csv_lines(&mut *input, &p, header).map_err(|e| read_err(file, e))?;
-        if let Some(problem) = names.as_deref().and_then(duplicate_name) {
-            return Err(SourceError::Header {
-                file: file.display.clone(),
-                message: problem,
-            });
-        }
-        if !out.marks.is_empty() {
-            out.copy = Some(
-                write_copy(
-                    path,
-                    remote,
-                    cfg,
-                    &p,
-                    header,
-                    expected.unwrap_or(1),
-                    &out.marks,
-                )
-                .map_err(|e| read_err(file, format!("writing a checked copy: {e}")))?,
-            );
-        }
-        return Ok(out);
-    }
-    let mut out = Records::default();
-    let mut expected: Option<usize> = None;
-    let mut seen_header = !header;
-    // NDJSON lines are judged in parallel, a block at a time.
-    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-    let flush_json = |pending: &mut Vec<(u64, Vec<u8>)>, marks: &mut Vec<(u64, Mark)>| {
-        let found: Vec<(u64, Mark)> = pending
-            .par_iter()
-            .filter_map(|(row, line)| ndjson_mark(line).map(|m| (*row, m)))
-            .collect();
-        marks.extend(found);
-        pending.clear();
+    let found = if !p.ndjson && !p.multiline {
+        check_csv_lines(&mut *input, &p, header)
+    } else {
+        check_records(&mut *input, &p, header)
     };
-    let mut header_problem: Option<String> = None;
-    for_each_record(&mut *input, &p, |record, inner| {
-        if !seen_header {
-            seen_header = true;
-            let names = header_names(record, &p);
-            header_problem = duplicate_name(&names);
-            expected = Some(names.len());
-            return Ok(());
-        }
-        out.records += 1;
-        let row = out.records;
-        if inner > 0 {
-            let before = out.shifts.last().map_or(0, |s| s.1);
-            out.shifts.push((row + 1, before + inner));
-        }
-        if p.ndjson {
-            pending.push((row, record.to_vec()));
-            if pending.len() >= 1 << 16 {
-                flush_json(&mut pending, &mut out.marks);
-            }
-            return Ok(());
-        }
-        let record = strip_cr(record);
-        if is_blank(record) {
-            out.marks.push((row, Mark::Blank));
-            return Ok(());
-        }
-        let (fields, balanced) = csv_fields(record, &p);
-        if !balanced {
-            out.marks.push((
-                row,
-                Mark::Reject(if p.multiline { UNCLOSED } else { UNBALANCED }),
-            ));
-            return Ok(());
-        }
-        let want = *expected.get_or_insert(fields);
-        if fields != want {
-            out.marks.push((
-                row,
-                Mark::Reject(if fields > want {
-                    MORE_FIELDS
-                } else {
-                    FEWER_FIELDS
-                }),
-            ));
-        }
-        Ok(())
-    })
-    .map_err(|e| read_err(file, e))?;
-    flush_json(&mut pending, &mut out.marks);
-    out.marks.sort_unstable_by_key(|m| m.0);
-    if let Some(problem) = header_problem {
+    let CsvLines {
+        records: mut out,
+        expected,
+        names,
+    } = found.map_err(|e| read_err(file, e))?;
+    if let Some(problem) = names.as_deref().and_then(duplicate_name) {
         return Err(SourceError::Header {
             file: file.display.clone(),
             message: problem,
@@ -432,6 +350,76 @@ pub fn check(
     Ok(out)
 }
 
+/// Checks the records one by one: NDJSON lines (judged in parallel, a block at a time), or CSV
+/// records that may span lines.
+fn check_records(input: &mut dyn Read, p: &Params, header: bool) -> Result<CsvLines, String> {
+    let mut out = Records::default();
+    let mut expected: Option<usize> = None;
+    let mut names = None;
+    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+    let flush_json = |pending: &mut Vec<(u64, Vec<u8>)>, marks: &mut Vec<(u64, Mark)>| {
+        let found: Vec<(u64, Mark)> = pending
+            .par_iter()
+            .filter_map(|(row, line)| ndjson_mark(line).map(|m| (*row, m)))
+            .collect();
+        marks.extend(found);
+        pending.clear();
+    };
+    for_each_record(input, p, |record, inner| {
+        if header && names.is_none() {
+            let n = header_names(record, p);
+            expected = Some(n.len());
+            names = Some(n);
+            return Ok(());
+        }
+        out.records += 1;
+        let row = out.records;
+        if inner > 0 {
+            let before = out.shifts.last().map_or(0, |s| s.1);
+            out.shifts.push((row + 1, before + inner));
+        }
+        if p.ndjson {
+            pending.push((row, record.to_vec()));
+            if pending.len() >= 1 << 16 {
+                flush_json(&mut pending, &mut out.marks);
+            }
+            return Ok(());
+        }
+        let record = strip_cr(record);
+        if is_blank(record) {
+            out.marks.push((row, Mark::Blank));
+            return Ok(());
+        }
+        let (fields, balanced) = csv_fields(record, p);
+        if !balanced {
+            out.marks.push((
+                row,
+                Mark::Reject(if p.multiline { UNCLOSED } else { UNBALANCED }),
+            ));
+            return Ok(());
+        }
+        let want = *expected.get_or_insert(fields);
+        if fields != want {
+            out.marks.push((
+                row,
+                Mark::Reject(if fields > want {
+                    MORE_FIELDS
+                } else {
+                    FEWER_FIELDS
+                }),
+            ));
+        }
+        Ok(())
+    })?;
+    flush_json(&mut pending, &mut out.marks);
+    out.marks.sort_unstable_by_key(|m| m.0);
+    Ok(CsvLines {
+        records: out,
+        expected,
+        names,
+    })
+}
+
 /// The problem of a header naming a column twice, if it does.
 fn duplicate_name(names: &[String]) -> Option<String> {
     names.iter().enumerate().find_map(|(i, n)| {
@@ -446,10 +434,10 @@ fn duplicate_name(names: &[String]) -> Option<String> {
     })
 }
 
-/// What `check_csv_lines` found.
+/// What a check of a file's records found.
 struct CsvLines {
     records: Records,
-    /// The field count every line must have (the header's, or the first line's).
+    /// The field count every CSV record must have (the header's, or the first record's).
     expected: Option<usize>,
     /// The header's column names.
     names: Option<Vec<String>>,
