@@ -196,8 +196,8 @@ fn a_lock_left_by_a_killed_run_of_this_host_is_taken_over() {
 
 #[test]
 fn a_backfill_stopped_by_sigterm_releases_its_lock_and_keeps_only_whole_partitions() {
-    // The bundled sample, backfilled week by week (104 dates): the lock is held for seconds, and
-    // SIGTERM (what Airflow sends on a task timeout) arrives mid-way. Held in memory, and
+    // The bundled sample, backfilled week by week (104 dates): SIGTERM (what Airflow sends on a
+    // task timeout) arrives while the first date is being published. Held in memory, and
     // spilled to 4 partitions in a spill folder of the workspace.
     for spilled in [false, true] {
         let ws = Workspace::new();
@@ -224,7 +224,8 @@ fn a_backfill_stopped_by_sigterm_releases_its_lock_and_keeps_only_whole_partitio
         }
         ws.write("config.toml", cfg);
         let lock = ws.path("out/_lock");
-        let o = ws.backfill_stopped_by_sigterm(&[], || lock.exists(), 300);
+        // Held after the first date's manifest: SIGTERM arrives inside that publish.
+        let o = ws.backfill_stopped_by_sigterm(&[], "publish:manifest");
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "spilled {spilled}: {err}");
         assert!(
@@ -240,6 +241,7 @@ fn a_backfill_stopped_by_sigterm_releases_its_lock_and_keeps_only_whole_partitio
         let manifests: Vec<_> = std::fs::read_dir(ws.path("out/_manifests"))
             .map(|d| d.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default();
+        assert!(!manifests.is_empty(), "the publish under way was finished");
         assert!(manifests.len() < 104, "stopped before the last date");
         for m in &manifests {
             let m: serde_json::Value =

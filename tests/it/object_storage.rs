@@ -563,9 +563,9 @@ fn s3_backfill_stopped_by_sigterm_releases_its_lock_and_leaves_no_stray_files() 
         "",
     );
     ws.write("config.toml", cfg);
-    // A weekly backfill of the sample (104 dates, 5 uploads each): SIGTERM arrives mid-way.
-    let locked = || list(&store, "out").iter().any(|(k, _)| k == "out/_lock");
-    let o = ws.backfill_stopped_by_sigterm(&s3_env(&moto), locked, 500);
+    // A weekly backfill of the sample (104 dates, 5 uploads each): SIGTERM arrives while the
+    // first date's files are uploaded (held after the second upload).
+    let o = ws.backfill_stopped_by_sigterm(&s3_env(&moto), "publish:uploaded:2");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("error: stopped by SIGTERM"), "{err}");

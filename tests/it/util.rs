@@ -116,36 +116,25 @@ impl Workspace {
             .expect("run binary")
     }
 
-    /// Starts a weekly backfill of 2023-01-08..2024-12-31 (104 dates) with `config.toml`, waits
-    /// until `locked()` says its lock is held, then `settle_ms`, sends it SIGTERM and returns
-    /// what it printed and how it exited.
-    pub fn backfill_stopped_by_sigterm(
-        &self,
-        envs: &[(String, String)],
-        locked: impl Fn() -> bool,
-        settle_ms: u64,
-    ) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_customer-value"))
-            .args(["backfill", "--config", "config.toml", "--no-progress"])
-            .args(["--from", "2023-01-08", "--to", "2024-12-31"])
-            .args(["--every", "week"])
-            .current_dir(self.dir.path())
-            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while !locked() {
-            assert!(child.try_wait().unwrap().is_none(), "ended before the lock");
-            assert!(start.elapsed().as_secs() < 120, "no lock after 2 minutes");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(settle_ms));
-        let pid = libc::pid_t::try_from(child.id()).unwrap();
-        // SAFETY: signals the child spawned above, not yet waited for.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        child.wait_with_output().unwrap()
+    /// Starts a weekly backfill of 2023-01-08..2024-12-31 (104 dates) with `config.toml`, held
+    /// at `point` of its first publish (see `Held`), sends it SIGTERM there, lets it go on and
+    /// returns what it printed and how it exited: the stop waits for the publish under way.
+    pub fn backfill_stopped_by_sigterm(&self, envs: &[(String, String)], point: &str) -> Output {
+        let args = [
+            "backfill",
+            "--config",
+            "config.toml",
+            "--no-progress",
+            "--from",
+            "2023-01-08",
+            "--to",
+            "2024-12-31",
+            "--every",
+            "week",
+        ];
+        let held = Held::start(self, &args, envs, point);
+        held.signal(libc::SIGTERM);
+        held.release()
     }
 
     /// Runs `run --config config.toml --as-of D` plus `extra` flags.
