@@ -556,7 +556,7 @@ fn judge_block(body: &[u8], p: &Params, want: usize) -> Vec<(u64, Vec<(u64, Mark
 }
 
 /// Judges every line of `chunk` (whole lines; the last one may lack its newline at the end of
-/// the file) in one pass over its delimiters, quotes and newlines: (lines, marks by 1-based line
+/// the file) in one pass over its bytes: (lines, marks by 1-based line
 /// within the chunk). The same judgement as `check`'s record by record.
 fn scan_csv_lines(chunk: &[u8], p: &Params, want: usize) -> (u64, Vec<(u64, Mark)>) {
     let mut marks = Vec::new();
@@ -576,17 +576,26 @@ fn scan_csv_lines(chunk: &[u8], p: &Params, want: usize) -> (u64, Vec<(u64, Mark
         }
     };
     let (mut start, mut fields, mut in_quotes) = (0, 1, false);
-    // Without a quote character, its search slot looks for newlines again.
-    let quote = p.quote.unwrap_or(b'\n');
-    for i in memchr::memchr3_iter(b'\n', p.delimiter, quote, chunk) {
-        let c = chunk[i];
-        if c == b'\n' {
+    // A byte loop over a class table: delimiters come every few bytes, so a search for the
+    // next one (memchr3) stops too often to pay for its setup.
+    let mut class = [0u8; 256];
+    class[p.delimiter as usize] = 1;
+    if let Some(q) = p.quote {
+        class[q as usize] = 2;
+    }
+    class[b'\n' as usize] = 3;
+    for (i, &byte) in chunk.iter().enumerate() {
+        let c = class[byte as usize];
+        if c == 0 {
+            continue;
+        }
+        if c == 3 {
             lines += 1;
             if let Some(m) = judge(&chunk[start..i], fields, in_quotes) {
                 marks.push((lines, m));
             }
             (start, fields, in_quotes) = (i + 1, 1, false);
-        } else if c == p.delimiter {
+        } else if c == 1 {
             fields += usize::from(!in_quotes);
         } else {
             in_quotes = !in_quotes;
