@@ -82,7 +82,8 @@ pub struct Scan {
     pub _checked_on_stop: Option<crate::signals::RemoveOnStop>,
 }
 
-fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
+/// A read error of `file`, its message folded to one line.
+pub(super) fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
     SourceError::Read {
         file: file.display.clone(),
         message: one_line(&e.to_string()),

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::config::{InputFormat, Validated};
 
+use super::read::read_err;
 use super::{InputFile, SourceError};
 
 /// Bytes read at a time.
@@ -284,13 +285,6 @@ fn ndjson_mark(line: &[u8]) -> Option<Mark> {
         Err(_) => Some(Mark::Reject(NOT_JSON)),
         Ok(_) if first != Some(&b'{') => Some(Mark::Reject(NOT_OBJECT)),
         Ok(_) => None,
-    }
-}
-
-fn read_err(file: &InputFile, message: impl std::fmt::Display) -> SourceError {
-    SourceError::Read {
-        file: file.display.clone(),
-        message: message.to_string(),
     }
 }
 
