@@ -6,6 +6,7 @@ use std::hint::black_box;
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+use customer_value::compute;
 use customer_value::config::Config;
 use customer_value::metrics::{self, Ctx};
 use customer_value::orders;
@@ -94,7 +95,22 @@ fn bench(c: &mut Criterion) {
         b.iter(|| metrics::fold_all(black_box(&ord), &ctx))
     });
     g.bench_function("all_tables", |b| {
-        b.iter(|| metrics::compute(&ing, &ord, &ctx, &[], true))
+        b.iter(|| {
+            let mut batch = None;
+            let merged = compute::compute_dates(
+                &compute::InMemory(&built),
+                std::slice::from_ref(&ctx),
+                &[i64::MAX],
+                true,
+                &mut |_, _, rows| {
+                    batch = Some(metrics::customers::table(rows, &ing, &ctx));
+                    Ok(())
+                },
+            )
+            .unwrap();
+            let customers = batch.unwrap();
+            merged.into_iter().map(|m| m.tables(&ctx, &[], customers.clone())).count()
+        })
     });
     g.finish();
 }

@@ -20,7 +20,7 @@ use crate::sink::{self, lock, PublishOptions, TableData};
 use crate::source::{self, FileStats, IngestOptions, Ingested, Reject};
 use crate::storage::{self, Location};
 use crate::time::{date_to_local_micros, Period, Zone};
-use crate::{spilled, Error, Result};
+use crate::{compute, Error, Result};
 
 /// How this run behaves (flags, not pipeline description).
 #[derive(Debug, Clone, Default)]
@@ -498,46 +498,52 @@ struct Computed {
     t0: Instant,
 }
 
-/// Computes every table for one date.
-fn compute_date(
-    cfg: &Validated,
-    prep: &Prepared,
-    as_of: NaiveDate,
-    view: DateView,
-    run_id: &str,
-    selected: TableSet,
-) -> Result<Computed> {
-    let ing = &prep.ingested;
-    if ing.spill.is_some() {
-        let mut out = compute_spilled(cfg, prep, vec![(as_of, view)], run_id, selected)?;
-        return Ok(out.remove(0));
-    }
-    let started = Utc::now();
-    let t0 = Instant::now();
-    let mut timings = prep.timings.clone();
-    let cutoff = date_to_local_micros(as_of + Duration::days(1));
-    let orders = prep.orders.at(cutoff);
-    let mut ctx = Ctx::new(cfg, as_of, ing, &orders);
-    ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
-    let tables = timings.time("metrics", || {
-        metrics::compute(ing, &orders, &ctx, &view.rejects, selected.has("customers"))
-    });
-    Ok(Computed {
-        as_of,
-        view,
-        tables,
-        selected,
-        customer_files: None,
-        timings,
-        started,
-        t0,
-    })
+/// The customer partitions of a spilled run: each is read back from disk and built into orders
+/// (for the second pass, again), the next one read while the current one is folded.
+struct SpilledParts<'a> {
+    spill: &'a source::spill::Spill,
+    /// Customers per partition (at most).
+    n_local: usize,
+    n_dims: usize,
 }
 
-/// Computes every table of several dates (ascending) from spilled lines, in two passes over
-/// the partitions for all of them together (see `spilled::compute_dates`). Each date's
-/// timings carry the whole batch's metrics time.
-fn compute_spilled(
+impl compute::Partitions for SpilledParts<'_> {
+    fn count(&self) -> usize {
+        self.spill.partitions()
+    }
+
+    fn each(
+        &self,
+        cutoffs: &[i64],
+        f: &mut (dyn FnMut(usize, &orders::Orders) -> Result<()> + Send),
+    ) -> Result<()> {
+        let n = self.count();
+        let read = |p: usize| self.spill.read(p).map_err(source::SourceError::Spill);
+        let mut next = Some(read(0)?);
+        for p in 0..n {
+            let lines = next.take().unwrap_or_default();
+            let (done, ahead) = rayon::join(
+                || {
+                    // Lines after the batch's last date (a backfill's earlier batches) are
+                    // not even grouped.
+                    let built = orders::build_until(&lines, self.n_local, self.n_dims, cutoffs);
+                    drop(lines);
+                    f(p, &built)
+                },
+                || (p + 1 < n).then(|| read(p + 1)),
+            );
+            done?;
+            next = ahead.transpose()?;
+        }
+        Ok(())
+    }
+}
+
+/// Computes every table of one or more dates (ascending) through the partitioned core (see
+/// `compute::compute_dates`): one in-memory partition, or the spilled ones. With more than
+/// one partition, the customers table is written as one file per partition while computing.
+/// Each date's timings carry the whole batch's metrics time.
+fn compute_dates(
     cfg: &Validated,
     prep: &Prepared,
     dates: Vec<(NaiveDate, DateView)>,
@@ -545,46 +551,100 @@ fn compute_spilled(
     selected: TableSet,
 ) -> Result<Vec<Computed>> {
     let ing = &prep.ingested;
-    let spill = ing.spill.as_ref().expect("a spilled run");
     let started = Utc::now();
     let t0 = Instant::now();
     let mut timings = prep.timings.clone();
+    let spilled = ing.spill.as_ref().map(|spill| SpilledParts {
+        spill,
+        n_local: ing.customers.len().div_ceil(spill.partitions()),
+        n_dims: ing.segments.len(),
+    });
+    let in_memory = compute::InMemory(&prep.orders);
+    let parts: &dyn compute::Partitions = match &spilled {
+        Some(s) => s,
+        None => &in_memory,
+    };
+    // An order's time is its earliest line's, so the earliest order is the earliest line.
+    let earliest = match &ing.spill {
+        Some(spill) => spill.earliest,
+        None => prep.orders.earliest,
+    };
+    let cutoffs: Vec<i64> = dates
+        .iter()
+        .map(|(d, _)| date_to_local_micros(*d + Duration::days(1)))
+        .collect();
+    let ctxs: Vec<Ctx> = dates
+        .iter()
+        .zip(&cutoffs)
+        .map(|((d, _), &cutoff)| {
+            let mut ctx =
+                Ctx::with_earliest(cfg, *d, ing, earliest.filter(|&t| t < cutoff));
+            ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
+            ctx
+        })
+        .collect();
     let as_of_s: Vec<String> = dates
         .iter()
         .map(|(d, _)| d.format("%Y-%m-%d").to_string())
         .collect();
-    let jobs: Vec<spilled::DateJob> = dates
-        .iter()
-        .zip(&as_of_s)
-        .map(|((d, view), s)| spilled::DateJob {
-            as_of: *d,
-            rejected: &view.rejects,
-            opts: publish_options(cfg, s, run_id),
-        })
-        .collect();
-    let outs = timings.time("metrics", || {
-        spilled::compute_dates(
-            cfg,
-            ing,
-            spill,
-            prep.spend.as_ref(),
-            &jobs,
+    let count = parts.count();
+    let mut batches: Vec<Option<arrow::array::RecordBatch>> = vec![None; dates.len()];
+    let mut files: Vec<Vec<sink::PartFile>> = vec![Vec::new(); dates.len()];
+    let mut customers_of = |d: usize, p: usize, rows: Vec<&metrics::CustomerRow>| -> Result<()> {
+        if count == 1 {
+            batches[d] = Some(metrics::customers::table(rows, ing, &ctxs[d]));
+            return Ok(());
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let opts = publish_options(cfg, &as_of_s[d], run_id);
+        let batch = metrics::customers::table(rows, ing, &ctxs[d]);
+        let spill = ing.spill.as_ref().expect("partitions come from a spill");
+        let path = spill
+            .dir()
+            .join(format!("customers-{}-{p:05}.parquet", as_of_s[d]));
+        let bytes = sink::parquet::write(
+            &path,
+            &batch,
+            &sink::parquet::FileMeta::for_table("customers", &opts),
+        )?;
+        files[d].push(sink::PartFile {
+            path,
+            rows: batch.num_rows() as u64,
+            bytes,
+        });
+        Ok(())
+    };
+    let merged = timings.time("metrics", || {
+        compute::compute_dates(
+            parts,
+            &ctxs,
+            &cutoffs,
             selected.has("customers"),
+            &mut customers_of,
         )
     })?;
-    drop(jobs);
+    if count > 1 {
+        info!(partitions = count, dates = dates.len(), "Computed the partitions.");
+    }
     Ok(dates
         .into_iter()
-        .zip(outs)
-        .map(|((as_of, view), out)| Computed {
-            as_of,
-            view,
-            tables: out.tables,
-            selected,
-            customer_files: Some(out.parts),
-            timings: timings.clone(),
-            started,
-            t0,
+        .zip(merged)
+        .zip(ctxs.iter().zip(batches.into_iter().zip(files)))
+        .map(|(((as_of, view), m), (ctx, (batch, files)))| {
+            let customers =
+                batch.unwrap_or_else(|| metrics::customers::table(Vec::new(), ing, ctx));
+            Computed {
+                as_of,
+                tables: m.tables(ctx, &view.rejects, customers),
+                view,
+                selected,
+                customer_files: (count > 1).then_some(files),
+                timings: timings.clone(),
+                started,
+                t0,
+            }
         })
         .collect())
 }
@@ -592,7 +652,7 @@ fn compute_spilled(
 /// Dates of a spilled backfill computed together: as many as keep their RFM measures within a
 /// quarter of the memory limit (a partition is sized to another quarter).
 fn spilled_batch(cfg: &Validated, n_customers: usize) -> usize {
-    let per_date = (n_customers as u64 * spilled::KEY_BYTES_PER_CUSTOMER_AND_DATE).max(1);
+    let per_date = (n_customers as u64 * compute::KEY_BYTES_PER_CUSTOMER_AND_DATE).max(1);
     ((memory_limit(cfg) / 4 / per_date) as usize).max(1)
 }
 
@@ -617,7 +677,7 @@ fn publish_date(
     view: DateView,
     selected: TableSet,
 ) -> Result<RunSummary> {
-    let computed = compute_date(cfg, prep, as_of, view, run_id, selected)?;
+    let computed = compute_dates(cfg, prep, vec![(as_of, view)], run_id, selected)?.remove(0);
     publish_computed(cfg, prep, lock, computed, as_of_source, run_id)
 }
 
@@ -859,7 +919,10 @@ pub fn backfill(
         Ok(summary)
     };
     let compute = |(d, view, span): (NaiveDate, DateView, tracing::Span)| {
-        let computed = span.in_scope(|| compute_date(cfg, &prep, d, view, &run_id, opts.tables));
+        let computed = span.in_scope(|| {
+            compute_dates(cfg, &prep, vec![(d, view)], &run_id, opts.tables)
+                .map(|mut c| c.remove(0))
+        });
         computed.map(|c| (span, c))
     };
     if prep.ingested.spill.is_some() {
@@ -876,7 +939,7 @@ pub fn backfill(
             if chunk.is_empty() {
                 break;
             }
-            for c in compute_spilled(cfg, &prep, chunk, &run_id, opts.tables)? {
+            for c in compute_dates(cfg, &prep, chunk, &run_id, opts.tables)? {
                 let span = info_span!("as_of", as_of = %c.as_of);
                 out.push(publish((span, c))?);
             }

@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod compute;
 pub mod config;
 pub mod error;
 pub mod generate;
@@ -14,7 +15,6 @@ pub mod schema;
 pub mod signals;
 pub mod sink;
 pub mod source;
-pub mod spilled;
 pub mod storage;
 pub(crate) mod testhook;
 pub mod time;

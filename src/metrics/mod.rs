@@ -334,38 +334,6 @@ pub fn score_and_sum(parts: &mut [Vec<CustomerRow>], scorer: &rfm::Scorer, ctx: 
         .unwrap_or_else(|| ltv::Sums::new(ctx))
 }
 
-/// Computes every table from the ingested data; the customers table is left empty unless
-/// `with_customers`.
-pub fn compute(
-    ingested: &Ingested,
-    orders: &AsOf,
-    ctx: &Ctx,
-    rejects: &[crate::source::Reject],
-    with_customers: bool,
-) -> Tables {
-    let (mut parts, acc) = fold_parts(orders, ctx);
-    // RFM ranks within the whole base, then scores every piece; ltv sums add up piece by piece.
-    let mut keys = rfm::Keys::with_capacity(parts.iter().map(Vec::len).sum());
-    for p in &parts {
-        keys.add(p);
-    }
-    let sums = score_and_sum(&mut parts, &keys.scorer(), ctx);
-    let rows: Vec<&CustomerRow> = if with_customers {
-        parts.iter().flatten().collect()
-    } else {
-        Vec::new()
-    };
-    Tables {
-        customers: customers::table(rows, ingested, ctx),
-        n_customers: parts.iter().map(Vec::len).sum::<usize>() as u64,
-        retention: retention::table(&acc, ctx),
-        cohorts: cohorts::table(&acc, ctx),
-        ltv: ltv::table_of(&sums.named(ctx), ctx),
-        rejects: rejects::table(rejects),
-        orders: acc.orders as u64,
-    }
-}
-
 pub(crate) fn arc<T: arrow::array::Array + 'static>(a: T) -> arrow::array::ArrayRef {
     Arc::new(a)
 }

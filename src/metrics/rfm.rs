@@ -41,6 +41,17 @@ impl Keys {
         }
     }
 
+    /// Adds another part's measures (the order of parts does not matter: the scorer sorts).
+    pub fn merge(&mut self, other: Keys) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            if mine.is_empty() {
+                *mine = theirs;
+            } else {
+                mine.extend(theirs);
+            }
+        }
+    }
+
     /// The scorer of the whole base gathered so far.
     pub fn scorer(self) -> Scorer {
         let n = self.0[0].len() as u64;

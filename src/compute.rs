@@ -1,0 +1,176 @@
+//! The one compute path of every run: customer partitions → per partition, the orders, then one
+//! fold per as_of date → partials → merged → tables.
+//!
+//! A run held in memory is one partition; a spilled run is N partitions read back from disk; a
+//! backfill folds every partition as of each of its dates. Every table but customers is a sum
+//! over customers, so partials merge by adding integers (in any order, with the same result).
+//! RFM scores are the exception: they rank a customer within the whole base, and rfm_segment
+//! is a dimension of the ltv table. So there are two passes: the first folds every partition
+//! and merges the three RFM measures of its customers into one scorer per date; the second
+//! scores each partition's customers with it and adds them to the ltv sums. With one
+//! partition the first pass's rows are kept for the second; with more, each partition is read
+//! and folded again (memory holds one partition at a time, two while the next is read ahead).
+
+use arrow::array::RecordBatch;
+
+use crate::metrics::{self, cohorts, ltv, rejects, retention, rfm, Acc, Ctx, CustomerRow};
+use crate::orders::Orders;
+use crate::source::Reject;
+use crate::Result;
+
+/// Customer partitions, each of which can be built into orders (again, for the second pass).
+pub trait Partitions: Sync {
+    /// Number of partitions.
+    fn count(&self) -> usize;
+
+    /// Calls `f` with every partition's number and orders (built for `cutoffs`, ascending), in
+    /// partition order. Customers are numbered within their partition: the customer at
+    /// position `c` of partition `p` is customer `orders.id(c) × count + p` of the whole base.
+    fn each(
+        &self,
+        cutoffs: &[i64],
+        f: &mut (dyn FnMut(usize, &Orders) -> Result<()> + Send),
+    ) -> Result<()>;
+}
+
+/// Every customer in one partition whose orders are already built.
+pub struct InMemory<'a>(pub &'a Orders);
+
+impl Partitions for InMemory<'_> {
+    fn count(&self) -> usize {
+        1
+    }
+
+    fn each(
+        &self,
+        _cutoffs: &[i64],
+        f: &mut (dyn FnMut(usize, &Orders) -> Result<()> + Send),
+    ) -> Result<()> {
+        f(0, self.0)
+    }
+}
+
+/// What one partition contributes to one date's tables before RFM scoring: the retention and
+/// cohort sums, its customers' RFM measures and (kept only when needed) its customer rows,
+/// unscored, in the parallel fold's pieces.
+pub struct Partial {
+    pub acc: Acc,
+    pub keys: rfm::Keys,
+    pub rows: Vec<Vec<CustomerRow>>,
+}
+
+/// Folds the customers of one partition as of `ctx`'s date (the orders viewed at `cutoff`),
+/// numbering them back into the whole base (see [`Partitions::each`]).
+pub fn fold(orders: &Orders, cutoff: i64, ctx: &Ctx, partition: usize, count: usize) -> Partial {
+    let (mut rows, acc) = metrics::fold_parts(&orders.at(cutoff), ctx);
+    if count > 1 {
+        for r in rows.iter_mut().flatten() {
+            r.cust = r.cust * count as u32 + partition as u32;
+        }
+    }
+    let mut keys = rfm::Keys::with_capacity(rows.iter().map(Vec::len).sum());
+    for part in &rows {
+        keys.add(part);
+    }
+    Partial { acc, keys, rows }
+}
+
+/// One date's sums after the second pass: every table but customers follows from them.
+pub struct Merged {
+    pub acc: Acc,
+    pub sums: ltv::Sums,
+    pub n_customers: u64,
+}
+
+impl Merged {
+    fn new(ctx: &Ctx) -> Self {
+        Merged {
+            acc: Acc::new(ctx),
+            sums: ltv::Sums::new(ctx),
+            n_customers: 0,
+        }
+    }
+
+    /// Adds a partition's partial, scoring its rows against the whole base's `scorer`; the
+    /// scored rows stay in `partial`.
+    pub fn add(&mut self, partial: &mut Partial, scorer: &rfm::Scorer, ctx: &Ctx) {
+        let acc = std::mem::replace(&mut partial.acc, Acc::new(ctx));
+        self.acc.merge(acc);
+        self.sums
+            .merge(&metrics::score_and_sum(&mut partial.rows, scorer, ctx));
+        self.n_customers += partial.rows.iter().map(Vec::len).sum::<usize>() as u64;
+    }
+
+    /// The tables of the date; customers empty (its rows went to the caller partition by
+    /// partition, see [`compute_dates`]).
+    pub fn tables(self, ctx: &Ctx, rejected: &[Reject], customers: RecordBatch) -> metrics::Tables {
+        metrics::Tables {
+            customers,
+            retention: retention::table(&self.acc, ctx),
+            cohorts: cohorts::table(&self.acc, ctx),
+            ltv: ltv::table_of(&self.sums.named(ctx), ctx),
+            rejects: rejects::table(rejected),
+            orders: self.acc.orders as u64,
+            n_customers: self.n_customers,
+        }
+    }
+}
+
+/// Computes the sums of every date (`ctxs[d]` as of `cutoffs[d]`, ascending) over every
+/// partition, in two passes however many dates. `customers(d, p, rows)` receives each
+/// partition's scored rows of each date (for the customers table); it is not called when
+/// `with_customers` is false. The first pass holds every date's RFM measures
+/// ([`KEY_BYTES_PER_CUSTOMER_AND_DATE`] per customer and date), so callers size the batch of
+/// dates to their memory.
+pub fn compute_dates(
+    parts: &dyn Partitions,
+    ctxs: &[Ctx],
+    cutoffs: &[i64],
+    with_customers: bool,
+    customers: &mut (dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Result<()> + Send),
+) -> Result<Vec<Merged>> {
+    debug_assert!(cutoffs.is_sorted() && ctxs.len() == cutoffs.len());
+    let count = parts.count();
+    let mut keys: Vec<rfm::Keys> = ctxs.iter().map(|_| rfm::Keys::default()).collect();
+    // With one partition, its partials (rows included) wait for the scorer instead of being
+    // folded again.
+    let mut kept: Vec<Partial> = Vec::new();
+    parts.each(cutoffs, &mut |p, orders| {
+        for (d, k) in keys.iter_mut().enumerate() {
+            let mut partial = fold(orders, cutoffs[d], &ctxs[d], p, count);
+            k.merge(std::mem::take(&mut partial.keys));
+            if count == 1 {
+                kept.push(partial);
+            }
+        }
+        Ok(())
+    })?;
+    let scorers: Vec<rfm::Scorer> = keys.into_iter().map(rfm::Keys::scorer).collect();
+
+    let mut merged: Vec<Merged> = ctxs.iter().map(Merged::new).collect();
+    let mut second = |p: usize, d: usize, mut partial: Partial| -> Result<()> {
+        merged[d].add(&mut partial, &scorers[d], &ctxs[d]);
+        let rows: Vec<&CustomerRow> = partial.rows.iter().flatten().collect();
+        if with_customers {
+            customers(d, p, rows)?;
+        }
+        Ok(())
+    };
+    if count == 1 {
+        for (d, partial) in kept.into_iter().enumerate() {
+            second(0, d, partial)?;
+        }
+    } else {
+        parts.each(cutoffs, &mut |p, orders| {
+            for d in 0..ctxs.len() {
+                second(p, d, fold(orders, cutoffs[d], &ctxs[d], p, count))?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(merged)
+}
+
+/// Bytes the first pass of [`compute_dates`] holds per customer and date: the three RFM
+/// measures.
+pub const KEY_BYTES_PER_CUSTOMER_AND_DATE: u64 = 24;
