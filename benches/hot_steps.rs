@@ -109,7 +109,10 @@ fn bench(c: &mut Criterion) {
             )
             .unwrap();
             let customers = batch.unwrap();
-            merged.into_iter().map(|m| m.tables(&ctx, &[], customers.clone())).count()
+            merged
+                .into_iter()
+                .map(|m| m.tables(&ctx, &[], customers.clone()))
+                .count()
         })
     });
     g.finish();

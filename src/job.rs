@@ -505,6 +505,7 @@ struct SpilledParts<'a> {
     /// Customers per partition (at most).
     n_local: usize,
     n_dims: usize,
+    seg_rank: Vec<Vec<u32>>,
 }
 
 impl compute::Partitions for SpilledParts<'_> {
@@ -526,7 +527,13 @@ impl compute::Partitions for SpilledParts<'_> {
                 || {
                     // Lines after the batch's last date (a backfill's earlier batches) are
                     // not even grouped.
-                    let built = orders::build_until(&lines, self.n_local, self.n_dims, cutoffs);
+                    let built = orders::build_until(
+                        &lines,
+                        self.n_local,
+                        self.n_dims,
+                        &self.seg_rank,
+                        cutoffs,
+                    );
                     drop(lines);
                     f(p, &built)
                 },
@@ -558,6 +565,7 @@ fn compute_dates(
         spill,
         n_local: ing.customers.len().div_ceil(spill.partitions()),
         n_dims: ing.segments.len(),
+        seg_rank: ing.segment_ranks(),
     });
     let in_memory = compute::InMemory(&prep.orders);
     let parts: &dyn compute::Partitions = match &spilled {
@@ -577,8 +585,7 @@ fn compute_dates(
         .iter()
         .zip(&cutoffs)
         .map(|((d, _), &cutoff)| {
-            let mut ctx =
-                Ctx::with_earliest(cfg, *d, ing, earliest.filter(|&t| t < cutoff));
+            let mut ctx = Ctx::with_earliest(cfg, *d, ing, earliest.filter(|&t| t < cutoff));
             ctx.spend = prep.spend.as_ref().map(|s| s.by_period(&ctx.frame));
             ctx
         })
@@ -626,7 +633,11 @@ fn compute_dates(
         )
     })?;
     if count > 1 {
-        info!(partitions = count, dates = dates.len(), "Computed the partitions.");
+        info!(
+            partitions = count,
+            dates = dates.len(),
+            "Computed the partitions."
+        );
     }
     Ok(dates
         .into_iter()
@@ -820,6 +831,7 @@ fn build_orders(prep: &mut Prepared, cutoffs: &[i64]) {
             &ing.lines,
             ing.customers.len(),
             ing.segments.len(),
+            &ing.segment_ranks(),
             cutoffs,
             Some(&|| &ing.customer_order().ids[..]),
         )

@@ -4,6 +4,7 @@
 //! parallel over customer shards.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
@@ -177,7 +178,7 @@ const SHARD: usize = 4096;
 
 /// Builds the orders of `n_customers` customers from their lines.
 pub fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
-    build_for(lines, n_customers, n_dims, i64::MAX, &[], None)
+    build_for(lines, n_customers, n_dims, &[], i64::MAX, &[], None)
 }
 
 /// Builds the orders from every line, ready to be viewed `at` each of `cutoffs` (ascending):
@@ -189,25 +190,66 @@ pub fn build_at<'l>(
     lines: &Lines,
     n_customers: usize,
     n_dims: usize,
+    seg_rank: &[Vec<u32>],
     cutoffs: &[i64],
     layout: Option<&(dyn Fn() -> &'l [u32] + Sync)>,
 ) -> Orders {
-    build_for(lines, n_customers, n_dims, i64::MAX, cutoffs, layout)
+    build_for(
+        lines,
+        n_customers,
+        n_dims,
+        seg_rank,
+        i64::MAX,
+        cutoffs,
+        layout,
+    )
 }
 
 /// Builds the orders as of the last of `cutoffs` (ascending), ready to be viewed `at` each of
 /// them: lines at or after the last cutoff (local µs) are not seen, so an order's value is the
 /// sum of its lines before it (SPEC §2: history as of an earlier date cannot change), and
 /// customers without lines before it get no orders.
-pub fn build_until(lines: &Lines, n_customers: usize, n_dims: usize, cutoffs: &[i64]) -> Orders {
+pub fn build_until(
+    lines: &Lines,
+    n_customers: usize,
+    n_dims: usize,
+    seg_rank: &[Vec<u32>],
+    cutoffs: &[i64],
+) -> Orders {
     let last = *cutoffs.last().expect("at least one cutoff");
-    build_for(lines, n_customers, n_dims, last, cutoffs, None)
+    build_for(lines, n_customers, n_dims, seg_rank, last, cutoffs, None)
 }
 
+/// Compares two lines by content, for ties in time (the result must not depend on input
+/// order): segment values in text order (`seg_rank[d][id]`; ids as they are when `seg_rank` is
+/// empty), then the UTC instant, amount and cost.
+fn line_content(
+    lines: &Lines,
+    n_dims: usize,
+    seg_rank: &[Vec<u32>],
+    a: usize,
+    b: usize,
+) -> Ordering {
+    for d in 0..n_dims {
+        let (x, y) = (lines.seg[a * n_dims + d], lines.seg[b * n_dims + d]);
+        let (x, y) = match seg_rank.get(d) {
+            Some(rank) => (rank[x as usize], rank[y as usize]),
+            None => (x, y),
+        };
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    let cost = |i: usize| lines.cost.get(i).copied().unwrap_or(0);
+    (lines.utc(a), lines.amount[a], cost(a)).cmp(&(lines.utc(b), lines.amount[b], cost(b)))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build_for<'l>(
     lines: &Lines,
     n_ids: usize,
     n_dims: usize,
+    seg_rank: &[Vec<u32>],
     cutoff: i64,
     cutoffs: &[i64],
     layout: Option<&(dyn Fn() -> &'l [u32] + Sync)>,
@@ -285,116 +327,150 @@ fn build_for<'l>(
 
     /// Per shard: orders per customer, orders written, late_max per customer, late lines.
     type Shard = (Vec<usize>, usize, Vec<i64>, Vec<(usize, Box<[LateLine]>)>);
-    let shards: Vec<Shard> =
-        parts
-            .into_par_iter()
-            .enumerate()
-            .map(|(s, (orders, segs))| {
-                let customers = shard_customers(s);
-                let mut counts = Vec::with_capacity(customers.len());
-                let mut written = 0;
-                let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
-                // (order, its first line, the order's lines when a cutoff splits them)
-                type Keyed = (Order, u32, Option<Box<[LateLine]>>);
-                let mut keyed: Vec<Keyed> = Vec::new();
-                let mut late_max = Vec::with_capacity(customers.len());
-                let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
-                for p in customers {
-                    let c = id_at(p);
-                    // Lines of one order: equal key and equal order_id text. They are sorted by
-                    // (key, time, line) as plain tuples, copied out of the lines once. Keys are
-                    // hashes of the text, so within a key the texts are nearly always equal and
-                    // that order equals (key, text, time, line); one linear pass checks it, and a
-                    // collision (two texts, one key) sorts by text too.
-                    sorted.clear();
-                    sorted.extend(perm[start[c] as usize..start[c + 1] as usize].iter().map(
-                        |&i| {
+    let shards: Vec<Shard> = parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(s, (orders, segs))| {
+            let customers = shard_customers(s);
+            let mut counts = Vec::with_capacity(customers.len());
+            let mut written = 0;
+            let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
+            // (order, its first line, the order's lines when a cutoff splits them)
+            type Keyed = (Order, u32, Option<Box<[LateLine]>>);
+            let mut keyed: Vec<Keyed> = Vec::new();
+            let mut late_max = Vec::with_capacity(customers.len());
+            let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
+            for p in customers {
+                let c = id_at(p);
+                // Lines of one order: equal key and equal order_id text. They are sorted by
+                // (key, time, line) as plain tuples, copied out of the lines once. Keys are
+                // hashes of the text, so within a key the texts are nearly always equal and
+                // that order equals (key, text, time, line); one linear pass checks it, and a
+                // collision (two texts, one key) sorts by text too.
+                sorted.clear();
+                sorted.extend(
+                    perm[start[c] as usize..start[c + 1] as usize]
+                        .iter()
+                        .map(|&i| {
                             let i = i as usize;
                             (lines.order[i], lines.ts_local[i], i as u32)
-                        },
-                    ));
-                    sorted.sort_unstable();
-                    let text_of = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
-                    let collision = sorted
-                        .windows(2)
-                        .any(|w| w[0].0 == w[1].0 && text_of(&w[0]) != text_of(&w[1]));
-                    if collision {
-                        sorted.sort_unstable_by(|a, b| {
-                            a.0.cmp(&b.0)
-                                .then_with(|| text_of(a).cmp(text_of(b)))
-                                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-                        });
-                    }
-                    keyed.clear();
-                    let mut my_late_max = i64::MIN;
-                    let mut k = 0;
-                    while k < sorted.len() {
-                        let (key, ts_local, first) = sorted[k];
-                        let first = first as usize;
-                        let text = lines.order_id(first);
-                        let k0 = k;
-                        let mut o = Order {
-                            ts_local,
-                            ts_utc: lines.utc(first),
-                            value: 0,
-                            refunds: 0,
-                            cost: 0,
-                        };
-                        // Without a collision, equal keys already mean equal texts.
-                        while k < sorted.len()
-                            && sorted[k].0 == key
-                            && (!collision || text_of(&sorted[k]) == text)
-                        {
-                            let i = sorted[k].2 as usize;
-                            let a = lines.amount[i];
-                            o.value += a;
-                            if a < 0 {
-                                o.refunds -= a;
-                            }
-                            if has_cost {
-                                o.cost += lines.cost[i];
-                            }
-                            k += 1;
-                        }
-                        // Lines sorted by time within the order: the last one is the latest.
-                        let last_ts = sorted[k - 1].1;
-                        // Does a view cutoff fall in (first line, last line]?
-                        let next_cutoff = cutoffs.partition_point(|&c| c <= o.ts_local);
-                        let spans = cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
-                        let own_lines = spans.then(|| {
-                            my_late_max = my_late_max.max(last_ts);
-                            sorted[k0..k]
-                                .iter()
-                                .map(|&(_, ts_local, i)| {
-                                    let i = i as usize;
-                                    LateLine {
-                                        ts_local,
-                                        amount: lines.amount[i],
-                                        cost: if has_cost { lines.cost[i] } else { 0 },
-                                    }
-                                })
-                                .collect()
-                        });
-                        keyed.push((o, first as u32, own_lines));
-                    }
-                    // Orders at the same time keep the input order of their first lines.
-                    keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
-                    counts.push(keyed.len());
-                    late_max.push(my_late_max);
-                    for (o, first, own_lines) in keyed.drain(..) {
-                        if let Some(l) = own_lines {
-                            late.push((written, l));
-                        }
-                        orders[written] = o;
-                        let f = first as usize;
-                        segs[written * n_dims..(written + 1) * n_dims]
-                            .copy_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
-                        written += 1;
-                    }
+                        }),
+                );
+                sorted.sort_unstable();
+                let text_of = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
+                let collision = sorted
+                    .windows(2)
+                    .any(|w| w[0].0 == w[1].0 && text_of(&w[0]) != text_of(&w[1]));
+                if collision {
+                    sorted.sort_unstable_by(|a, b| {
+                        a.0.cmp(&b.0)
+                            .then_with(|| text_of(a).cmp(text_of(b)))
+                            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+                    });
                 }
-                (counts, written, late_max, late)
-            })
-            .collect();
+                keyed.clear();
+                let mut my_late_max = i64::MIN;
+                let mut k = 0;
+                while k < sorted.len() {
+                    let (key, ts_local, first) = sorted[k];
+                    let mut first = first as usize;
+                    let text = lines.order_id(first);
+                    let k0 = k;
+                    let mut o = Order {
+                        ts_local,
+                        ts_utc: 0,
+                        value: 0,
+                        refunds: 0,
+                        cost: 0,
+                    };
+                    // Without a collision, equal keys already mean equal texts.
+                    while k < sorted.len()
+                        && sorted[k].0 == key
+                        && (!collision || text_of(&sorted[k]) == text)
+                    {
+                        let i = sorted[k].2 as usize;
+                        let a = lines.amount[i];
+                        o.value += a;
+                        if a < 0 {
+                            o.refunds -= a;
+                        }
+                        if has_cost {
+                            o.cost += lines.cost[i];
+                        }
+                        k += 1;
+                    }
+                    // The order's first line, among lines at its earliest time, by
+                    // content (not input order): its UTC instant and segment values are
+                    // the order's.
+                    for t in &sorted[k0 + 1..k] {
+                        if t.1 != ts_local {
+                            break;
+                        }
+                        let i = t.2 as usize;
+                        if line_content(lines, n_dims, seg_rank, i, first).is_lt() {
+                            first = i;
+                        }
+                    }
+                    o.ts_utc = lines.utc(first);
+                    // Lines sorted by time within the order: the last one is the latest.
+                    let last_ts = sorted[k - 1].1;
+                    // Does a view cutoff fall in (first line, last line]?
+                    let next_cutoff = cutoffs.partition_point(|&c| c <= o.ts_local);
+                    let spans = cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
+                    let own_lines = spans.then(|| {
+                        my_late_max = my_late_max.max(last_ts);
+                        sorted[k0..k]
+                            .iter()
+                            .map(|&(_, ts_local, i)| {
+                                let i = i as usize;
+                                LateLine {
+                                    ts_local,
+                                    amount: lines.amount[i],
+                                    cost: if has_cost { lines.cost[i] } else { 0 },
+                                }
+                            })
+                            .collect()
+                    });
+                    keyed.push((o, first as u32, own_lines));
+                }
+                // Orders at the same time are ordered by content: order_id, then their
+                // first lines' content, then value, refunds and cost. Ties are rare, so
+                // orders are sorted by time first and only runs of equal times again.
+                keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
+                let mut r = 0;
+                while r < keyed.len() {
+                    let t = keyed[r].0.ts_local;
+                    let end = r + keyed[r..].partition_point(|x| x.0.ts_local == t);
+                    if end - r > 1 {
+                        keyed[r..end].sort_by(|(a, fa, _), (b, fb, _)| {
+                            let (fa, fb) = (*fa as usize, *fb as usize);
+                            lines
+                                .order_id(fa)
+                                .cmp(lines.order_id(fb))
+                                .then_with(|| line_content(lines, n_dims, seg_rank, fa, fb))
+                                .then_with(|| {
+                                    (a.value, a.refunds, a.cost).cmp(&(b.value, b.refunds, b.cost))
+                                })
+                        });
+                    }
+                    r = end;
+                }
+                counts.push(keyed.len());
+                late_max.push(my_late_max);
+                for (o, first, own_lines) in keyed.drain(..) {
+                    if let Some(l) = own_lines {
+                        late.push((written, l));
+                    }
+                    orders[written] = o;
+                    let f = first as usize;
+                    segs[written * n_dims..(written + 1) * n_dims]
+                        .copy_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
+                    written += 1;
+                }
+            }
+            (counts, written, late_max, late)
+        })
+        .collect();
 
     let mut out = Orders {
         ids: layout.map(<[u32]>::to_vec).unwrap_or_default(),
@@ -485,7 +561,7 @@ mod tests {
         let lines = five_lines();
         let ids = [1u32, 0];
         let layout = || &ids[..];
-        let o = build_at(&lines, 2, 1, &[], Some(&layout));
+        let o = build_at(&lines, 2, 1, &[], &[], Some(&layout));
         let plain = build(&lines, 2, 1);
         assert_eq!(o.n_customers(), 2);
         assert_eq!((o.id(0), o.id(1)), (1, 0));
@@ -529,10 +605,10 @@ mod tests {
         // as of 3 it does not exist yet and customer 0 has only the 3.00 order at t=1.
         let lines = five_lines();
         let cutoffs: Vec<i64> = (0..=10).collect();
-        let all = build_at(&lines, 2, 1, &cutoffs, None);
+        let all = build_at(&lines, 2, 1, &[], &cutoffs, None);
         assert_eq!(all.late_max, vec![9, i64::MIN]);
         // Built for one late cutoff only, no order spans it: no lines are kept.
-        assert!(build_at(&lines, 2, 1, &[100], None).late.is_empty());
+        assert!(build_at(&lines, 2, 1, &[], &[100], None).late.is_empty());
         assert!(build(&lines, 2, 1).late.is_empty());
         let value_of_7 = |cutoff: i64| {
             let (o, _) = all.at(cutoff).of(0);
@@ -547,7 +623,7 @@ mod tests {
         assert_eq!(all.at(3).count(), 2);
         assert_eq!(all.at(2).earliest(), Some(1));
         for cutoff in 0..=10 {
-            let until = build_until(&lines, 2, 1, &[cutoff]);
+            let until = build_until(&lines, 2, 1, &[], &[cutoff]);
             let at = all.at(cutoff);
             for c in 0..2 {
                 let (o, seg) = at.of(c);

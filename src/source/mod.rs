@@ -163,6 +163,18 @@ impl Dict {
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len() as u32).map(|id| self.get(id))
     }
+
+    /// `rank[id]` = position of value `id` when the values are sorted as text: ids are given
+    /// in order of first appearance, ranks depend on the values only.
+    pub fn rank(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = (0..self.len() as u32).collect();
+        ids.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)));
+        let mut rank = vec![0; ids.len()];
+        for (r, id) in ids.into_iter().enumerate() {
+            rank[id as usize] = r as u32;
+        }
+        rank
+    }
 }
 
 /// Shards of the customer interner. Customers are split by a hash of their id, so each shard
@@ -390,6 +402,11 @@ pub struct Ingested {
 }
 
 impl Ingested {
+    /// Per segment column, the text-order rank of each value id (see `Dict::rank`).
+    pub fn segment_ranks(&self) -> Vec<Vec<u32>> {
+        self.segments.iter().map(Dict::rank).collect()
+    }
+
     /// `rank[id]` = position of customer `id` when all customer ids are sorted as text (ids
     /// that name no customer rank last). Computed on first use and kept, so every as_of date of
     /// a backfill shares one sort.

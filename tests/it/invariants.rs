@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use proptest::prelude::*;
 
+use customer_value::compute::{self, Partitions};
 use customer_value::config::Config;
 use customer_value::metrics::{self, cohorts, retention, Ctx};
 use customer_value::orders;
@@ -170,8 +171,122 @@ fn check(
     Ok(())
 }
 
+/// The customers of `lines` in `count` partitions: customer `c` in partition `c % count`,
+/// numbered `c / count` there (as a spilled run numbers them).
+fn split(lines: &Lines, count: usize) -> Vec<Lines> {
+    let mut parts: Vec<Lines> = (0..count).map(|_| Lines::default()).collect();
+    for i in 0..lines.cust.len() {
+        let c = lines.cust[i] as usize;
+        let p = &mut parts[c % count];
+        p.cust.push((c / count) as u32);
+        p.order.push(lines.order[i]);
+        p.ts_utc.push(lines.ts_utc[i]);
+        p.ts_local.push(lines.ts_local[i]);
+        p.amount.push(lines.amount[i]);
+        p.seg.push(lines.seg[i]);
+    }
+    parts
+}
+
+/// Partitions visited in the order `visit` (a permutation of their numbers).
+struct Permuted {
+    orders: Vec<orders::Orders>,
+    visit: Vec<usize>,
+}
+
+impl Partitions for Permuted {
+    fn count(&self) -> usize {
+        self.orders.len()
+    }
+
+    fn each(
+        &self,
+        _cutoffs: &[i64],
+        f: &mut (dyn FnMut(usize, &orders::Orders) -> customer_value::Result<()> + Send),
+    ) -> customer_value::Result<()> {
+        for &p in &self.visit {
+            f(p, &self.orders[p])?;
+        }
+        Ok(())
+    }
+}
+
+/// Every table of `parts` as of `ctx`, customers sorted by id.
+fn tables_of(parts: &dyn Partitions, ing: &Ingested, ctx: &Ctx) -> metrics::Tables {
+    let mut rows = Vec::new();
+    let merged = compute::compute_dates(
+        parts,
+        std::slice::from_ref(ctx),
+        &[i64::MAX],
+        true,
+        &mut |_, _, part| {
+            rows.extend(part.into_iter().cloned());
+            Ok(())
+        },
+    )
+    .unwrap();
+    rows.sort_unstable_by_key(|r: &metrics::CustomerRow| r.cust);
+    let customers = metrics::customers::table(rows.iter().collect(), ing, ctx);
+    merged
+        .into_iter()
+        .next()
+        .unwrap()
+        .tables(ctx, &[], customers)
+}
+
+/// Folding the customers in `count` partitions, visited in any order, gives the tables of one
+/// partition: merging partials is exact, associative and commutative.
+fn check_partitions(
+    raw: Vec<RawLine>,
+    count: usize,
+    rotate: usize,
+    reverse: bool,
+) -> Result<(), TestCaseError> {
+    let as_of = NaiveDate::from_ymd_opt(2024, 6, 30).unwrap();
+    let cfg = config("month", 45, "first");
+    let ing = ingest(&raw, as_of);
+    if ing.lines.is_empty() {
+        return Ok(());
+    }
+    let whole = orders::build(&ing.lines, ing.customers.len(), 1);
+    let ctx = Ctx::new(&cfg, as_of, &ing, &whole.at(i64::MAX));
+    let one = tables_of(&compute::InMemory(&whole), &ing, &ctx);
+    let n_local = ing.customers.len().div_ceil(count);
+    let mut visit: Vec<usize> = (0..count).collect();
+    visit.rotate_left(rotate % count);
+    if reverse {
+        visit.reverse();
+    }
+    let parts = Permuted {
+        orders: split(&ing.lines, count)
+            .iter()
+            .map(|l| orders::build(l, n_local, 1))
+            .collect(),
+        visit,
+    };
+    let many = tables_of(&parts, &ing, &ctx);
+    for ((name, a), (_, b)) in one.iter().into_iter().zip(many.iter()) {
+        prop_assert_eq!(a, b, "{} in {} partitions", name, count);
+    }
+    prop_assert_eq!(
+        (one.orders, one.n_customers),
+        (many.orders, many.n_customers)
+    );
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn partitions_in_any_order_merge_to_the_same_tables(
+        raw in raw_lines(),
+        count in 1usize..=8,
+        rotate in 0usize..8,
+        reverse: bool,
+    ) {
+        check_partitions(raw, count, rotate, reverse)?;
+    }
 
     #[test]
     fn invariants_month(raw in raw_lines(), as_of in 0u16..560) {

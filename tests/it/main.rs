@@ -6,6 +6,7 @@ mod faults;
 mod fixtures;
 mod formats;
 mod fuzz;
+mod input_order;
 mod invariants;
 mod kills;
 mod object_storage;
