@@ -21,6 +21,9 @@ pub enum Error {
     /// range, too much work for the as_of); exit code 3: retrying the same input cannot help.
     #[error("{0}")]
     Quality(String),
+    /// A signal asked the run to stop (see `cancel`); exit code 1.
+    #[error(transparent)]
+    Stopped(#[from] crate::cancel::Stopped),
     /// `generate` could not write its files; exit code 1.
     #[error(transparent)]
     Generate(#[from] crate::generate::GenerateError),

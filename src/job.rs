@@ -519,6 +519,7 @@ impl compute::Partitions for SpilledParts<'_> {
         f: &mut (dyn FnMut(usize, &orders::Orders) -> Result<()> + Send),
     ) -> Result<()> {
         let n = self.count();
+        crate::cancel::check()?;
         let read = |p: usize| self.spill.read(p).map_err(source::SourceError::Spill);
         let mut next = Some(read(0)?);
         for p in 0..n {
@@ -540,6 +541,7 @@ impl compute::Partitions for SpilledParts<'_> {
                 || (p + 1 < n).then(|| read(p + 1)),
             );
             done?;
+            crate::cancel::check()?;
             next = ahead.transpose()?;
         }
         Ok(())
@@ -701,6 +703,7 @@ fn publish_computed(
     as_of_source: &str,
     run_id: &str,
 ) -> Result<RunSummary> {
+    crate::cancel::check()?;
     lock.check()?;
     let Computed {
         as_of,
@@ -802,6 +805,7 @@ pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let view = date_views(&prep.ingested, &[cutoff]).remove(0);
     check(cfg, &prep.ingested, as_of, &view)?;
     build_orders(&mut prep, &[cutoff]);
+    crate::cancel::check()?;
     let lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     publish_date(
         cfg,
@@ -902,6 +906,7 @@ pub fn backfill(
         )));
     }
     build_orders(&mut prep, &cutoffs);
+    crate::cancel::check()?;
     let lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     let bar = source::normalize::progress_bar(
         opts.progress,

@@ -3,6 +3,7 @@
 //! config → source (read + normalize) → orders → metrics (one file per table) → sink.
 
 pub mod alloc;
+pub mod cancel;
 pub mod cli;
 pub mod compute;
 pub mod config;

@@ -22,7 +22,6 @@ fn main() -> ExitCode {
     cli::init_logging(cli.log_format);
     customer_value::signals::install();
     let result = cli::execute(cli);
-    customer_value::signals::wait_if_stopping();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,4 +1,5 @@
-//! A hook for the integration tests: holds the job at a named point until a file appears, so a
+//! A hook for the integration tests (points: `read:batch`, `locked`, `publish:swapped:<k>`,
+//! `publish:uploaded:<k>`, `publish:manifest`): holds the job at a named point until a file appears, so a
 //! test can signal or kill it at a known stage instead of guessing with sleeps. With
 //! `CUSTOMER_VALUE_TEST_HOLD=<point>=<path>` (points hold no `=`), the job creates `<path>.reached` on reaching
 //! `<point>` and waits until `<path>` exists. Unset, as outside the tests, `hold` costs one

@@ -228,10 +228,11 @@ impl Renewer {
 }
 
 /// Holds the output lock: renews its lease while it lives, releases it when dropped (or when
-/// the run is stopped by a signal, see `signals`).
+/// the run is stopped, see `cancel`).
 #[derive(Debug)]
 pub struct LockGuard {
-    token: u64,
+    /// The lock, released when the guard drops (also when a signal stopped the run).
+    at: LockAt,
     renewer: Renewer,
     shown: String,
     timeout_minutes: u64,
@@ -254,7 +255,7 @@ impl LockGuard {
             Duration::from_secs(timeout_minutes * 60),
         );
         LockGuard {
-            token: crate::signals::lock_taken(at),
+            at,
             renewer,
             shown,
             timeout_minutes,
@@ -277,9 +278,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.renewer.end();
-        if let Some(at) = crate::signals::take_lock(self.token) {
-            at.release();
-        }
+        self.at.release();
     }
 }
 

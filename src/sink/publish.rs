@@ -120,10 +120,6 @@ fn finish_interrupted(root: &Path, staging: &Path, j: &Journal) -> Result<(), Si
 #[derive(Debug)]
 pub struct Published {
     staging: PathBuf,
-    /// Lists `staging` for removal if the run is stopped, until committed or rolled back.
-    _on_stop: crate::signals::RemoveOnStop,
-    /// Held from the first swap until committed or rolled back: a signal waits for it.
-    critical: Option<crate::signals::Critical>,
     /// (live partition, staged folder that now holds the old one, whether an old one existed).
     swapped: Vec<(PathBuf, PathBuf, bool)>,
     pub tables: Vec<(String, TableEntry)>,
@@ -137,11 +133,9 @@ pub fn publish(
     tables: &[(&'static str, TableData<'_>)],
 ) -> Result<Published, SinkError> {
     let staging = root.join(STAGING).join(opts.run_id);
-    let on_stop = crate::signals::create_staging(&staging).map_err(|e| super::io(&staging, e))?;
+    std::fs::create_dir_all(&staging).map_err(|e| super::io(&staging, e))?;
     let mut published = Published {
         staging: staging.clone(),
-        _on_stop: on_stop,
-        critical: None,
         swapped: Vec::new(),
         tables: Vec::new(),
     };
@@ -154,7 +148,7 @@ pub fn publish(
             rows,
             bytes,
         };
-        let result = crate::signals::create_in_staging(&dir)
+        let result = std::fs::create_dir_all(&dir)
             .map_err(|e| super::io(&dir, e))
             .and_then(|_| match data {
                 TableData::Batch(batch) => {
@@ -191,7 +185,6 @@ pub fn publish(
             }
         }
     }
-    published.critical = Some(crate::signals::critical());
     let journal = Journal {
         run_id: opts.run_id.to_string(),
         as_of: opts.as_of.to_string(),

@@ -131,10 +131,6 @@ pub struct Uploaded {
     as_of: String,
     uploaded: Vec<ObjPath>,
     pub tables: Vec<(String, TableEntry)>,
-    /// Held from the first upload until the manifest is written and the replaced files are
-    /// deleted (or this run's uploads are): a signal waits for it, so a stopped run leaves no
-    /// files of its own beside the published ones.
-    _critical: crate::signals::Critical,
 }
 
 fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::Error) -> SinkError {
@@ -157,7 +153,6 @@ pub fn upload(
         as_of: opts.as_of.to_string(),
         uploaded: Vec::new(),
         tables: Vec::new(),
-        _critical: crate::signals::critical(),
     };
     let partition = format!("as_of={}", opts.as_of);
     let journal = Journal {

@@ -21,6 +21,9 @@ pub const UNKNOWN_SEGMENT: &str = "__unknown__";
 /// Errors reading inputs. Each names the file (and column where it applies).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// A signal asked the run to stop while reading.
+    #[error(transparent)]
+    Stopped(#[from] crate::cancel::Stopped),
     #[error("input {path}: {message}")]
     Path { path: String, message: String },
     #[error("input file {file}: column '{column}' (input.columns.{key}) not found; columns are: {available}")]

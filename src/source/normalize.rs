@@ -155,7 +155,6 @@ pub fn ingest(
             frame,
             _download,
             mut records,
-            _checked_on_stop,
             ..
         } = scan;
         let _copy = records.copy.take();
@@ -171,9 +170,13 @@ pub fn ingest(
         let callback = PlanCallback::new(move |mut df: DataFrame| {
             // One array per column and piece: reading a row is then a load, not a walk over
             // the chunks (`split_chunks` first joins columns that are split at other rows).
-            let rows = df.height() as u64;
             let pieces: Vec<DataFrame> = df.split_chunks().collect();
+            crate::testhook::hold("read:batch");
             let mut st = st2.lock().expect("ingest state");
+            if let Err(stopped) = crate::cancel::check() {
+                st.error = Some(stopped.into());
+                return Ok(true);
+            }
             if let Err(message) = process_batch(&pieces, &kinds, &ctx, &mut st) {
                 st.error = Some(SourceError::Read {
                     file: ctx.file_name.clone(),
@@ -191,7 +194,9 @@ pub fn ingest(
                 }
             }
             if let Some(b) = &bar2 {
-                b.set_message(format!("{} rows", st.out.stats.rows_read + rows));
+                // The running total: every file's rows so far, this batch's included.
+                let total: u64 = st.out.stats.files.iter().map(|f| f.rows_read).sum();
+                b.set_message(format!("{total} rows"));
             }
             Ok(false)
         });

@@ -73,13 +73,10 @@ pub struct Scan {
     /// The customer_id column is floating point: its NaN and infinities (cast to text as
     /// `NaN`, `inf`) are rejected, not made customers.
     pub cid_float: bool,
-    /// Local copy of an HTTP(S) input, kept until the scan has run (and removed if the run is
-    /// stopped by a signal).
-    pub _download: Option<(tempfile::TempPath, crate::signals::RemoveOnStop)>,
+    /// Local copy of an HTTP(S) input, kept until the scan has run.
+    pub _download: Option<tempfile::TempPath>,
     /// The file's records as checked (marked rows; the checked copy polars reads, if any).
     pub records: super::records::Records,
-    /// Lists the checked copy for removal if the run is stopped.
-    pub _checked_on_stop: Option<crate::signals::RemoveOnStop>,
 }
 
 /// A read error of `file`, its message folded to one line.
@@ -106,10 +103,7 @@ fn is_http(url: &str) -> bool {
 
 /// Streams an object to a temporary file (same file name suffix, so the format and
 /// compression are still recognized).
-fn download(
-    file: &InputFile,
-    cfg: &Validated,
-) -> Result<(tempfile::TempPath, crate::signals::RemoveOnStop), SourceError> {
+fn download(file: &InputFile, cfg: &Validated) -> Result<tempfile::TempPath, SourceError> {
     use futures::StreamExt;
     use object_store::ObjectStoreExt;
     use std::io::Write;
@@ -126,7 +120,6 @@ fn download(
         .tempfile()
         .map_err(|e| read_err(file, e))?;
     let (mut out, path) = tmp.into_parts();
-    let on_stop = crate::signals::remove_on_stop(&path);
     let store = std::sync::Arc::clone(&remote.store);
     let key = remote.path.clone();
     let result: Result<(), String> = crate::storage::block_on(async move {
@@ -136,13 +129,17 @@ fn download(
             .map_err(|e| crate::storage::store_message(&e))?;
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {
+            if crate::cancel::check().is_err() {
+                return Err("stopped".into());
+            }
             let chunk = chunk.map_err(|e| crate::storage::store_message(&e))?;
             out.write_all(&chunk).map_err(|e| e.to_string())?;
         }
         out.flush().map_err(|e| e.to_string())
     });
+    crate::cancel::check()?;
     result.map_err(|m| read_err(file, format!("download failed: {m}")))?;
-    Ok((path, on_stop))
+    Ok(path)
 }
 
 /// polars' cloud options for one object URL: the `[storage]` options and retry settings (the
@@ -176,7 +173,7 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
     } else {
         None
     };
-    let local_copy = download.as_ref().map(|(p, _)| p.display().to_string());
+    let local_copy = download.as_ref().map(|p| p.display().to_string());
     let remote = file.remote && local_copy.is_none();
     let source = local_copy.unwrap_or_else(|| file.path.clone());
     // Records checked on the raw bytes first; polars reads the checked copy when some were
@@ -198,10 +195,6 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
         );
     }
     let checked = records.copy.as_ref().map(|c| c.display().to_string());
-    let checked_on_stop = records
-        .copy
-        .as_ref()
-        .map(|c| crate::signals::remove_on_stop(c));
     let remote = remote && checked.is_none();
     let path = PlRefPath::new(checked.unwrap_or(source));
     let cloud = if remote {
@@ -383,6 +376,5 @@ pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, Sour
         cid_float,
         _download: download,
         records,
-        _checked_on_stop: checked_on_stop,
     })
 }

@@ -30,8 +30,6 @@ struct Layout {
 #[derive(Debug)]
 pub struct Spill {
     dir: tempfile::TempDir,
-    /// Removes `dir` if the run is stopped by a signal (no destructor runs then).
-    _on_stop: crate::signals::RemoveOnStop,
     writers: Vec<BufWriter<File>>,
     layout: Option<Layout>,
     /// As_of cutoffs (local µs, ascending) the accounting is kept for.
@@ -74,7 +72,6 @@ impl Spill {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Spill {
-            _on_stop: crate::signals::remove_on_stop(dir.path()),
             dir,
             writers,
             layout: None,

@@ -138,6 +138,43 @@ fn sigkill_inside_a_first_publish_leaves_no_partition() {
 }
 
 #[test]
+fn sigterm_while_reading_stops_the_run_and_leaves_nothing_behind() {
+    // A spilled run (3 partitions, spill folder in the workspace) held at its first batch of
+    // input rows: SIGTERM there stops it at the next check, before anything is computed. The
+    // spill folder and its files go with their guards; no lock was taken, nothing published.
+    let ws = workspace("");
+    let spill = ws.path("spill");
+    std::fs::create_dir_all(&spill).unwrap();
+    let cfg = std::fs::read_to_string(ws.path("config.toml")).unwrap();
+    ws.write(
+        "config.toml",
+        format!(
+            "{cfg}[engine]\npartitions = 3\nspill_dir = {:?}\n",
+            spill.display().to_string()
+        ),
+    );
+    let args = run_args(D1);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let held = Held::start(&ws, &args, &[], "read:batch");
+    assert_eq!(
+        std::fs::read_dir(&spill).unwrap().count(),
+        1,
+        "the spill folder exists while reading"
+    );
+    held.signal(libc::SIGTERM);
+    let o = held.release();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: stopped by SIGTERM;"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&spill).unwrap().collect();
+    assert!(left.is_empty(), "spill folder removed: {left:?}");
+    assert!(!ws.path("out/_lock").exists());
+    assert!(!ws.path("out/_manifests").exists());
+    // Nothing is left to put right: the next run goes through at once.
+    ws.run_ok(D1);
+}
+
+#[test]
 fn a_second_sigterm_inside_the_publish_ends_the_run_and_is_rolled_back() {
     killed_inside_the_publish("publish:swapped:2", false, |held| {
         // The first SIGTERM waits for the publish; the second ends the process at once.
