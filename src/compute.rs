@@ -116,6 +116,9 @@ impl Merged {
     }
 }
 
+/// Receives the scored customer rows of (date, partition).
+pub type CustomersSink<'a> = dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Result<()> + Send + 'a;
+
 /// Computes the sums of every date (`ctxs[d]` as of `cutoffs[d]`, ascending) over every
 /// partition, in two passes however many dates. `customers(d, p, rows)` receives each
 /// partition's scored rows of each date (for the customers table); it is not called when
@@ -127,7 +130,7 @@ pub fn compute_dates(
     ctxs: &[Ctx],
     cutoffs: &[i64],
     with_customers: bool,
-    customers: &mut (dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Result<()> + Send),
+    customers: &mut CustomersSink<'_>,
 ) -> Result<Vec<Merged>> {
     debug_assert!(cutoffs.is_sorted() && ctxs.len() == cutoffs.len());
     let count = parts.count();

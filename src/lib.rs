@@ -12,6 +12,7 @@ pub mod generate;
 pub mod job;
 pub mod metrics;
 pub mod orders;
+pub mod progress;
 pub mod schema;
 pub mod signals;
 pub mod sink;

@@ -4,7 +4,6 @@
 //! text is kept per line for the orders stage); appending the lines and interning the few
 //! segment values are the sequential steps.
 
-use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use rayon::prelude::*;
 use tracing::{debug, info, info_span};
 
 use crate::config::{InputFormat, Validated};
+use crate::progress::Progress;
 use crate::time::Zone;
 
 use super::parse::{self, MoneyError, Ts};
@@ -106,11 +106,7 @@ pub fn ingest(
             );
         }
     }
-    let bar = progress_bar(
-        opts.progress,
-        files.iter().map(|f| f.size).sum(),
-        "{spinner} reading [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})",
-    );
+    let bar = Progress::reading(opts.progress, files.iter().map(|f| f.size).sum());
     for (fi, file) in files.iter().enumerate() {
         let span = info_span!("read", file = %file.display);
         let _g = span.enter();
@@ -193,11 +189,11 @@ pub fn ingest(
                     }
                 }
             }
-            if let Some(b) = &bar2 {
-                // The running total: every file's rows so far, this batch's included.
+            // The running total: every file's rows so far, this batch's included.
+            bar2.message(|| {
                 let total: u64 = st.out.stats.files.iter().map(|f| f.rows_read).sum();
-                b.set_message(format!("{total} rows"));
-            }
+                format!("{total} rows")
+            });
             Ok(false)
         });
         let result = frame
@@ -216,9 +212,7 @@ pub fn ingest(
                 message,
             })
         })?;
-        if let Some(b) = &bar {
-            b.inc(file.size);
-        }
+        bar.advance(file.size);
         let fs = st.out.stats.files.last().cloned().unwrap_or_default();
         info!(
             rows_read = fs.rows_read,
@@ -229,9 +223,7 @@ pub fn ingest(
             "Read input file."
         );
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     let st = Arc::try_unwrap(state)
         .map_err(|_| SourceError::Read {
             file: "(all)".into(),
@@ -262,20 +254,6 @@ pub fn ingest(
         s.rows_used + s.rows_rejected + s.rows_after_as_of
     );
     Ok(out)
-}
-
-/// A progress bar on stderr, only when enabled and stderr is a terminal (never in logs).
-pub fn progress_bar(enabled: bool, len: u64, template: &str) -> Option<indicatif::ProgressBar> {
-    if !enabled || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    Some(bar)
 }
 
 struct State {
