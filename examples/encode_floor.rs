@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         zstd_level: output.zstd_level,
         row_group_rows: output.row_group_rows,
     };
-    let meta = FileMeta::for_table("customers", &opts);
+    let meta = FileMeta::for_table(customer_value::schema::Table::Customers, &opts);
     let target = out.join("floor.parquet");
     let (start, cpu) = (Instant::now(), cpu_seconds());
     for table in &tables {

@@ -127,7 +127,7 @@ pub struct PublishArgs {
     /// Tables to write, comma-separated (default: all five). The partitions of the others are
     /// left as they are for each date, and its manifest keeps listing them.
     #[arg(long, value_enum, value_delimiter = ',', env = "CUSTOMER_VALUE_TABLES")]
-    pub tables: Vec<TableName>,
+    pub tables: Vec<crate::schema::Table>,
 }
 
 impl PublishArgs {
@@ -137,28 +137,14 @@ impl PublishArgs {
             as_of,
             progress: !self.no_progress,
             force_unlock: self.force_unlock,
-            // Variants are declared in `TableSet::NAMES` order; none given means all five.
+            // None given means all five.
             tables: if self.tables.is_empty() {
                 job::TableSet::ALL
             } else {
-                job::TableSet::of(
-                    self.tables
-                        .iter()
-                        .map(|&t| job::TableSet::NAMES[t as usize]),
-                )
+                job::TableSet::of(self.tables.iter().copied())
             },
         }
     }
-}
-
-/// An output table, for `--tables` (in `TableSet::NAMES` order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TableName {
-    Customers,
-    Retention,
-    Cohorts,
-    Ltv,
-    Rejects,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -10,37 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Period;
 
-/// Column names the customers table uses itself; a segment column may not take one of them.
-const RESERVED_COLUMNS: &[&str] = &[
-    "customer_id",
-    "cohort",
-    "first_purchase_at",
-    "last_purchase_at",
-    "orders",
-    "revenue",
-    "refunds",
-    "cost",
-    "margin",
-    "avg_order_value",
-    "lifespan_months",
-    "purchases_per_month",
-    "ltv",
-    "days_since_last_purchase",
-    "status",
-    "churned_at",
-    "frequency",
-    "recency",
-    "T",
-    "monetary_value",
-    "rfm_r",
-    "rfm_f",
-    "rfm_m",
-    "rfm_segment",
-    "segment",
-    "segment_by",
-    "as_of",
-];
-
 /// Problems with the configuration. Each names the key (or file) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -443,7 +412,7 @@ impl Config {
         for s in &c.segments {
             if s.trim().is_empty() {
                 problems.push("input.columns.segments: contains an empty column name".into());
-            } else if RESERVED_COLUMNS.contains(&s.as_str()) {
+            } else if crate::schema::reserved_names().contains(&s.as_str()) {
                 problems.push(format!(
                     "input.columns.segments: '{s}' is a reserved output column name; rename it in the input or choose another column"
                 ));

@@ -249,14 +249,120 @@ pub const REJECTS: &[Col] = &[
     c("amount", Ty::Str, true, "Raw amount value."),
 ];
 
-/// All tables with their grain, in publishing order.
-pub const TABLES: &[(&str, &str, &[Col])] = &[
-    ("customers", "customer × as_of", CUSTOMERS),
-    ("retention", "segment × period", RETENTION),
-    ("cohorts", "segment × cohort × period_offset", COHORTS),
-    ("ltv", "segment (cohort null) and segment × cohort", LTV),
-    ("rejects", "rejected input row", REJECTS),
-];
+/// An output table: its name, grain, columns and sort keys in one place, for the builders, the
+/// sink, the manifest, `--tables` and `customer-value schema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Table {
+    Customers,
+    Retention,
+    Cohorts,
+    Ltv,
+    Rejects,
+}
+
+/// The Hive partition column of every table's folders (`as_of=YYYY-MM-DD`).
+pub const PARTITION_COLUMN: &str = "as_of";
+
+impl Table {
+    /// Every table, in publishing order.
+    pub const ALL: [Table; 5] = [
+        Table::Customers,
+        Table::Retention,
+        Table::Cohorts,
+        Table::Ltv,
+        Table::Rejects,
+    ];
+
+    /// The table's name: its folder and its key in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Customers => "customers",
+            Table::Retention => "retention",
+            Table::Cohorts => "cohorts",
+            Table::Ltv => "ltv",
+            Table::Rejects => "rejects",
+        }
+    }
+
+    /// The table called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// What one row stands for.
+    pub fn grain(self) -> &'static str {
+        match self {
+            Table::Customers => "customer × as_of",
+            Table::Retention => "segment × period",
+            Table::Cohorts => "segment × cohort × period_offset",
+            Table::Ltv => "segment (cohort null) and segment × cohort",
+            Table::Rejects => "rejected input row",
+        }
+    }
+
+    /// The documented columns (customers: the segment columns at the placeholder).
+    pub fn columns(self) -> &'static [Col] {
+        match self {
+            Table::Customers => CUSTOMERS,
+            Table::Retention => RETENTION,
+            Table::Cohorts => COHORTS,
+            Table::Ltv => LTV,
+            Table::Rejects => REJECTS,
+        }
+    }
+
+    /// The grain key the rows are sorted by (Parquet `sorting_columns`).
+    pub fn sort_keys(self) -> &'static [&'static str] {
+        match self {
+            Table::Customers => &["customer_id"],
+            Table::Retention => &["segment_by", "segment", "period_start"],
+            Table::Cohorts => &["segment_by", "segment", "cohort", "period_offset"],
+            Table::Ltv => &["segment_by", "segment", "cohort"],
+            Table::Rejects => &["source_file", "source_row"],
+        }
+    }
+
+    /// The Arrow schema, with these segment columns (customers only).
+    pub fn schema(self, segments: &[String]) -> SchemaRef {
+        arrow_schema(self.columns(), segments)
+    }
+
+    /// A batch of this table from named columns, which must be the schema's, in its order:
+    /// a builder that drifts from the documented schema fails here (and in its tests).
+    pub fn batch(
+        self,
+        segments: &[String],
+        columns: Vec<(&str, arrow::array::ArrayRef)>,
+    ) -> arrow::array::RecordBatch {
+        let schema = self.schema(segments);
+        let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
+        let want: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, want, "{} columns against the schema", self.name());
+        arrow::array::RecordBatch::try_new(schema, columns.into_iter().map(|c| c.1).collect())
+            .unwrap_or_else(|e| panic!("{} columns against the schema: {e}", self.name()))
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Names a segment column may not take: the customers table's own columns (where segment
+/// columns go), the columns the other tables put segment values in, and the partition column.
+pub fn reserved_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = CUSTOMERS
+        .iter()
+        .map(|c| c.name)
+        .filter(|&n| n != SEGMENT_COLUMNS_PLACEHOLDER)
+        .chain(Table::Retention.sort_keys()[..2].iter().copied())
+        .chain([PARTITION_COLUMN])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
 
 /// Arrow schema of a table; `segments` replaces the customers placeholder.
 pub fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
@@ -284,9 +390,10 @@ pub fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
 /// Markdown description of every table.
 pub fn markdown() -> String {
     let mut out = String::from("# customer-value output tables\n\nLayout: `{output}/{table}/as_of=YYYY-MM-DD/*.parquet`; manifest at `{output}/_manifests/as_of=YYYY-MM-DD.json`.\n");
-    for (name, grain, cols) in TABLES {
+    for t in Table::ALL {
+        let (name, grain, cols) = (t.name(), t.grain(), t.columns());
         out.push_str(&format!("\n## {name}\nGrain: {grain}.\n\n| column | type | null | meaning |\n|---|---|---|---|\n"));
-        for col in *cols {
+        for col in cols {
             out.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
                 col.name,
@@ -302,13 +409,13 @@ pub fn markdown() -> String {
 /// JSON description of every table.
 pub fn json() -> serde_json::Value {
     serde_json::Value::Array(
-        TABLES
+        Table::ALL
             .iter()
-            .map(|(name, grain, cols)| {
+            .map(|t| {
                 serde_json::json!({
-                    "table": name,
-                    "grain": grain,
-                    "columns": cols.iter().map(|c| serde_json::json!({
+                    "table": t.name(),
+                    "grain": t.grain(),
+                    "columns": t.columns().iter().map(|c| serde_json::json!({
                         "name": c.name,
                         "type": c.dtype.parquet_name(),
                         "nullable": c.nullable,

@@ -12,6 +12,7 @@ use super::tables::{compute_dates, spilled_batch, Computed};
 use super::{build_orders, new_run_id, RunOptions, RunSummary};
 use crate::config::Validated;
 use crate::progress::Progress;
+use crate::schema::Table;
 use crate::sink::lock;
 use crate::time::{date_to_local_micros, Period};
 use crate::{Error, Result};
@@ -91,7 +92,11 @@ pub fn backfill(
     // tables would be held at once, so one date at a time. (A spilled backfill takes its own
     // path below.) Each stage runs in its date's span, so log lines carry run_id and as_of on
     // whichever thread runs them.
-    let at_once = if !opts.tables.has("customers") { 2 } else { 1 };
+    let at_once = if !opts.tables.has(Table::Customers) {
+        2
+    } else {
+        1
+    };
     let mut out = Vec::new();
     let mut pending: Vec<(tracing::Span, Computed)> = Vec::new();
     let publish = |(span, c): (tracing::Span, Computed)| -> Result<RunSummary> {

@@ -22,6 +22,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use tracing::{info, info_span};
 
 use crate::config::Validated;
+use crate::schema::Table;
 use crate::sink::lock;
 use crate::sink::manifest::Manifest;
 use crate::source::{self, FileStats, Ingested};
@@ -54,25 +55,15 @@ pub struct RunOptions {
 pub struct TableSet(u8);
 
 impl TableSet {
-    /// Every table, in publishing order.
-    pub const NAMES: [&'static str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
     pub const ALL: TableSet = TableSet(0b11111);
 
-    /// The set of the named tables; names outside `NAMES` are ignored.
-    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> TableSet {
-        TableSet(
-            names
-                .into_iter()
-                .filter_map(|n| Self::NAMES.iter().position(|&t| t == n))
-                .fold(0, |bits, i| bits | 1 << i),
-        )
+    /// The set of these tables.
+    pub fn of(tables: impl IntoIterator<Item = Table>) -> TableSet {
+        TableSet(tables.into_iter().fold(0, |bits, t| bits | 1 << t as u8))
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        Self::NAMES
-            .iter()
-            .position(|&t| t == name)
-            .is_some_and(|i| self.0 & 1 << i != 0)
+    pub fn has(&self, table: Table) -> bool {
+        self.0 & 1 << table as u8 != 0
     }
 }
 

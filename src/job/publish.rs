@@ -8,6 +8,7 @@ use super::accounting::DateView;
 use super::tables::{compute_dates, Computed};
 use super::{Prepared, RunSummary, TableSet};
 use crate::config::Validated;
+use crate::schema::Table;
 use crate::sink::manifest::Manifest;
 use crate::sink::{self, lock, PublishOptions, TableData};
 use crate::time::Zone;
@@ -65,12 +66,12 @@ pub(super) fn publish_computed(
     } = computed;
     let ing = &prep.ingested;
     let as_of_s = as_of.format("%Y-%m-%d").to_string();
-    let data: Vec<(&'static str, TableData)> = tables
+    let data: Vec<(Table, TableData)> = tables
         .iter()
         .into_iter()
-        .filter(|(name, _)| selected.has(name))
+        .filter(|(name, _)| selected.has(*name))
         .map(|(name, batch)| match (&customer_files, name) {
-            (Some(files), "customers") => (name, TableData::Files(files)),
+            (Some(files), Table::Customers) => (name, TableData::Files(files)),
             _ => (name, TableData::Batch(batch)),
         })
         .collect();
@@ -78,7 +79,9 @@ pub(super) fn publish_computed(
     let kept = if selected == TableSet::ALL {
         Vec::new()
     } else {
-        sink::kept_tables(&prep.output, &as_of_s, |name| !selected.has(name))
+        sink::kept_tables(&prep.output, &as_of_s, |name| {
+            Table::from_name(name).is_some_and(|t| !selected.has(t))
+        })
     };
     let staged = timings.time("write", || {
         sink::stage(&prep.output, &publish_options(cfg, &as_of_s, run_id), &data)

@@ -13,6 +13,7 @@ use super::publish::publish_options;
 use super::{Prepared, TableSet, Timings};
 use crate::config::Validated;
 use crate::metrics::{self, Ctx};
+use crate::schema::Table;
 use crate::time::date_to_local_micros;
 use crate::{compute, orders, sink, source, Result};
 
@@ -148,7 +149,7 @@ pub(super) fn compute_dates(
         let bytes = sink::parquet::write(
             &path,
             &batch,
-            &sink::parquet::FileMeta::for_table("customers", &opts),
+            &sink::parquet::FileMeta::for_table(Table::Customers, &opts),
         )?;
         files[d].push(sink::PartFile {
             path,
@@ -162,7 +163,7 @@ pub(super) fn compute_dates(
             parts,
             &ctxs,
             &cutoffs,
-            selected.has("customers"),
+            selected.has(Table::Customers),
             &mut customers_of,
         )
     })?;

@@ -2,7 +2,7 @@
 
 use arrow::array::{BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 
-use crate::schema;
+use crate::schema::Table;
 use crate::time::date_to_days;
 
 use super::retention::rate;
@@ -87,39 +87,68 @@ pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
         profit / r.size as f64
     };
     let cols = vec![
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()),
-        )),
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()),
-        )),
-        arc(Date32Array::from_iter_values(
-            rows.iter().map(|r| date_to_days(f.period_start(r.cohort))),
-        )),
-        ints(&|r| r.offset as i64),
-        arc(Date32Array::from_iter_values(
-            rows.iter().map(|r| date_to_days(f.period_start(period(r)))),
-        )),
-        arc(Date32Array::from_iter_values(
-            rows.iter().map(|r| date_to_days(f.period_end(period(r)))),
-        )),
-        arc(BooleanArray::from(
-            rows.iter()
-                .map(|r| f.is_complete(period(r)))
-                .collect::<Vec<_>>(),
-        )),
-        ints(&|r| r.size),
-        ints(&|r| r.active),
-        floats(&|r| rate(r.active, r.size).unwrap_or(0.0)),
-        ints(&|r| r.churned),
-        floats(&|r| 100.0 - rate(r.churned, r.size).unwrap_or(0.0)),
-        ints(&|r| r.ever_churned),
-        floats(&|r| 100.0 - rate(r.ever_churned, r.size).unwrap_or(0.0)),
-        floats(&|r| ctx.money(r.revenue)),
-        ints(&|r| r.purchases),
-        floats(&|r| ctx.money(r.cumulative_revenue)),
-        floats(&ltv_to_date),
+        (
+            "segment_by",
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()),
+            )),
+        ),
+        (
+            "segment",
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()),
+            )),
+        ),
+        (
+            "cohort",
+            arc(Date32Array::from_iter_values(
+                rows.iter().map(|r| date_to_days(f.period_start(r.cohort))),
+            )),
+        ),
+        ("period_offset", ints(&|r| r.offset as i64)),
+        (
+            "period_start",
+            arc(Date32Array::from_iter_values(
+                rows.iter().map(|r| date_to_days(f.period_start(period(r)))),
+            )),
+        ),
+        (
+            "period_end",
+            arc(Date32Array::from_iter_values(
+                rows.iter().map(|r| date_to_days(f.period_end(period(r)))),
+            )),
+        ),
+        (
+            "is_complete",
+            arc(BooleanArray::from(
+                rows.iter()
+                    .map(|r| f.is_complete(period(r)))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        ("cohort_size", ints(&|r| r.size)),
+        ("active_customers", ints(&|r| r.active)),
+        (
+            "retention_rate",
+            floats(&|r| rate(r.active, r.size).unwrap_or(0.0)),
+        ),
+        ("churned_customers", ints(&|r| r.churned)),
+        (
+            "active_rate",
+            floats(&|r| 100.0 - rate(r.churned, r.size).unwrap_or(0.0)),
+        ),
+        ("ever_churned_customers", ints(&|r| r.ever_churned)),
+        (
+            "survival_rate",
+            floats(&|r| 100.0 - rate(r.ever_churned, r.size).unwrap_or(0.0)),
+        ),
+        ("revenue", floats(&|r| ctx.money(r.revenue))),
+        ("purchases", ints(&|r| r.purchases)),
+        (
+            "cumulative_revenue",
+            floats(&|r| ctx.money(r.cumulative_revenue)),
+        ),
+        ("ltv_to_date", floats(&ltv_to_date)),
     ];
-    RecordBatch::try_new(schema::arrow_schema(schema::COHORTS, &[]), cols)
-        .expect("cohorts columns match the documented schema")
+    Table::Cohorts.batch(&[], cols)
 }

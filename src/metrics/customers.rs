@@ -8,7 +8,7 @@ use arrow::compute::{concat, take};
 
 use rayon::prelude::*;
 
-use crate::schema;
+use crate::schema::Table;
 use crate::source::Ingested;
 use crate::time::date_to_days;
 
@@ -64,11 +64,8 @@ pub fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> Rec
         }
     };
     cols.insert(0, ids);
-    RecordBatch::try_new(
-        schema::arrow_schema(schema::CUSTOMERS, &ctx.dim_names),
-        cols,
-    )
-    .expect("customers columns match the documented schema")
+    RecordBatch::try_new(Table::Customers.schema(&ctx.dim_names), cols)
+        .expect("customers columns match the documented schema")
 }
 
 /// The customer_id column of `rows` (sorted by rank). A run held in memory takes the texts in

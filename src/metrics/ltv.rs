@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 
-use crate::schema;
+use crate::schema::Table;
 use crate::time::date_to_days;
 
 use super::{arc, rfm, Ctx, CustomerRow};
@@ -206,45 +206,74 @@ pub fn table_of(groups: &BTreeMap<Key, LtvAcc>, ctx: &Ctx) -> RecordBatch {
         ))
     };
     let cols = vec![
-        arc(StringArray::from_iter_values(
-            figs.iter().map(|f| f.0 .0.as_str()),
-        )),
-        arc(StringArray::from_iter_values(
-            figs.iter().map(|f| f.0 .1.as_str()),
-        )),
-        arc(Date32Array::from(
-            figs.iter()
-                .map(|f| f.0 .2.map(|c| date_to_days(ctx.frame.period_start(c))))
-                .collect::<Vec<_>>(),
-        )),
-        arc(Int64Array::from_iter_values(
-            figs.iter().map(|f| f.1.customers),
-        )),
-        arc(Float64Array::from_iter_values(
-            figs.iter().map(|f| ctx.money(f.1.revenue)),
-        )),
-        arc(Int64Array::from_iter_values(
-            figs.iter().map(|f| f.1.purchases),
-        )),
-        opt(&|f| f.s),
-        opt(&|f| f.c),
-        opt(&|f| f.p),
-        opt(&|f| f.t),
-        opt(&|f| f.ltv),
-        opt(&|f| f.clv),
-        opt(&|f| f.avg_revenue_per_customer),
-        arc(Float64Array::from(
-            cac.iter().map(|c| c.map(|c| c.0)).collect::<Vec<_>>(),
-        )),
-        arc(Float64Array::from(
-            cac.iter().map(|c| c.and_then(|c| c.1)).collect::<Vec<_>>(),
-        )),
-        arc(Float64Array::from(
-            cac.iter().map(|c| c.and_then(|c| c.2)).collect::<Vec<_>>(),
-        )),
+        (
+            "segment_by",
+            arc(StringArray::from_iter_values(
+                figs.iter().map(|f| f.0 .0.as_str()),
+            )),
+        ),
+        (
+            "segment",
+            arc(StringArray::from_iter_values(
+                figs.iter().map(|f| f.0 .1.as_str()),
+            )),
+        ),
+        (
+            "cohort",
+            arc(Date32Array::from(
+                figs.iter()
+                    .map(|f| f.0 .2.map(|c| date_to_days(ctx.frame.period_start(c))))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "customers",
+            arc(Int64Array::from_iter_values(
+                figs.iter().map(|f| f.1.customers),
+            )),
+        ),
+        (
+            "revenue",
+            arc(Float64Array::from_iter_values(
+                figs.iter().map(|f| ctx.money(f.1.revenue)),
+            )),
+        ),
+        (
+            "purchases",
+            arc(Int64Array::from_iter_values(
+                figs.iter().map(|f| f.1.purchases),
+            )),
+        ),
+        ("avg_order_value", opt(&|f| f.s)),
+        ("purchases_per_month", opt(&|f| f.c)),
+        ("margin", opt(&|f| f.p)),
+        ("lifespan_months", opt(&|f| f.t)),
+        ("ltv", opt(&|f| f.ltv)),
+        ("clv", opt(&|f| f.clv)),
+        (
+            "avg_revenue_per_customer",
+            opt(&|f| f.avg_revenue_per_customer),
+        ),
+        (
+            "cac",
+            arc(Float64Array::from(
+                cac.iter().map(|c| c.map(|c| c.0)).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "ltv_to_cac",
+            arc(Float64Array::from(
+                cac.iter().map(|c| c.and_then(|c| c.1)).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "payback_months",
+            arc(Float64Array::from(
+                cac.iter().map(|c| c.and_then(|c| c.2)).collect::<Vec<_>>(),
+            )),
+        ),
     ];
-    RecordBatch::try_new(schema::arrow_schema(schema::LTV, &[]), cols)
-        .expect("ltv columns match the documented schema")
+    Table::Ltv.batch(&[], cols)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::config::{SegmentAssignment, Validated};
 use crate::orders::AsOf;
+use crate::schema::Table;
 use crate::source::Ingested;
 use crate::time::{Frame, Zone, MICROS_PER_DAY};
 
@@ -243,13 +244,13 @@ pub struct Tables {
 
 impl Tables {
     /// (name, batch) in publishing order.
-    pub fn iter(&self) -> [(&'static str, &RecordBatch); 5] {
+    pub fn iter(&self) -> [(Table, &RecordBatch); 5] {
         [
-            ("customers", &self.customers),
-            ("retention", &self.retention),
-            ("cohorts", &self.cohorts),
-            ("ltv", &self.ltv),
-            ("rejects", &self.rejects),
+            (Table::Customers, &self.customers),
+            (Table::Retention, &self.retention),
+            (Table::Cohorts, &self.cohorts),
+            (Table::Ltv, &self.ltv),
+            (Table::Rejects, &self.rejects),
         ]
     }
 }

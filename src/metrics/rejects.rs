@@ -2,7 +2,7 @@
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 
-use crate::schema;
+use crate::schema::Table;
 use crate::source::Reject;
 
 use super::arc;
@@ -12,27 +12,44 @@ pub fn table(rejects: &[Reject]) -> RecordBatch {
     let mut rows: Vec<&Reject> = rejects.iter().collect();
     rows.sort_by(|a, b| (a.file.as_str(), a.row).cmp(&(b.file.as_str(), b.row)));
     let cols = vec![
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|r| r.file.as_str()),
-        )),
-        arc(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.row as i64),
-        )),
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|r| r.reason.as_str()),
-        )),
-        arc(StringArray::from(
-            rows.iter()
-                .map(|r| r.customer_id.as_deref())
-                .collect::<Vec<_>>(),
-        )),
-        arc(StringArray::from(
-            rows.iter().map(|r| r.ts.as_deref()).collect::<Vec<_>>(),
-        )),
-        arc(StringArray::from(
-            rows.iter().map(|r| r.amount.as_deref()).collect::<Vec<_>>(),
-        )),
+        (
+            "source_file",
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| r.file.as_str()),
+            )),
+        ),
+        (
+            "source_row",
+            arc(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.row as i64),
+            )),
+        ),
+        (
+            "reason",
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| r.reason.as_str()),
+            )),
+        ),
+        (
+            "customer_id",
+            arc(StringArray::from(
+                rows.iter()
+                    .map(|r| r.customer_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "ts",
+            arc(StringArray::from(
+                rows.iter().map(|r| r.ts.as_deref()).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "amount",
+            arc(StringArray::from(
+                rows.iter().map(|r| r.amount.as_deref()).collect::<Vec<_>>(),
+            )),
+        ),
     ];
-    RecordBatch::try_new(schema::arrow_schema(schema::REJECTS, &[]), cols)
-        .expect("rejects columns match the documented schema")
+    Table::Rejects.batch(&[], cols)
 }

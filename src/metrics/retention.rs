@@ -3,7 +3,7 @@
 
 use arrow::array::{BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 
-use crate::schema;
+use crate::schema::Table;
 use crate::time::date_to_days;
 
 use super::{arc, Acc, Ctx};
@@ -77,38 +77,55 @@ pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
         arc(Float64Array::from(rows.iter().map(g).collect::<Vec<_>>()))
     };
     let cols = vec![
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()),
-        )),
-        arc(StringArray::from_iter_values(
-            rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()),
-        )),
-        arc(Date32Array::from_iter_values(
-            rows.iter().map(|r| date_to_days(f.period_start(r.period))),
-        )),
-        arc(Date32Array::from_iter_values(
-            rows.iter().map(|r| date_to_days(f.period_end(r.period))),
-        )),
-        arc(BooleanArray::from(
-            rows.iter()
-                .map(|r| f.is_complete(r.period))
-                .collect::<Vec<_>>(),
-        )),
-        ints(&|r| r.start),
-        ints(&|r| r.end),
-        ints(&|r| r.new),
-        ints(&|r| r.churned),
-        ints(&|r| r.reactivated),
-        rates(&|r| r.crr()),
-        rates(&|r| r.strict_retention()),
-        rates(&|r| r.churn_rate()),
-        arc(Float64Array::from_iter_values(
-            rows.iter().map(|r| ctx.money(r.revenue)),
-        )),
-        ints(&|r| r.purchases),
+        (
+            "segment_by",
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| ctx.slots.names[r.slot].0.as_str()),
+            )),
+        ),
+        (
+            "segment",
+            arc(StringArray::from_iter_values(
+                rows.iter().map(|r| ctx.slots.names[r.slot].1.as_str()),
+            )),
+        ),
+        (
+            "period_start",
+            arc(Date32Array::from_iter_values(
+                rows.iter().map(|r| date_to_days(f.period_start(r.period))),
+            )),
+        ),
+        (
+            "period_end",
+            arc(Date32Array::from_iter_values(
+                rows.iter().map(|r| date_to_days(f.period_end(r.period))),
+            )),
+        ),
+        (
+            "is_complete",
+            arc(BooleanArray::from(
+                rows.iter()
+                    .map(|r| f.is_complete(r.period))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        ("customers_start", ints(&|r| r.start)),
+        ("customers_end", ints(&|r| r.end)),
+        ("customers_new", ints(&|r| r.new)),
+        ("churned", ints(&|r| r.churned)),
+        ("reactivated", ints(&|r| r.reactivated)),
+        ("crr", rates(&|r| r.crr())),
+        ("strict_retention", rates(&|r| r.strict_retention())),
+        ("churn_rate", rates(&|r| r.churn_rate())),
+        (
+            "revenue",
+            arc(Float64Array::from_iter_values(
+                rows.iter().map(|r| ctx.money(r.revenue)),
+            )),
+        ),
+        ("purchases", ints(&|r| r.purchases)),
     ];
-    RecordBatch::try_new(schema::arrow_schema(schema::RETENTION, &[]), cols)
-        .expect("retention columns match the documented schema")
+    Table::Retention.batch(&[], cols)
 }
 
 #[cfg(test)]

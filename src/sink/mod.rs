@@ -8,6 +8,7 @@ pub mod parquet;
 pub mod publish;
 pub mod remote;
 
+use crate::schema::Table;
 use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
@@ -24,18 +25,6 @@ pub struct PublishOptions<'a> {
     pub run_id: &'a str,
     pub zstd_level: i32,
     pub row_group_rows: usize,
-}
-
-/// Grain key of each table (for the Parquet `sorting_columns` metadata).
-pub(crate) fn sorted_by(table: &str) -> &'static [&'static str] {
-    match table {
-        "customers" => &["customer_id"],
-        "retention" => &["segment_by", "segment", "period_start"],
-        "cohorts" => &["segment_by", "segment", "cohort", "period_offset"],
-        "ltv" => &["segment_by", "segment", "cohort"],
-        "rejects" => &["source_file", "source_row"],
-        _ => &[],
-    }
 }
 
 /// One table's data for a partition.
@@ -77,7 +66,7 @@ pub enum Staged {
 pub fn stage(
     output: &Location,
     opts: &PublishOptions<'_>,
-    tables: &[(&'static str, TableData<'_>)],
+    tables: &[(Table, TableData<'_>)],
 ) -> Result<Staged, SinkError> {
     match output {
         Location::Local(root) => Ok(Staged::Local(

@@ -34,14 +34,14 @@ pub struct FileMeta<'a> {
 
 impl<'a> FileMeta<'a> {
     /// Metadata of table `table` in the publish described by `opts`.
-    pub fn for_table(table: &'a str, opts: &super::PublishOptions<'a>) -> Self {
+    pub fn for_table(table: crate::schema::Table, opts: &super::PublishOptions<'a>) -> Self {
         FileMeta {
-            table,
+            table: table.name(),
             as_of: opts.as_of,
             run_id: opts.run_id,
             zstd_level: opts.zstd_level,
             row_group_rows: opts.row_group_rows,
-            sorted_by: super::sorted_by(table),
+            sorted_by: table.sort_keys(),
         }
     }
 }

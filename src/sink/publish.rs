@@ -130,7 +130,7 @@ pub struct Published {
 pub fn publish(
     root: &Path,
     opts: &PublishOptions<'_>,
-    tables: &[(&'static str, TableData<'_>)],
+    tables: &[(crate::schema::Table, TableData<'_>)],
 ) -> Result<Published, SinkError> {
     let staging = root.join(STAGING).join(opts.run_id);
     std::fs::create_dir_all(&staging).map_err(|e| super::io(&staging, e))?;
@@ -142,7 +142,7 @@ pub fn publish(
     let partition = format!("as_of={}", opts.as_of);
     let mut staged = Vec::new();
     for (name, data) in tables {
-        let dir = staging.join(name).join(&partition);
+        let dir = staging.join(name.name()).join(&partition);
         let entry = |file: String, rows: u64, bytes: u64| FileEntry {
             path: format!("{name}/{partition}/{file}"),
             rows,
@@ -153,7 +153,7 @@ pub fn publish(
             .and_then(|_| match data {
                 TableData::Batch(batch) => {
                     let file = super::file_name(opts.run_id, None);
-                    let bytes = write(&dir.join(&file), batch, &FileMeta::for_table(name, opts))?;
+                    let bytes = write(&dir.join(&file), batch, &FileMeta::for_table(*name, opts))?;
                     Ok(vec![entry(file, batch.num_rows() as u64, bytes)])
                 }
                 TableData::Files(parts) => parts

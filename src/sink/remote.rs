@@ -144,7 +144,7 @@ type ToUpload = (std::path::PathBuf, Option<usize>, u64, u64);
 pub fn upload(
     remote: &Remote,
     opts: &PublishOptions<'_>,
-    tables: &[(&'static str, TableData<'_>)],
+    tables: &[(crate::schema::Table, TableData<'_>)],
 ) -> Result<Uploaded, SinkError> {
     let tmp = tempfile::tempdir().map_err(|e| super::io(&std::env::temp_dir(), e))?;
     let mut up = Uploaded {
@@ -190,7 +190,7 @@ pub fn upload(
         let files: Result<Vec<ToUpload>, SinkError> = match data {
             TableData::Batch(batch) => {
                 let local = tmp.path().join(format!("{name}.parquet"));
-                write(&local, batch, &FileMeta::for_table(name, opts))
+                write(&local, batch, &FileMeta::for_table(*name, opts))
                     .map(|bytes| vec![(local, None, batch.num_rows() as u64, bytes)])
             }
             TableData::Files(parts) => Ok(parts
