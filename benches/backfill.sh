@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Backfill benchmark (issue 5 target): one `run` as of the last date against a `backfill` of
+# Backfill benchmark: one `run` as of the last date against a `backfill` of
 # every month end over the generated input's 36 months, side by side in one invocation, on the
 # same file; then the same backfill without the per-customer snapshots (`--tables` all but
 # customers), and the full backfill with the lines spilled to disk in 4 customer partitions (as
 # for an input larger than memory). Then, as a floor under the full backfill, the time the job's
 # Parquet writer takes to write the backfill's customers snapshots again from memory, with nothing
 # else to do (examples/encode_floor.rs), and the same with pyarrow as the writer. Prints wall, CPU and peak RSS of each and the ratios to
-# the run, and appends them to benches/RESULTS.md.
+# the run, and prints them as a markdown table (benches/RESULTS.md keeps the current figures).
 #
 # Usage: benches/backfill.sh [ROWS] [FORMAT]     e.g. benches/backfill.sh 10000000 parquet
 set -euo pipefail
@@ -103,4 +103,4 @@ echo "$line"
   echo "| rows | format | one run (wall / CPU / peak RSS) | dates | backfill, all tables (wall / CPU / peak RSS) | backfill / run wall | floor: its customers files written alone (wall / CPU) | floor / run wall | the same floor with pyarrow (wall / CPU) | backfill without customers (wall / CPU / peak RSS) | that / run wall | spilled backfill, 4 partitions (wall / CPU / peak RSS) | that / run wall |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   echo "$line"
-} >> benches/RESULTS.md
+}

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark (issue 4): our release binary vs the same retention and cohorts tables
+# Side-by-side benchmark: our release binary vs the same retention and cohorts tables
 # computed by a hand-written DuckDB SQL script and by Python Polars (benches/reference.py), on the
 # same generated files, in one run. Checks that all three agree before reporting any time, then
-# prints wall time, CPU time and peak RSS for each, and the ratios; appends them to
-# benches/RESULTS.md.
+# prints wall time, CPU time and peak RSS for each, and the ratios, as a markdown table
+# (benches/RESULTS.md keeps the current figures).
 #
 # Usage: benches/compare.sh [ROWS] [FORMATS]     e.g. benches/compare.sh 10000000 "parquet csv"
 set -euo pipefail
@@ -52,4 +52,4 @@ done
   echo "| rows | format | ours (wall / CPU / peak RSS) | DuckDB | Polars | ours/DuckDB wall | ours/Polars wall |"
   echo "|---|---|---|---|---|---|---|"
   printf '%s\n' "${results[@]}"
-} >> benches/RESULTS.md
+}

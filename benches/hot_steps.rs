@@ -1,5 +1,5 @@
 //! criterion benches of the hot steps: field parsing, order building and the per-customer fold.
-//! `cargo bench --bench hot_steps`. Whole-run comparisons live in benches/compare.sh (issue 4).
+//! `cargo bench --bench hot_steps`. Whole-run comparisons live in benches/compare.sh.
 
 use std::hint::black_box;
 

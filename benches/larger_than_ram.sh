@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Larger-than-memory benchmark (issue 4): one `run` over a generated input whose CSV form is
+# Larger-than-memory benchmark: one `run` over a generated input whose CSV form is
 # larger than the machine's memory, with engine.memory_limit_mib = 8192, so the job spills its
 # lines to disk by customer partition. Records wall, CPU and peak RSS, the spill size, and
 # checks the output: rows_read equals the file's data lines, read = used + rejected + after
@@ -7,7 +7,7 @@
 # retention identity E = S − churned + reactivated + N on every row (pyarrow reads the files).
 # With COMPARE_IN_MEMORY=1 it also runs the same input with every line in memory
 # (engine.partitions = 1) and checks that all five tables hold the same rows (only for inputs
-# that fit in memory). Appends the figures to benches/RESULTS.md.
+# that fit in memory). Prints the figures as a markdown table.
 #
 # Usage: benches/larger_than_ram.sh [ROWS] [FORMAT] [LIMIT_MIB]
 #        e.g. benches/larger_than_ram.sh 450000000 csv 8192   (28 GB of CSV, ~40 GB of disk)
@@ -104,4 +104,4 @@ echo "$line"
   echo "| rows | format | input size | partitions | spill (compressed) | spilled run (wall / CPU / peak RSS) | in memory (wall / CPU / peak RSS) |"
   echo "|---|---|---|---|---|---|---|"
   echo "$line"
-} >> benches/RESULTS.md
+}

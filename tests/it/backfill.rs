@@ -3,11 +3,10 @@
 
 use crate::fixtures::FIXTURE_A;
 use crate::util::{
-    assert_same, killed_pid, lock_of_this_host, read_partition, Workspace, ACCOUNTING_KEYS,
-    DEFAULT_COLUMNS,
+    assert_same, killed_pid, lock_of_this_host, ok, read_partition, Workspace, ACCOUNTING_KEYS,
+    DEFAULT_COLUMNS, TABLES,
 };
 
-const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
 const MONTH_31: &str = "period = \"month\"\nchurn_window_days = 31";
 
 fn config_to(ws: &Workspace, out: &str) {
@@ -27,10 +26,6 @@ fn fixture_to(out: &str) -> Workspace {
     ws.write("tx.csv", FIXTURE_A);
     config_to(&ws, out);
     ws
-}
-
-fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Runs `backfill --config config.toml --from FROM --to TO` plus `extra` flags.

@@ -11,10 +11,9 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::servers::{self, Server, AZURITE_ACCOUNT, AZURITE_KEY};
-use crate::util::{read_partition, Workspace};
+use crate::util::{ok, read_partition, Workspace, TABLES};
 
 const AS_OF: &str = "2024-01-31";
-const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
 const COLUMNS: &str = crate::util::GEN_COLUMNS;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -101,23 +100,18 @@ fn download(store: &Arc<dyn ObjectStore>, prefix: &str, dir: &std::path::Path) {
 }
 
 fn generate(ws: &Workspace, file: &str, customers: &str, rows: &str) {
-    let out = ws.run(&[
-        "generate",
-        "--output",
+    ws.generate(
         file,
-        "--customers",
-        customers,
-        "--rows",
-        rows,
-        "--seed",
-        "5",
-        "--months",
-        "13",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[
+            "--customers",
+            customers,
+            "--rows",
+            rows,
+            "--seed",
+            "5",
+            "--months",
+            "13",
+        ],
     );
 }
 
@@ -133,17 +127,9 @@ fn run(
     ws.run_env(&["run", "--config", "config.toml", "--as-of", AS_OF], envs)
 }
 
-fn assert_ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The local run's tables, to compare against.
 fn local_tables(ws: &Workspace, input: &str) -> Vec<arrow::array::RecordBatch> {
-    assert_ok(&run(ws, input, "local_out", &[], ""));
+    ok(&run(ws, input, "local_out", &[], ""));
     TABLES
         .iter()
         .map(|t| read_partition(&ws.path(&format!("local_out/{t}/as_of={AS_OF}"))).0)
@@ -171,7 +157,7 @@ fn round_trip(
         env,
         "",
     );
-    assert_ok(&out);
+    ok(&out);
     let dir = ws.path(&format!("from_{}", base.replace([':', '/'], "_")));
     download(store, "out", &dir);
     assert_same_tables(local, &dir);
@@ -232,7 +218,7 @@ fn s3_to_s3_equals_local_with_globs_and_hive() {
     }
     put(&store, "hive/_SUCCESS", vec![]);
     for input in ["s3://cv-test/hive/region=*/*.csv", "s3://cv-test/hive"] {
-        assert_ok(&run(
+        ok(&run(
             &ws,
             input,
             "s3://cv-test/out_hive",
@@ -274,7 +260,7 @@ fn s3_multipart_output_over_10_mib() {
         &s3_env(&moto),
         "",
     );
-    assert_ok(&out);
+    ok(&out);
     let objects = list(&store, "out/customers");
     assert_eq!(objects.len(), 1);
     assert!(
@@ -320,7 +306,7 @@ fn http_input_equals_local() {
     };
     let local = local_tables(&ws, "srv/tx.csv.gz");
     let url = format!("{}/tx.csv.gz", http.endpoint());
-    assert_ok(&run(&ws, &url, "http_out", &[], ""));
+    ok(&run(&ws, &url, "http_out", &[], ""));
     assert_same_tables(&local, &ws.path("http_out"));
 }
 
@@ -333,7 +319,7 @@ fn s3_down_during_upload_keeps_previous_partition_then_rerun_completes() {
     generate(&ws, "tx.csv", "60000", "120000");
     let input = ws.path("tx.csv").display().to_string();
     let fast_fail = "[storage]\nretries = 1\nretry_timeout_secs = 3\nrequest_timeout_secs = 3\nconnect_timeout_secs = 2\n";
-    assert_ok(&run(
+    ok(&run(
         &ws,
         &input,
         "s3://flaky/out",
@@ -397,7 +383,7 @@ fn s3_down_during_upload_keeps_previous_partition_then_rerun_completes() {
     }
 
     // After recovery a rerun completes and leaves exactly the files its manifest lists.
-    assert_ok(&run(
+    ok(&run(
         &ws,
         &input,
         "s3://flaky/out",
@@ -521,7 +507,7 @@ fn s3_lock_object_blocks_a_second_writer() {
         ],
         &s3_env(&moto),
     );
-    assert_ok(&o);
+    ok(&o);
     assert!(
         !list(&store, "out").iter().any(|(k, _)| k == "out/_lock"),
         "lock released"
@@ -536,7 +522,7 @@ fn s3_lock_object_blocks_a_second_writer() {
         &["run", "--config", "config.toml", "--as-of", AS_OF],
         &s3_env(&moto),
     );
-    assert_ok(&o);
+    ok(&o);
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("holder_dead=true"),
         "{}",
@@ -622,7 +608,7 @@ fn s3_spilled_run_uploads_one_customers_file_per_partition() {
             &s3_env(&moto),
             "[engine]\npartitions = 3\n",
         );
-        assert_ok(&out);
+        ok(&out);
         assert_eq!(list(&store, "out/customers").len(), 3);
     }
     let dir = ws.path("dl");
@@ -645,7 +631,7 @@ fn s3_run_of_some_tables_keeps_the_others_listed() {
     let ws = Workspace::new();
     generate(&ws, "tx.csv", "300", "3000");
     let input = ws.path("tx.csv").display().to_string();
-    assert_ok(&run(&ws, &input, "s3://some/out", &s3_env(&moto), ""));
+    ok(&run(&ws, &input, "s3://some/out", &s3_env(&moto), ""));
     let first = manifest(&store);
     let customers = list(&store, "out/customers");
     let retention = list(&store, "out/retention");
@@ -664,7 +650,7 @@ fn s3_run_of_some_tables_keeps_the_others_listed() {
         ],
         &s3_env(&moto),
     );
-    assert_ok(&out);
+    ok(&out);
     let m = manifest(&store);
     assert_ne!(m["run_id"], first["run_id"]);
     // The customers object is the first run's, still listed, marked with its run.
@@ -729,7 +715,7 @@ fn s3_sigkill_inside_the_publish_is_undone_or_finished_by_the_next_run() {
         servers::create_bucket(&moto, &bucket);
         let store = s3_store(&moto, &bucket);
         let out_url = format!("s3://{bucket}/out");
-        assert_ok(&run(&ws, &input, &out_url, &s3_env(&moto), ""));
+        ok(&run(&ws, &input, &out_url, &s3_env(&moto), ""));
         let first = manifest(&store)["run_id"].as_str().unwrap().to_string();
         let held = crate::util::Held::start(
             &ws,
@@ -749,7 +735,7 @@ fn s3_sigkill_inside_the_publish_is_undone_or_finished_by_the_next_run() {
             &["run", "--config", "config.toml", "--as-of", "2024-02-29"],
             &s3_env(&moto),
         );
-        assert_ok(&o);
+        ok(&o);
         let (unlisted, missing) = unlisted_and_missing(&store);
         assert!(unlisted.is_empty(), "{point}: in no manifest: {unlisted:?}");
         assert!(
@@ -799,7 +785,7 @@ fn secrets_in_urls_never_reach_stderr_even_in_debug_logs() {
         "",
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_ok(&o);
+    ok(&o);
     assert!(err.contains("127.0.0.1"), "debug logs name the host: {err}");
     assert!(
         !err.contains("hunter2") && !err.contains("reader:"),

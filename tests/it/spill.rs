@@ -6,17 +6,9 @@ use arrow::array::AsArray;
 
 use crate::fixtures::FIXTURE_A;
 use crate::util::{
-    assert_same, by_customer, read_file, read_partition, Workspace, ACCOUNTING_KEYS,
-    DEFAULT_COLUMNS, GEN_COLUMNS,
+    assert_same, by_customer, ok, read_file, read_partition, Workspace, ACCOUNTING_KEYS,
+    DEFAULT_COLUMNS, GEN_COLUMNS, TABLES,
 };
-
-const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
-
-fn ok(o: &std::process::Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "{err}");
-    err
-}
 
 /// Writes `config.toml`: `inputs` into folder `out`, with these columns, metrics and [engine].
 fn write_config(

@@ -10,6 +10,16 @@ use arrow::array::{
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// Every output table's name, in publishing order (the job's `Table::ALL`, checked below).
+pub const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
+
+/// Asserts that a run of the binary succeeded (its stderr in the message) and returns stderr.
+pub fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "run failed: {err}");
+    err
+}
+
 pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
@@ -92,12 +102,7 @@ impl Workspace {
     pub fn generate(&self, file: &str, args: &[&str]) {
         let mut all = vec!["generate", "--output", file];
         all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&self.run(&all));
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -477,4 +482,13 @@ pub fn assert_manifests_cover_the_files(out: &Path) {
             "{f} is in no manifest (manifests: {runs:?})"
         );
     }
+}
+
+#[test]
+fn tables_follow_the_schema() {
+    let names: Vec<&str> = customer_value::schema::Table::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect();
+    assert_eq!(names, TABLES);
 }
