@@ -438,9 +438,12 @@ fn build_for<'l>(
                 // orders are sorted by time first and only runs of equal times again.
                 keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
                 let mut r = 0;
-                while r < keyed.len() {
+                while r + 1 < keyed.len() {
                     let t = keyed[r].0.ts_local;
-                    let end = r + keyed[r..].partition_point(|x| x.0.ts_local == t);
+                    let mut end = r + 1;
+                    while end < keyed.len() && keyed[end].0.ts_local == t {
+                        end += 1;
+                    }
                     if end - r > 1 {
                         keyed[r..end].sort_by(|(a, fa, _), (b, fb, _)| {
                             let (fa, fb) = (*fa as usize, *fb as usize);

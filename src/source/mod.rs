@@ -54,7 +54,7 @@ pub enum SourceError {
     Storage(#[from] crate::storage::StorageError),
     /// Writing or reading the spilled lines failed (the message names the spill file).
     #[error("spilling lines to disk (engine.spill_dir): {0}")]
-    Spill(String),
+    Spill(#[source] spill::SpillError),
 }
 
 /// Texts stored end to end in one string (no allocation per text), read back by position.

@@ -52,13 +52,31 @@ fn part_path(dir: &Path, p: usize) -> PathBuf {
     dir.join(format!("part-{p:05}.lines"))
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> String {
-    format!("spill file {}: {e}", path.display())
+/// Writing or reading a spill file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpillError {
+    #[error("spill file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spill file {path}: a record is truncated")]
+    Truncated { path: String },
+    #[error("internal: spilled chunks differ in their columns")]
+    Layout,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> SpillError {
+    SpillError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl Spill {
     /// Creates `n` empty partition files in a fresh folder under `parent`.
-    pub fn new(parent: &Path, n: usize, cutoffs: Vec<i64>) -> Result<Spill, String> {
+    pub fn new(parent: &Path, n: usize, cutoffs: Vec<i64>) -> Result<Spill, SpillError> {
         let dir = tempfile::Builder::new()
             .prefix("customer-value-spill-")
             .tempdir_in(parent)
@@ -103,7 +121,7 @@ impl Spill {
         lines: &mut Lines,
         n_files: usize,
         n_dims: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), SpillError> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -114,7 +132,7 @@ impl Spill {
             order_ids: !lines.order_ids.is_empty(),
         };
         if *self.layout.get_or_insert(layout) != layout {
-            return Err("internal: spilled chunks differ in their columns".into());
+            return Err(SpillError::Layout);
         }
         if self.used.len() < n_files {
             self.used.resize(n_files, vec![0; self.cutoffs.len()]);
@@ -135,7 +153,7 @@ impl Spill {
             .par_iter_mut()
             .zip(members.par_iter())
             .zip(paths.par_iter())
-            .map(|((w, idx), path)| -> Result<u64, String> {
+            .map(|((w, idx), path)| -> Result<u64, SpillError> {
                 if idx.is_empty() {
                     return Ok(0);
                 }
@@ -148,7 +166,7 @@ impl Spill {
                 w.write_all(&packed).map_err(|e| io_err(path, e))?;
                 Ok(24 + packed.len() as u64)
             })
-            .collect::<Result<Vec<u64>, String>>()?;
+            .collect::<Result<Vec<u64>, SpillError>>()?;
         self.bytes += written.iter().sum::<u64>();
         self.lines += lines.len() as u64;
         *lines = Lines::default();
@@ -156,7 +174,7 @@ impl Spill {
     }
 
     /// Flushes the files to disk: call once after the last chunk.
-    pub fn finish(&mut self) -> Result<(), String> {
+    pub fn finish(&mut self) -> Result<(), SpillError> {
         for p in 0..self.writers.len() {
             let path = self.path(p);
             self.writers[p].flush().map_err(|e| io_err(&path, e))?;
@@ -166,7 +184,7 @@ impl Spill {
 
     /// Every line of partition `p`, in input order, customers numbered within the partition
     /// (`c / n`).
-    pub fn read(&self, p: usize) -> Result<Lines, String> {
+    pub fn read(&self, p: usize) -> Result<Lines, SpillError> {
         let path = self.path(p);
         let mut out = Lines::default();
         let Some(layout) = self.layout else {
@@ -185,8 +203,9 @@ impl Spill {
             let mut packed = vec![0u8; packed_len];
             r.read_exact(&mut packed).map_err(|e| io_err(&path, e))?;
             let raw = zstd::bulk::decompress(&packed, raw_len).map_err(|e| io_err(&path, e))?;
-            decode(&raw, m, layout, &mut out)
-                .ok_or_else(|| format!("spill file {}: a record is truncated", path.display()))?;
+            decode(&raw, m, layout, &mut out).ok_or_else(|| SpillError::Truncated {
+                path: path.display().to_string(),
+            })?;
         }
         Ok(out)
     }
