@@ -23,8 +23,8 @@ use tracing::{info, info_span};
 
 use crate::config::Validated;
 use crate::schema::Table;
-use crate::sink::lock;
 use crate::sink::manifest::Manifest;
+use crate::sink::{lock, PublishOptions};
 use crate::source::{self, FileStats, Ingested};
 use crate::storage::Location;
 use crate::time::date_to_local_micros;
@@ -123,6 +123,20 @@ struct Prepared {
     pub(super) timings: Timings,
     /// Warnings for every manifest (inputs with the same content).
     pub(super) warnings: Vec<String>,
+}
+
+/// How this run writes the files of one as_of date.
+pub(super) fn publish_options<'a>(
+    cfg: &Validated,
+    as_of: &'a str,
+    run_id: &'a str,
+) -> PublishOptions<'a> {
+    PublishOptions {
+        as_of,
+        run_id,
+        zstd_level: cfg.config.output.zstd_level,
+        row_group_rows: cfg.config.output.row_group_rows,
+    }
 }
 
 /// Runs the job for one as_of date and publishes every table and the manifest.

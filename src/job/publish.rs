@@ -6,26 +6,13 @@ use tracing::info;
 
 use super::accounting::DateView;
 use super::tables::{compute_dates, Computed};
-use super::{Prepared, RunSummary, TableSet};
+use super::{publish_options, Prepared, RunSummary, TableSet};
 use crate::config::Validated;
 use crate::schema::Table;
 use crate::sink::manifest::Manifest;
-use crate::sink::{self, lock, PublishOptions, TableData};
+use crate::sink::{self, lock, TableData};
 use crate::time::Zone;
 use crate::Result;
-
-pub(super) fn publish_options<'a>(
-    cfg: &Validated,
-    as_of: &'a str,
-    run_id: &'a str,
-) -> PublishOptions<'a> {
-    PublishOptions {
-        as_of,
-        run_id,
-        zstd_level: cfg.config.output.zstd_level,
-        row_group_rows: cfg.config.output.row_group_rows,
-    }
-}
 
 /// Computes every table for one date and publishes it with its manifest.
 #[allow(clippy::too_many_arguments)]

@@ -9,8 +9,7 @@ use tracing::info;
 
 use super::accounting::DateView;
 use super::plan::memory_limit;
-use super::publish::publish_options;
-use super::{Prepared, TableSet, Timings};
+use super::{publish_options, Prepared, TableSet, Timings};
 use crate::config::Validated;
 use crate::metrics::{self, Ctx};
 use crate::schema::Table;

@@ -404,6 +404,19 @@ pub struct Ingested {
     pub money_overflow_at: Option<(String, u64)>,
 }
 
+/// A read error of `file`, its message folded to one line.
+pub(crate) fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
+    SourceError::Read {
+        file: file.display.clone(),
+        message: one_line(&e.to_string()),
+    }
+}
+
+/// `s` with every run of whitespace (newlines too) folded to one space.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 impl Ingested {
     /// Per segment column, the text-order rank of each value id (see `Dict::rank`).
     pub fn segment_ranks(&self) -> Vec<Vec<u32>> {

@@ -5,7 +5,7 @@ use polars::prelude::*;
 
 use crate::config::{ColumnsConfig, InputFormat, Validated};
 
-use super::{InputFile, SourceError};
+use super::{read_err, InputFile, SourceError};
 
 /// Canonical column names inside a batch.
 pub const ROW: &str = "__row";
@@ -79,21 +79,9 @@ pub struct Scan {
     pub records: super::records::Records,
 }
 
-/// A read error of `file`, its message folded to one line.
-pub(super) fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
-    SourceError::Read {
-        file: file.display.clone(),
-        message: one_line(&e.to_string()),
-    }
-}
-
 /// Whether a read failed because CSV text was not valid UTF-8 (polars' message for it).
 pub fn is_not_utf8(message: &str) -> bool {
     message.contains("invalid utf-8 sequence")
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn is_http(url: &str) -> bool {

@@ -14,8 +14,7 @@ use rayon::prelude::*;
 
 use crate::config::{InputFormat, Validated};
 
-use super::read::read_err;
-use super::{InputFile, SourceError};
+use super::{read_err, InputFile, SourceError};
 
 /// Bytes read at a time.
 const BLOCK: usize = 16 << 20;
