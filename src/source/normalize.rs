@@ -21,8 +21,8 @@ use super::parse::{self, MoneyError, Ts};
 use super::read::{self, MoneyKind, Scan, TsKind};
 use super::records::Mark;
 use super::{
-    spill::Spill, Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError, ROW_ORDER_BASE,
-    UNKNOWN_SEGMENT,
+    one_line, spill::Spill, Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError,
+    ROW_ORDER_BASE, UNKNOWN_SEGMENT,
 };
 
 /// Lines held in memory before they are moved to the spill (about 60 bytes each).
@@ -838,10 +838,6 @@ fn trim(s: &str) -> &str {
 /// usual case, cannot).
 fn replaced(s: &str) -> bool {
     !s.is_ascii() && s.contains('\u{FFFD}')
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
