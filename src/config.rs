@@ -130,6 +130,7 @@ pub struct SpendConfig {
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
     /// Files, glob patterns or folders (read recursively; `key=value` folders become columns).
+    #[serde(default)]
     pub paths: Vec<String>,
     /// `auto` (by file extension), `csv`, `parquet` or `ndjson`.
     #[serde(default)]
@@ -380,9 +381,19 @@ impl Config {
 
     /// Checks every rule and reports all problems at once.
     pub fn validate(self) -> Result<Validated, ConfigError> {
+        self.check(true)
+    }
+
+    /// `validate` for a computation that is handed its lines (the library API): input.paths
+    /// may be empty.
+    pub(crate) fn validate_lines(self) -> Result<Validated, ConfigError> {
+        self.check(false)
+    }
+
+    fn check(self, reads_files: bool) -> Result<Validated, ConfigError> {
         let mut problems = self.pending.clone();
         let i = &self.input;
-        if i.paths.is_empty() {
+        if reads_files && i.paths.is_empty() {
             problems.push("input.paths: must list at least one file, glob or folder".to_string());
         }
         if i.paths.iter().any(|p| p.trim().is_empty()) {

@@ -3,6 +3,7 @@
 //! config → source (read + normalize) → orders → metrics (one file per table) → sink.
 
 pub mod alloc;
+pub mod api;
 pub mod cancel;
 pub mod cli;
 pub mod compute;
@@ -21,4 +22,5 @@ pub mod storage;
 pub(crate) mod testhook;
 pub mod time;
 
+pub use api::{ApiError, Computation, Partial, PartialBatches, Table, Tables};
 pub use error::{Error, Result};

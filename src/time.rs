@@ -93,6 +93,11 @@ pub fn date_to_local_micros(d: NaiveDate) -> i64 {
     (d - epoch()).num_days() * MICROS_PER_DAY
 }
 
+/// The date `days` after 1970-01-01; None beyond chrono's calendar.
+pub fn days_to_date(days: i64) -> Option<NaiveDate> {
+    epoch().checked_add_signed(Duration::try_days(days)?)
+}
+
 /// Local date of a local wall-clock time.
 pub fn local_micros_to_date(us: i64) -> NaiveDate {
     epoch() + Duration::days(us.div_euclid(MICROS_PER_DAY))

@@ -42,7 +42,7 @@ pub struct CustomerRow {
 }
 
 /// `Acc::cohort_at` of a (slot, cohort) without customers.
-const NO_COHORT: u32 = u32::MAX;
+pub(crate) const NO_COHORT: u32 = u32::MAX;
 
 /// Additive accumulators of one customer shard; shards merge by addition.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub struct CohortAcc {
 }
 
 impl CohortAcc {
-    fn new(len: usize) -> Self {
+    pub(crate) fn new(len: usize) -> Self {
         CohortAcc {
             size: 0,
             active: vec![0; len],

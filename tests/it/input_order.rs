@@ -9,7 +9,7 @@ const COMPARED: [&str; 4] = ["customers", "retention", "cohorts", "ltv"];
 const HEADER: &str = "customer_id,order_id,ts,amount,channel,region";
 
 /// A small deterministic generator (64-bit LCG, top bits), so the test needs no seed file.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
@@ -20,7 +20,7 @@ impl Lcg {
         (self.0 >> 33) % n
     }
 
-    fn shuffle<T>(&mut self, v: &mut [T]) {
+    pub(crate) fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             v.swap(i, self.next(i as u64 + 1) as usize);
         }
@@ -32,7 +32,7 @@ impl Lcg {
 /// have lines at the same instant in different channels and regions; some lines have no
 /// order_id (each its own order, tied with others at the same instant); some orders get a
 /// refund line a few days later (netted into the order, restating it for earlier dates).
-fn lines() -> Vec<String> {
+pub(crate) fn lines() -> Vec<String> {
     let mut rng = Lcg(7);
     let channels = ["web", "app", "store"];
     let regions = ["emea", "na", "apac", "latam"];

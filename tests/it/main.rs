@@ -1,5 +1,6 @@
 //! Integration tests: run the real binary on temp dirs and read what it wrote.
 
+mod api;
 mod backfill;
 mod bad_input;
 mod faults;
