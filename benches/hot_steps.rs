@@ -1,27 +1,23 @@
-//! criterion benches of the hot steps: field parsing, order building and the per-customer fold.
+//! criterion benches of the hot steps: field parsing, and a partition's fold and finish
+//! through the library API (ingest, orders, the per-customer fold; then scores and tables).
 //! `cargo bench --bench hot_steps`. Whole-run comparisons live in benches/compare.sh.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
+use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use customer_value::compute;
-use customer_value::config::Config;
-use customer_value::metrics::{self, Ctx};
-use customer_value::orders;
-use customer_value::source::parse::{parse_money, parse_ts_iso};
-use customer_value::source::{Dict, Ingested, Lines};
-use customer_value::time::MICROS_PER_DAY;
+use customer_value::bench::{parse_money, parse_ts_iso};
+use customer_value::Computation;
 
 const N: usize = 200_000;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-fn synthetic() -> Ingested {
-    let mut ing = Ingested {
-        segments: vec![Dict::default()],
-        ..Default::default()
-    };
-    let mut lines = Lines::default();
+/// N lines of 20 000 customers over 700 days from 2023-01-01, two lines per order, one
+/// segment column.
+fn synthetic(job: &Computation) -> RecordBatch {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = || {
         state ^= state << 13;
@@ -30,20 +26,26 @@ fn synthetic() -> Ingested {
         state
     };
     let base = 19_358 * MICROS_PER_DAY; // 2023-01-01
+    let (mut cust, mut order, mut ts, mut amount, mut channel) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for i in 0..N {
-        let c = next() % 20_000;
-        lines.cust.push(ing.customers.intern(&format!("C{c}")));
-        lines.order.push(i as u64 / 2);
-        let ts = base + (next() % (700 * MICROS_PER_DAY as u64)) as i64;
-        lines.ts_utc.push(ts);
-        lines.ts_local.push(ts);
-        lines.amount.push((next() % 10_000) as i64 - 500);
-        lines
-            .seg
-            .push(ing.segments[0].intern(["web", "app", "store"][(next() % 3) as usize]));
+        cust.push(format!("C{}", next() % 20_000));
+        order.push(format!("O{}", i / 2));
+        ts.push(base + (next() % (700 * MICROS_PER_DAY as u64)) as i64);
+        amount.push((next() % 10_000) as i64 - 500);
+        channel.push(["web", "app", "store"][(next() % 3) as usize]);
     }
-    ing.lines = lines;
-    ing
+    RecordBatch::try_new(
+        job.lines_schema(),
+        vec![
+            Arc::new(StringArray::from(cust)),
+            Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
+            Arc::new(Int64Array::from(amount)),
+            Arc::new(StringArray::from(order)),
+            Arc::new(StringArray::from(channel)),
+        ],
+    )
+    .expect("lines match the schema")
 }
 
 fn bench(c: &mut Criterion) {
@@ -75,45 +77,20 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let ing = synthetic();
-    let cfg = Config::from_toml(
-        "[input]\npaths=[\"x\"]\n[input.columns]\ncustomer_id=\"c\"\nts=\"t\"\namount=\"a\"\nsegments=[\"channel\"]\n",
+    let job = Computation::from_toml(
+        "[input.columns]\ncustomer_id=\"c\"\nts=\"t\"\namount=\"a\"\norder_id=\"o\"\nsegments=[\"channel\"]\n",
+        NaiveDate::from_ymd_opt(2024, 12, 31).expect("a date"),
     )
-    .unwrap()
-    .validate()
-    .unwrap();
-    let as_of = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+    .expect("a valid config");
+    let lines = [synthetic(&job)];
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("orders_build", |b| {
-        b.iter(|| orders::build(black_box(&ing.lines), ing.customers.len(), 1))
+    g.bench_function("fold", |b| {
+        b.iter(|| job.fold(black_box(&lines)).expect("fold"))
     });
-    let built = orders::build(&ing.lines, ing.customers.len(), 1);
-    let ord = built.at(i64::MAX);
-    let ctx = Ctx::new(&cfg, as_of, &ing, &ord);
-    g.bench_function("customer_fold", |b| {
-        b.iter(|| metrics::fold_all(black_box(&ord), &ctx))
-    });
-    g.bench_function("all_tables", |b| {
-        b.iter(|| {
-            let mut batch = None;
-            let merged = compute::compute_dates(
-                &compute::InMemory(&built),
-                std::slice::from_ref(&ctx),
-                &[i64::MAX],
-                true,
-                &mut |_, _, rows| {
-                    batch = Some(metrics::customers::table(rows, &ing, &ctx));
-                    Ok(())
-                },
-            )
-            .unwrap();
-            let customers = batch.unwrap();
-            merged
-                .into_iter()
-                .map(|m| m.tables(&ctx, &[], customers.clone()))
-                .collect::<Vec<_>>()
-        })
+    let partial = job.fold(&lines).expect("fold");
+    g.bench_function("finish", |b| {
+        b.iter(|| job.finish(black_box(partial.clone())).expect("finish"))
     });
     g.finish();
 }

@@ -13,8 +13,7 @@ use std::time::Instant;
 
 use arrow::array::{RecordBatch, RecordBatchReader};
 use arrow::compute::concat_batches;
-use customer_value::sink::parquet::{write, FileMeta};
-use customer_value::sink::PublishOptions;
+use customer_value::bench::write_as_customers;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// User plus system CPU seconds of this process so far.
@@ -49,19 +48,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("usage: encode_floor OUT_DIR FILE... (no file given)".into());
     }
     let rows: usize = tables.iter().map(RecordBatch::num_rows).sum();
-    // The settings a run writes the customers table with: the configuration's defaults.
-    let output = customer_value::config::OutputConfig::default();
-    let opts = PublishOptions {
-        as_of: "2025-12-31",
-        run_id: "encode-floor",
-        zstd_level: output.zstd_level,
-        row_group_rows: output.row_group_rows,
-    };
-    let meta = FileMeta::for_table(customer_value::schema::Table::Customers, &opts);
     let target = out.join("floor.parquet");
     let (start, cpu) = (Instant::now(), cpu_seconds());
     for table in &tables {
-        write(&target, table, &meta)?;
+        write_as_customers(&target, table)?;
     }
     let (wall, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     std::fs::remove_file(&target)?;

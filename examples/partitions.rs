@@ -17,7 +17,7 @@ use arrow::compute::{filter_record_batch, kernels::cmp::eq};
 use arrow::datatypes::{Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::NaiveDate;
-use customer_value::config::Config;
+use customer_value::Config;
 use customer_value::{Computation, Partial, Table};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 

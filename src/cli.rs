@@ -337,8 +337,32 @@ fn load_with_as_of(
     }
 }
 
+/// The binary's whole life after the allocator: parse flags, set threads and logging, install
+/// the signal handler, run, print one error line to stderr and return the documented exit code
+/// (0 ok, 1 run failed and a retry may help, 2 usage or config error, 3 the data failed its
+/// checks).
+pub fn main() -> std::process::ExitCode {
+    let cli = <Cli as clap::Parser>::parse();
+    if let Some(n) = cli.threads.filter(|&n| n > 0) {
+        // Both pools read these before their first use.
+        std::env::set_var("POLARS_MAX_THREADS", n.to_string());
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    init_logging(cli.log_format);
+    crate::signals::install();
+    match execute(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_line(&format!("{e:#}")));
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// Executes the parsed command.
-pub fn execute(cli: Cli) -> Result<()> {
+fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
             let (cfg, as_of) = load_with_as_of(&args.config, args.as_of.as_deref())?;

@@ -1,26 +1,63 @@
 //! customer-value: transaction exports in, customer-value tables (customers, retention, cohorts,
 //! ltv, rejects) and a run manifest out. The modules follow the pipeline:
 //! config → source (read + normalize) → orders → metrics (one file per table) → sink.
+//!
+//! The public surface is the engine-agnostic [`api`]: fold Arrow lines of one customer partition
+//! into a [`Partial`], merge partials, finish the tables. Everything else is the command-line
+//! job and private to the crate.
 
-pub mod alloc;
 pub mod api;
-pub mod cancel;
-pub mod cli;
-pub mod compute;
-pub mod config;
-pub mod error;
-pub mod generate;
-pub mod job;
-pub mod metrics;
-pub mod orders;
-pub mod progress;
-pub mod schema;
-pub mod signals;
-pub mod sink;
-pub mod source;
-pub mod storage;
-pub(crate) mod testhook;
-pub mod time;
+mod cancel;
+mod cli;
+mod compute;
+mod config;
+mod error;
+mod generate;
+mod job;
+mod metrics;
+mod orders;
+mod progress;
+mod schema;
+mod signals;
+mod sink;
+mod source;
+mod storage;
+mod testhook;
+mod time;
 
-pub use api::{ApiError, Computation, Partial, PartialBatches, Table, Tables};
-pub use error::{Error, Result};
+pub use api::{ApiError, Computation, Config, ConfigError, Partial, PartialBatches, Table, Tables};
+use error::{Error, Result};
+
+/// The `customer-value` binary's entry point (`src/main.rs` adds only the allocator).
+#[doc(hidden)]
+pub use cli::main as cli_main;
+
+/// What the criterion benches and `examples/encode_floor.rs` measure that the API does not
+/// expose: the field parsers and the job's Parquet writer. Not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    use std::path::Path;
+
+    use arrow::array::RecordBatch;
+
+    pub use crate::source::parse::{parse_money, parse_ts_iso};
+
+    /// Writes `batch` to `target` as a run writes its customers table: the configuration's
+    /// default compression and row-group size, the job's file metadata.
+    pub fn write_as_customers(
+        target: &Path,
+        batch: &RecordBatch,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let output = crate::config::OutputConfig::default();
+        let opts = crate::sink::PublishOptions {
+            as_of: "2025-12-31",
+            run_id: "encode-floor",
+            zstd_level: output.zstd_level,
+            row_group_rows: output.row_group_rows,
+        };
+        let meta =
+            crate::sink::parquet::FileMeta::for_table(crate::schema::Table::Customers, &opts);
+        crate::sink::parquet::write(target, batch, &meta)?;
+        Ok(())
+    }
+}

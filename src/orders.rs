@@ -88,6 +88,7 @@ impl Orders {
         &self.orders[self.start[c]..self.start[c + 1]]
     }
 
+    #[cfg(test)]
     /// Segment ids of customer `c`'s orders (`n_dims` per order).
     pub fn seg_of(&self, c: usize) -> &[u32] {
         &self.seg[self.start[c] * self.n_dims..self.start[c + 1] * self.n_dims]
@@ -156,11 +157,13 @@ impl<'a> AsOf<'a> {
         (Cow::Owned(own), seg)
     }
 
+    #[cfg(test)]
     /// Local time of the earliest order before the cutoff (the earliest of all, if before it).
     pub fn earliest(&self) -> Option<i64> {
         self.orders.earliest.filter(|&t| t < self.cutoff)
     }
 
+    #[cfg(test)]
     /// Number of orders before the cutoff.
     pub fn count(&self) -> usize {
         (0..self.n_customers())
@@ -176,6 +179,7 @@ impl<'a> AsOf<'a> {
 /// Customers per parallel shard.
 const SHARD: usize = 4096;
 
+#[cfg(test)]
 /// Builds the orders of `n_customers` customers from their lines.
 pub fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
     build_for(lines, n_customers, n_dims, &[], i64::MAX, &[], None)

@@ -172,10 +172,6 @@ impl Zone {
         self.is_utc
     }
 
-    pub fn tz(&self) -> Tz {
-        self.tz
-    }
-
     /// UTC instant (µs) → local wall-clock (µs).
     pub fn utc_to_local(&self, utc_us: i64) -> i64 {
         if self.is_utc {
@@ -304,6 +300,7 @@ impl Frame {
         }
     }
 
+    #[cfg(test)]
     /// Local µs of the cutoff: transactions at or after it are after as_of.
     pub fn cutoff(&self) -> i64 {
         self.boundaries[self.n_periods]

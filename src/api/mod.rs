@@ -67,10 +67,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::{Duration, NaiveDate};
 
+pub use crate::config::{Config, ConfigError};
 pub use crate::schema::Table;
 pub use partial::{Partial, PartialBatches};
 
-use crate::config::{Config, ConfigError, Validated};
+use crate::config::Validated;
 use crate::metrics::{self, rfm, Ctx, CustomerRow};
 use crate::source::{Dict, Ingested};
 use crate::time::date_to_local_micros;

@@ -152,13 +152,6 @@ impl Sums {
     }
 }
 
-/// Groups acquired customers by segment (and segment × cohort).
-pub fn groups(rows: &[CustomerRow], ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
-    let mut sums = Sums::new(ctx);
-    sums.add(rows, ctx);
-    sums.named(ctx)
-}
-
 /// Spend (minor units) behind a row: the cohort's period, or every period for the segment row;
 /// None when the spend file has nothing for that segment.
 fn spend_for(ctx: &Ctx, (by, seg, cohort): &Key) -> Option<i64> {
@@ -177,11 +170,6 @@ fn spend_for(ctx: &Ctx, (by, seg, cohort): &Key) -> Option<i64> {
             found.then_some(total)
         }
     }
-}
-
-/// Builds the ltv table.
-pub fn table(rows: &[CustomerRow], ctx: &Ctx) -> RecordBatch {
-    table_of(&groups(rows, ctx), ctx)
 }
 
 /// Builds the ltv table from its groups.

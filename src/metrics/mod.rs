@@ -4,6 +4,8 @@
 pub mod cohorts;
 pub mod customers;
 pub mod fold;
+#[cfg(test)]
+mod invariants;
 pub mod ltv;
 pub mod rejects;
 pub mod retention;
@@ -49,6 +51,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    #[cfg(test)]
     pub fn new(cfg: &Validated, as_of: NaiveDate, ingested: &Ingested, orders: &AsOf) -> Self {
         Self::with_earliest(cfg, as_of, ingested, orders.earliest())
     }
@@ -120,10 +123,6 @@ impl Slots {
 
     pub fn len(&self) -> usize {
         self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
     }
 
     /// Slot ids sorted by (segment_by, segment), the grain-key order of the tables.
@@ -201,10 +200,6 @@ impl Cells {
         self.n
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
     /// The slots of each cell, when cells are combinations (None: cells are the slots).
     pub fn slots_of(&self) -> Option<&[Vec<u32>]> {
         (!self.strides.is_empty()).then_some(&self.slots_of[..])
@@ -258,6 +253,7 @@ impl Tables {
 /// Customers per parallel fold shard.
 const SHARD: usize = 2048;
 
+#[cfg(test)]
 /// Runs the fold over all customers in parallel and returns the per-customer rows (in the
 /// orders' customer layout) and the merged accumulators.
 pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {

@@ -3,6 +3,8 @@
 //! reject with a reason, or counts it as after as_of. Nothing is dropped silently.
 
 pub mod files;
+#[cfg(test)]
+mod fuzz;
 pub mod normalize;
 pub mod parse;
 pub mod read;
@@ -158,10 +160,6 @@ impl Dict {
         self.values.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// Values in id order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len() as u32).map(|id| self.get(id))
@@ -224,10 +222,6 @@ impl ShardedDict {
     /// Size of the id space (ids are below this).
     pub fn len(&self) -> usize {
         self.shards.iter().map(Dict::len).max().unwrap_or(0) * SHARDS
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(Dict::is_empty)
     }
 
     /// Number of distinct customers interned.

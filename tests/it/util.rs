@@ -486,7 +486,7 @@ pub fn assert_manifests_cover_the_files(out: &Path) {
 
 #[test]
 fn tables_follow_the_schema() {
-    let names: Vec<&str> = customer_value::schema::Table::ALL
+    let names: Vec<&str> = customer_value::Table::ALL
         .iter()
         .map(|t| t.name())
         .collect();

@@ -1,13 +1,13 @@
 //! Fuzzing with proptest, outside CI (the tests are ignored there): random CSV and NDJSON bytes
 //! through the real record check, reader and normalizer, and random TOML through the config
 //! parser. Run for as long as wanted with, e.g.,
-//! `CUSTOMER_VALUE_FUZZ_CASES=200000 cargo test --test it fuzz -- --ignored`.
+//! `CUSTOMER_VALUE_FUZZ_CASES=200000 cargo test --lib fuzz -- --ignored`.
 //! Each case checks: no panic, the row accounting closes, every physical line of a CSV is a row
 //! or a blank line (none swallowed), and every error is one line naming the file.
 
-use customer_value::config::{Config, InputFormat};
-use customer_value::source::{self, IngestOptions};
-use customer_value::time::{date_to_local_micros, Zone};
+use crate::config::{Config, InputFormat};
+use crate::source::{self, IngestOptions};
+use crate::time::{date_to_local_micros, Zone};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -77,7 +77,7 @@ fn ndjson_line() -> impl Strategy<Value = String> {
     ]
 }
 
-fn config(path: &str, extra: &str, csv_extra: &str) -> customer_value::config::Validated {
+fn config(path: &str, extra: &str, csv_extra: &str) -> crate::config::Validated {
     let text = format!(
         "[input]\npaths = [{path:?}]\nmax_reject_ratio = 1.0\n{extra}\n[input.csv]\n{csv_extra}\n[input.columns]\ncustomer_id = \"customer_id\"\nts = \"ts\"\namount = \"amount\"\norder_id = \"order_id\"\nsegments = [\"channel\"]\n"
     );
@@ -121,7 +121,7 @@ fn read(
             }
         }
         Err(e) => {
-            let line = customer_value::cli::error_line(&e.to_string());
+            let line = crate::cli::error_line(&e.to_string());
             prop_assert!(line.chars().count() < 500);
             prop_assert!(line.contains(name), "names the file: {}", line);
         }

@@ -5,17 +5,17 @@
 use chrono::NaiveDate;
 use proptest::prelude::*;
 
-use customer_value::compute::{self, Partitions};
-use customer_value::config::Config;
-use customer_value::metrics::{self, cohorts, retention, Ctx};
-use customer_value::orders;
-use customer_value::source::{Dict, Ingested, Lines, ROW_ORDER_BASE, UNKNOWN_SEGMENT};
-use customer_value::time::{date_to_local_micros, MICROS_PER_DAY};
+use crate::compute::{self, Partitions};
+use crate::config::Config;
+use crate::metrics::{self, cohorts, retention, Ctx};
+use crate::orders;
+use crate::source::{Dict, Ingested, Lines, ROW_ORDER_BASE, UNKNOWN_SEGMENT};
+use crate::time::{date_to_local_micros, MICROS_PER_DAY};
 
 /// (customer, order, day offset, minute, amount in cents, segment value or None)
 type RawLine = (u8, u8, u16, u16, i32, Option<u8>);
 
-fn config(period: &str, window: u32, assignment: &str) -> customer_value::config::Validated {
+fn config(period: &str, window: u32, assignment: &str) -> crate::config::Validated {
     Config::from_toml(&format!(
         "[input]\npaths=[\"x\"]\n[input.columns]\ncustomer_id=\"c\"\nts=\"t\"\namount=\"a\"\norder_id=\"o\"\nsegments=[\"channel\"]\n[metrics]\nperiod=\"{period}\"\nchurn_window_days={window}\nsegment_assignment=\"{assignment}\"\n"
     ))
@@ -202,8 +202,8 @@ impl Partitions for Permuted {
     fn each(
         &self,
         _cutoffs: &[i64],
-        f: &mut (dyn FnMut(usize, &orders::Orders) -> customer_value::Result<()> + Send),
-    ) -> customer_value::Result<()> {
+        f: &mut (dyn FnMut(usize, &orders::Orders) -> crate::Result<()> + Send),
+    ) -> crate::Result<()> {
         for &p in &self.visit {
             f(p, &self.orders[p])?;
         }
