@@ -16,11 +16,11 @@ const NAMES: [&str; 4] = ["", "SIGTERM", "SIGINT", "SIGHUP"];
 /// Why a run stopped early: a signal asked it to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("stopped by {0}; a publish under way was finished first (its date is published); the output lock is released and nothing that was not yet published is kept")]
-pub struct Stopped(pub &'static str);
+pub(crate) struct Stopped(pub &'static str);
 
 /// Records a stop request for `signal` ("SIGTERM", "SIGINT" or "SIGHUP"; others count as
 /// SIGTERM). The first request wins.
-pub fn request(signal: &str) {
+pub(crate) fn request(signal: &str) {
     let code = NAMES
         .iter()
         .position(|&n| n == signal)
@@ -30,7 +30,7 @@ pub fn request(signal: &str) {
 }
 
 /// Fails once a stop was requested.
-pub fn check() -> Result<(), Stopped> {
+pub(crate) fn check() -> Result<(), Stopped> {
     match REQUESTED.load(Ordering::SeqCst) {
         0 => Ok(()),
         code => Err(Stopped(NAMES[code as usize])),

@@ -14,7 +14,7 @@ use crate::time::Period;
 use crate::{schema, Result};
 
 /// Default config path when --config is not given.
-pub const DEFAULT_CONFIG: &str = "config/default.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "config/default.toml";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +22,7 @@ pub const DEFAULT_CONFIG: &str = "config/default.toml";
     version,
     about = "Customer retention (CRR), LTV/CLV, churn cohorts and per-customer tables from transaction exports, per segment."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log format on stderr.
     #[arg(
         long,
@@ -40,13 +40,13 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Compute every table for one as_of date and publish it.
     Run(RunArgs),
     /// Publish one partition per as_of date in a range, reading the inputs once.
@@ -62,7 +62,7 @@ pub enum Command {
 
 /// Flags that locate and override the configuration.
 #[derive(Debug, Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// Config file (TOML).
     #[arg(long, env = "CUSTOMER_VALUE_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
@@ -78,7 +78,7 @@ pub struct ConfigArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// As-of date YYYY-MM-DD (default: yesterday in the configured timezone).
@@ -89,7 +89,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// As-of date YYYY-MM-DD the rows are checked as of (default: yesterday in the configured
@@ -99,7 +99,7 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BackfillArgs {
+pub(crate) struct BackfillArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// First date of the range (YYYY-MM-DD).
@@ -117,7 +117,7 @@ pub struct BackfillArgs {
 
 /// Flags of the commands that publish partitions (`run`, `backfill`).
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// Never show a progress bar.
     #[arg(long, env = "CUSTOMER_VALUE_NO_PROGRESS", value_parser = BoolishValueParser::new())]
     pub no_progress: bool,
@@ -148,7 +148,7 @@ impl PublishArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Every {
+pub(crate) enum Every {
     Day,
     Week,
     Month,
@@ -157,7 +157,7 @@ pub enum Every {
 }
 
 #[derive(Debug, Args)]
-pub struct SchemaArgs {
+pub(crate) struct SchemaArgs {
     /// Output format.
     #[arg(
         long,
@@ -169,13 +169,13 @@ pub struct SchemaArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SchemaFormat {
+pub(crate) enum SchemaFormat {
     Markdown,
     Json,
 }
 
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     /// Output file (`.csv`, `.csv.gz`, `.csv.zst` or `.parquet`).
     #[arg(long, env = "CUSTOMER_VALUE_GEN_OUTPUT")]
     pub output: PathBuf,
@@ -215,7 +215,7 @@ pub struct GenerateArgs {
 
 impl ConfigArgs {
     /// Loads the file, applies the flags, validates everything.
-    pub fn load(&self) -> std::result::Result<Validated, ConfigError> {
+    pub(crate) fn load(&self) -> std::result::Result<Validated, ConfigError> {
         let mut cfg = Config::from_file(&self.config)?;
         if !self.inputs.is_empty() {
             cfg.input.paths = self.inputs.clone();
@@ -236,7 +236,7 @@ const MAX_ERROR_CHARS: usize = 480;
 
 /// The one stderr line of an error: whitespace folded, URLs redacted, at most
 /// `MAX_ERROR_CHARS` characters.
-pub fn error_line(message: &str) -> String {
+pub(crate) fn error_line(message: &str) -> String {
     let line =
         crate::storage::redact_text(&message.split_whitespace().collect::<Vec<_>>().join(" "));
     match line.char_indices().nth(MAX_ERROR_CHARS) {
@@ -281,7 +281,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
 }
 
 /// Sets up logging on stderr.
-pub fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOMER_VALUE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a scheduler's log file (Airflow, cron mail) would otherwise

@@ -19,7 +19,7 @@ use crate::source::Reject;
 use crate::Result;
 
 /// Customer partitions, each of which can be built into orders (again, for the second pass).
-pub trait Partitions: Sync {
+pub(crate) trait Partitions: Sync {
     /// Number of partitions.
     fn count(&self) -> usize;
 
@@ -34,7 +34,7 @@ pub trait Partitions: Sync {
 }
 
 /// Every customer in one partition whose orders are already built.
-pub struct InMemory<'a>(pub &'a Orders);
+pub(crate) struct InMemory<'a>(pub &'a Orders);
 
 impl Partitions for InMemory<'_> {
     fn count(&self) -> usize {
@@ -53,7 +53,7 @@ impl Partitions for InMemory<'_> {
 /// What one partition contributes to one date's tables before RFM scoring: the retention and
 /// cohort sums, its customers' RFM measures and (kept only when needed) its customer rows,
 /// unscored, in the parallel fold's pieces.
-pub struct Partial {
+pub(crate) struct Partial {
     pub acc: Acc,
     pub keys: rfm::Keys,
     pub rows: Vec<Vec<CustomerRow>>,
@@ -61,7 +61,13 @@ pub struct Partial {
 
 /// Folds the customers of one partition as of `ctx`'s date (the orders viewed at `cutoff`),
 /// numbering them back into the whole base (see [`Partitions::each`]).
-pub fn fold(orders: &Orders, cutoff: i64, ctx: &Ctx, partition: usize, count: usize) -> Partial {
+pub(crate) fn fold(
+    orders: &Orders,
+    cutoff: i64,
+    ctx: &Ctx,
+    partition: usize,
+    count: usize,
+) -> Partial {
     let (mut rows, acc) = metrics::fold_parts(&orders.at(cutoff), ctx);
     if count > 1 {
         for r in rows.iter_mut().flatten() {
@@ -76,7 +82,7 @@ pub fn fold(orders: &Orders, cutoff: i64, ctx: &Ctx, partition: usize, count: us
 }
 
 /// One date's sums after the second pass: every table but customers follows from them.
-pub struct Merged {
+pub(crate) struct Merged {
     pub acc: Acc,
     pub sums: ltv::Sums,
     pub n_customers: u64,
@@ -93,7 +99,7 @@ impl Merged {
 
     /// Adds a partition's partial, scoring its rows against the whole base's `scorer`; the
     /// scored rows stay in `partial`.
-    pub fn add(&mut self, partial: &mut Partial, scorer: &rfm::Scorer, ctx: &Ctx) {
+    pub(crate) fn add(&mut self, partial: &mut Partial, scorer: &rfm::Scorer, ctx: &Ctx) {
         let acc = std::mem::replace(&mut partial.acc, Acc::new(ctx));
         self.acc.merge(acc);
         self.sums
@@ -103,7 +109,12 @@ impl Merged {
 
     /// The tables of the date; customers empty (its rows went to the caller partition by
     /// partition, see [`compute_dates`]).
-    pub fn tables(self, ctx: &Ctx, rejected: &[Reject], customers: RecordBatch) -> metrics::Tables {
+    pub(crate) fn tables(
+        self,
+        ctx: &Ctx,
+        rejected: &[Reject],
+        customers: RecordBatch,
+    ) -> metrics::Tables {
         metrics::Tables {
             customers,
             retention: retention::table(&self.acc, ctx),
@@ -117,7 +128,8 @@ impl Merged {
 }
 
 /// Receives the scored customer rows of (date, partition).
-pub type CustomersSink<'a> = dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Result<()> + Send + 'a;
+pub(crate) type CustomersSink<'a> =
+    dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Result<()> + Send + 'a;
 
 /// Computes the sums of every date (`ctxs[d]` as of `cutoffs[d]`, ascending) over every
 /// partition, in two passes however many dates. `customers(d, p, rows)` receives each
@@ -125,7 +137,7 @@ pub type CustomersSink<'a> = dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Resul
 /// `with_customers` is false. The first pass holds every date's RFM measures
 /// ([`KEY_BYTES_PER_CUSTOMER_AND_DATE`] per customer and date), so callers size the batch of
 /// dates to their memory.
-pub fn compute_dates(
+pub(crate) fn compute_dates(
     parts: &dyn Partitions,
     ctxs: &[Ctx],
     cutoffs: &[i64],
@@ -176,4 +188,4 @@ pub fn compute_dates(
 
 /// Bytes the first pass of [`compute_dates`] holds per customer and date: the three RFM
 /// measures.
-pub const KEY_BYTES_PER_CUSTOMER_AND_DATE: u64 = 24;
+pub(crate) const KEY_BYTES_PER_CUSTOMER_AND_DATE: u64 = 24;

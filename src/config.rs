@@ -331,18 +331,18 @@ fn default_lock_timeout() -> u64 {
 
 /// Shortest lock lease: the holder renews every quarter of it, so a lease shorter than a
 /// minute would be lost to one slow write to an object store.
-pub const MIN_LOCK_TIMEOUT_MINUTES: u64 = 1;
+pub(crate) const MIN_LOCK_TIMEOUT_MINUTES: u64 = 1;
 
 /// Earliest and latest as_of dates (and backfill ends): transactions before 1900 are rejected,
 /// and dates after 9999 are beyond Parquet readers' calendars.
-pub const FIRST_YEAR: i32 = 1900;
-pub const LAST_YEAR: i32 = 9999;
+pub(crate) const FIRST_YEAR: i32 = 1900;
+pub(crate) const LAST_YEAR: i32 = 9999;
 fn default_row_group_rows() -> usize {
     1 << 20
 }
 
 /// Most customer partitions a run may spill to (each holds one open file while reading).
-pub const MAX_PARTITIONS: usize = 1024;
+pub(crate) const MAX_PARTITIONS: usize = 1024;
 
 /// A configuration that passed validation, with its parsed values ready for the job.
 #[derive(Debug, Clone)]
@@ -559,13 +559,13 @@ impl Config {
 
 /// Parses an as-of date given on the command line or in the environment: YYYY-MM-DD with a
 /// year from `FIRST_YEAR` to `LAST_YEAR`.
-pub fn parse_as_of(text: &str) -> Result<NaiveDate, ConfigError> {
+pub(crate) fn parse_as_of(text: &str) -> Result<NaiveDate, ConfigError> {
     parse_date("as_of", text)
 }
 
 /// Parses a date flag (`what` names it in the error): YYYY-MM-DD, years `FIRST_YEAR` to
 /// `LAST_YEAR` (date arithmetic near chrono's limits would overflow).
-pub fn parse_date(what: &str, text: &str) -> Result<NaiveDate, ConfigError> {
+pub(crate) fn parse_date(what: &str, text: &str) -> Result<NaiveDate, ConfigError> {
     let t = text.trim();
     let shaped = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
     match NaiveDate::parse_from_str(t, "%Y-%m-%d") {

@@ -3,11 +3,11 @@
 use thiserror::Error;
 
 /// Crate-wide result alias.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every failure the job can report. The message is the one line a user sees on stderr.
 #[derive(Debug, Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The configuration (file, flags or environment) is unusable; exit code 2.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
@@ -33,7 +33,7 @@ impl Error {
     /// Exit code for this error (SPEC §5): 1 = the run failed and a retry may succeed (I/O,
     /// object store, a live lock holder), 2 = usage or config error, 3 = the data failed its
     /// checks.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Generate(crate::generate::GenerateError::Options(_)) => 2,
             Error::Quality(_) => 3,

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// Errors of `generate`, naming the output path.
 #[derive(Debug, thiserror::Error)]
-pub enum GenerateError {
+pub(crate) enum GenerateError {
     #[error("generate: {path}: {message}")]
     Write { path: String, message: String },
     #[error("generate: {0}")]
@@ -25,14 +25,14 @@ pub enum GenerateError {
 
 /// Output format of `generate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum GenFormat {
+pub(crate) enum GenFormat {
     Csv,
     Parquet,
 }
 
 /// What to generate.
 #[derive(Debug, Clone)]
-pub struct GenerateOptions {
+pub(crate) struct GenerateOptions {
     pub output: PathBuf,
     pub format: GenFormat,
     pub customers: u64,
@@ -53,7 +53,7 @@ pub struct GenerateOptions {
 
 /// What was written.
 #[derive(Debug, Clone)]
-pub struct GenerateReport {
+pub(crate) struct GenerateReport {
     pub rows: u64,
     pub orders: u64,
     pub customers: u64,
@@ -82,7 +82,7 @@ fn werr(path: &Path, e: impl std::fmt::Display) -> GenerateError {
 }
 
 /// Generates the file; the same options always give the same content.
-pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
+pub(crate) fn generate(opts: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
     if opts.customers == 0 || opts.months == 0 {
         return Err(GenerateError::Options(
             "--customers and --months must be at least 1".into(),

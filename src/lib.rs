@@ -6,6 +6,8 @@
 //! into a [`Partial`], merge partials, finish the tables. Everything else is the command-line
 //! job and private to the crate.
 
+#![warn(unreachable_pub)]
+
 pub mod api;
 mod cancel;
 mod cli;

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar, or nothing when progress is not shown. Clones show the same bar.
 #[derive(Debug, Clone, Default)]
-pub struct Progress(Option<ProgressBar>);
+pub(crate) struct Progress(Option<ProgressBar>);
 
 impl Progress {
     fn new(enabled: bool, len: u64, template: &str) -> Self {
@@ -24,7 +24,7 @@ impl Progress {
     }
 
     /// Reading `total_bytes` of input.
-    pub fn reading(enabled: bool, total_bytes: u64) -> Self {
+    pub(crate) fn reading(enabled: bool, total_bytes: u64) -> Self {
         Self::new(
             enabled,
             total_bytes,
@@ -33,7 +33,7 @@ impl Progress {
     }
 
     /// Publishing `dates` as_of dates.
-    pub fn dates(enabled: bool, dates: u64) -> Self {
+    pub(crate) fn dates(enabled: bool, dates: u64) -> Self {
         Self::new(
             enabled,
             dates,
@@ -42,21 +42,21 @@ impl Progress {
     }
 
     /// Moves the bar on by `n` (bytes or dates).
-    pub fn advance(&self, n: u64) {
+    pub(crate) fn advance(&self, n: u64) {
         if let Some(b) = &self.0 {
             b.inc(n);
         }
     }
 
     /// Sets the text after the bar (built only when the bar is shown).
-    pub fn message(&self, text: impl FnOnce() -> String) {
+    pub(crate) fn message(&self, text: impl FnOnce() -> String) {
         if let Some(b) = &self.0 {
             b.set_message(text());
         }
     }
 
     /// Removes the bar from the terminal.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }

@@ -77,9 +77,9 @@ const SEGMENT: Col = c(
 );
 
 /// Placeholder in the customers schema for the configured segment columns.
-pub const SEGMENT_COLUMNS_PLACEHOLDER: &str = "<segment columns>";
+pub(crate) const SEGMENT_COLUMNS_PLACEHOLDER: &str = "<segment columns>";
 
-pub const CUSTOMERS: &[Col] = &[
+pub(crate) const CUSTOMERS: &[Col] = &[
     c("customer_id", Ty::Str, false, "Customer id as in the input, trimmed."),
     c(SEGMENT_COLUMNS_PLACEHOLDER, Ty::Str, false, "One column per configured segment column, named like it: the customer's value by segment_assignment (`__unknown__` for null)."),
     c("cohort", Ty::Date, true, "Start of the period of the first purchase; null if the customer never purchased (refund or zero orders only)."),
@@ -107,7 +107,7 @@ pub const CUSTOMERS: &[Col] = &[
     c("rfm_segment", Ty::Str, true, "champions, loyal, promising, at_risk, hibernating or needs_attention (first rule that matches)."),
 ];
 
-pub const RETENTION: &[Col] = &[
+pub(crate) const RETENTION: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("period_start", Ty::Date, false, "First day of the period."),
@@ -185,7 +185,7 @@ pub const RETENTION: &[Col] = &[
     ),
 ];
 
-pub const COHORTS: &[Col] = &[
+pub(crate) const COHORTS: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("cohort", Ty::Date, false, "Acquisition period start."),
@@ -206,7 +206,7 @@ pub const COHORTS: &[Col] = &[
     c("ltv_to_date", Ty::Money, false, "cumulative_revenue × P / cohort_size (with a cost column: cumulative (revenue − cost) / cohort_size)."),
 ];
 
-pub const LTV: &[Col] = &[
+pub(crate) const LTV: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("cohort", Ty::Date, true, "Acquisition period start for segment × cohort rows; null on the row that covers all cohorts of the segment."),
@@ -225,7 +225,7 @@ pub const LTV: &[Col] = &[
     c("payback_months", Ty::Float, true, "cac / clv: customer-months of margin that pay back the acquisition cost."),
 ];
 
-pub const REJECTS: &[Col] = &[
+pub(crate) const REJECTS: &[Col] = &[
     c(
         "source_file",
         Ty::Str,
@@ -261,7 +261,7 @@ pub enum Table {
 }
 
 /// The Hive partition column of every table's folders (`as_of=YYYY-MM-DD`).
-pub const PARTITION_COLUMN: &str = "as_of";
+pub(crate) const PARTITION_COLUMN: &str = "as_of";
 
 impl Table {
     /// Every table, in publishing order.
@@ -351,7 +351,7 @@ impl std::fmt::Display for Table {
 
 /// Names a segment column may not take: the customers table's own columns (where segment
 /// columns go), the columns the other tables put segment values in, and the partition column.
-pub fn reserved_names() -> Vec<&'static str> {
+pub(crate) fn reserved_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = CUSTOMERS
         .iter()
         .map(|c| c.name)
@@ -365,7 +365,7 @@ pub fn reserved_names() -> Vec<&'static str> {
 }
 
 /// Arrow schema of a table; `segments` replaces the customers placeholder.
-pub fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
+pub(crate) fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
     let mut fields = Vec::new();
     for col in cols {
         if col.name == SEGMENT_COLUMNS_PLACEHOLDER {
@@ -388,7 +388,7 @@ pub fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
 }
 
 /// Markdown description of every table.
-pub fn markdown() -> String {
+pub(crate) fn markdown() -> String {
     let mut out = String::from("# customer-value output tables\n\nLayout: `{output}/{table}/as_of=YYYY-MM-DD/*.parquet`; manifest at `{output}/_manifests/as_of=YYYY-MM-DD.json`.\n");
     for t in Table::ALL {
         let (name, grain, cols) = (t.name(), t.grain(), t.columns());
@@ -407,7 +407,7 @@ pub fn markdown() -> String {
 }
 
 /// JSON description of every table.
-pub fn json() -> serde_json::Value {
+pub(crate) fn json() -> serde_json::Value {
     serde_json::Value::Array(
         Table::ALL
             .iter()

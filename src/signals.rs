@@ -10,7 +10,7 @@ use tracing::warn;
 const STOPPING: [i32; 3] = [SIGTERM, SIGINT, SIGHUP];
 
 /// Starts the thread that turns the first stopping signal into a stop request.
-pub fn install() {
+pub(crate) fn install() {
     static SECOND_ENDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let mut signals = match signal_hook::iterator::Signals::new(STOPPING) {
         Ok(s) => s,

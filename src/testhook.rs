@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The environment variable naming the point and the file.
-pub const VAR: &str = "CUSTOMER_VALUE_TEST_HOLD";
+pub(crate) const VAR: &str = "CUSTOMER_VALUE_TEST_HOLD";
 
 fn setting() -> Option<&'static (String, PathBuf)> {
     static SETTING: OnceLock<Option<(String, PathBuf)>> = OnceLock::new();

@@ -18,7 +18,11 @@ use crate::time::{date_to_local_micros, Period};
 use crate::{Error, Result};
 
 /// The as_of dates of a backfill: every end of a `every` period within [from, to].
-pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Option<Period>) -> Vec<NaiveDate> {
+pub(crate) fn backfill_dates(
+    from: NaiveDate,
+    to: NaiveDate,
+    every: Option<Period>,
+) -> Vec<NaiveDate> {
     let mut out = Vec::new();
     let mut d = from;
     while d <= to {
@@ -38,7 +42,7 @@ pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Option<Period>) -> 
 
 /// Publishes one partition per date, reading the inputs once. Every date's data gates are
 /// checked before anything is published.
-pub fn backfill(
+pub(crate) fn backfill(
     cfg: &Validated,
     dates: &[NaiveDate],
     opts: &RunOptions,

@@ -34,11 +34,11 @@ use accounting::{check, date_views};
 use plan::prepare;
 use publish::publish_date;
 
-pub use backfill::{backfill, backfill_dates};
+pub(crate) use backfill::{backfill, backfill_dates};
 
 /// How this run behaves (flags, not pipeline description).
 #[derive(Debug, Clone, Default)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// As-of date; None = yesterday in the configured timezone.
     pub as_of: Option<NaiveDate>,
     /// Show a progress bar on a terminal.
@@ -52,17 +52,17 @@ pub struct RunOptions {
 /// The tables a run writes (`--tables`). Each date's partitions of the others are left as they
 /// are, and its new manifest lists them as the earlier run wrote them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableSet(u8);
+pub(crate) struct TableSet(u8);
 
 impl TableSet {
-    pub const ALL: TableSet = TableSet(0b11111);
+    pub(crate) const ALL: TableSet = TableSet(0b11111);
 
     /// The set of these tables.
-    pub fn of(tables: impl IntoIterator<Item = Table>) -> TableSet {
+    pub(crate) fn of(tables: impl IntoIterator<Item = Table>) -> TableSet {
         TableSet(tables.into_iter().fold(0, |bits, t| bits | 1 << t as u8))
     }
 
-    pub fn has(&self, table: Table) -> bool {
+    pub(crate) fn has(&self, table: Table) -> bool {
         self.0 & 1 << table as u8 != 0
     }
 }
@@ -75,14 +75,14 @@ impl Default for TableSet {
 
 /// What a successful run reports, per as_of date.
 #[derive(Debug, Clone)]
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     /// Where the manifest was written (local path or redacted URL).
     pub manifest_path: String,
     pub manifest: Manifest,
 }
 
 /// Yesterday in `tz`: the last complete day.
-pub fn default_as_of(tz: chrono_tz::Tz) -> NaiveDate {
+pub(crate) fn default_as_of(tz: chrono_tz::Tz) -> NaiveDate {
     Utc::now().with_timezone(&tz).date_naive() - Duration::days(1)
 }
 
@@ -140,7 +140,7 @@ pub(super) fn publish_options<'a>(
 }
 
 /// Runs the job for one as_of date and publishes every table and the manifest.
-pub fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
+pub(crate) fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     let (as_of, as_of_source) = match opts.as_of {
         Some(d) => (d, "flag"),
         None => (default_as_of(cfg.tz), "default"),
@@ -194,7 +194,7 @@ fn build_orders(prep: &mut Prepared, cutoffs: &[i64]) {
 
 /// What `validate` found: every row parsed with the run's rules, as of one date.
 #[derive(Debug, Clone)]
-pub struct Validation {
+pub(crate) struct Validation {
     pub as_of: NaiveDate,
     /// Per input: name, format, size and row accounting.
     pub inputs: Vec<FileStats>,
@@ -209,7 +209,7 @@ pub struct Validation {
 /// Reads and parses every input row exactly as `run` would (as of `as_of`, default yesterday)
 /// and applies the same data checks, without computing or writing anything: where the run would
 /// fail on the data, this fails with the same error (exit 3).
-pub fn validate(cfg: &Validated, as_of: Option<NaiveDate>) -> Result<Validation> {
+pub(crate) fn validate(cfg: &Validated, as_of: Option<NaiveDate>) -> Result<Validation> {
     let as_of = as_of.unwrap_or_else(|| default_as_of(cfg.tz));
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let prep = prepare(cfg, &[cutoff], false)?;

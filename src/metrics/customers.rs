@@ -15,7 +15,7 @@ use crate::time::date_to_days;
 use super::{arc, Ctx, CustomerRow};
 
 /// Builds the customers table of `rows`.
-pub fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
+pub(crate) fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
     // Rows come from the fold in the orders' layout, which is customer_id order for a run held
     // in memory; the rows of one partition of a spilled run are in customer id order and are
     // sorted by rank (computed once per input and shared by every date of a backfill).

@@ -15,7 +15,7 @@ use super::Ctx;
 
 /// One row of the customers table before RFM scoring. Money in minor units.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CustomerRow {
+pub(crate) struct CustomerRow {
     pub cust: u32,
     /// Assigned segment value id per dimension.
     pub segs: Box<[u32]>,
@@ -46,7 +46,7 @@ pub(crate) const NO_COHORT: u32 = u32::MAX;
 
 /// Additive accumulators of one customer shard; shards merge by addition.
 #[derive(Debug, Clone)]
-pub struct Acc {
+pub(crate) struct Acc {
     pub n_periods: usize,
     /// Orders folded (all customers).
     pub orders: i64,
@@ -69,7 +69,7 @@ pub struct Acc {
 
 /// One cohort of one segment; vectors are indexed by period offset k.
 #[derive(Debug, Clone, Default)]
-pub struct CohortAcc {
+pub(crate) struct CohortAcc {
     pub size: i64,
     /// Customers with a purchase in period k.
     pub active: Vec<i64>,
@@ -116,17 +116,17 @@ fn add(a: &mut [i64], b: &[i64]) {
 
 impl Acc {
     /// Accumulators per slot (what the tables read).
-    pub fn new(ctx: &Ctx) -> Self {
+    pub(crate) fn new(ctx: &Ctx) -> Self {
         Self::sized(ctx.slots.len(), ctx.frame.n_periods)
     }
 
     /// Accumulators per cell of `ctx.cells` (what the fold writes; see `into_slots`).
-    pub fn for_cells(ctx: &Ctx) -> Self {
+    pub(crate) fn for_cells(ctx: &Ctx) -> Self {
         Self::sized(ctx.cells.len(), ctx.frame.n_periods)
     }
 
     /// The per-slot accumulators of per-cell ones: every cell added into each of its slots.
-    pub fn into_slots(self, ctx: &Ctx) -> Acc {
+    pub(crate) fn into_slots(self, ctx: &Ctx) -> Acc {
         let Some(slots_of) = ctx.cells.slots_of() else {
             return self;
         };
@@ -187,7 +187,7 @@ impl Acc {
         }
     }
 
-    pub fn merge(&mut self, o: Acc) {
+    pub(crate) fn merge(&mut self, o: Acc) {
         self.orders += o.orders;
         add(&mut self.slot_customers, &o.slot_customers);
         add(&mut self.active_diff, &o.active_diff);
@@ -213,7 +213,7 @@ impl Acc {
     }
 
     /// The accumulators of (slot, cohort position), if that cohort has customers in the slot.
-    pub fn cohort(&self, slot: usize, cohort: usize) -> Option<&CohortAcc> {
+    pub(crate) fn cohort(&self, slot: usize, cohort: usize) -> Option<&CohortAcc> {
         match self.cohort_at[slot * self.n_periods + cohort] {
             NO_COHORT => None,
             i => Some(&self.cohort_accs[i as usize]),
@@ -221,7 +221,7 @@ impl Acc {
     }
 
     /// Customers active at each boundary 0..=n_periods for a slot.
-    pub fn active_at_boundaries(&self, slot: usize) -> Vec<i64> {
+    pub(crate) fn active_at_boundaries(&self, slot: usize) -> Vec<i64> {
         let p = self.n_periods;
         let diff = &self.active_diff[slot * (p + 2)..(slot + 1) * (p + 2)];
         let mut run = 0;
@@ -276,7 +276,7 @@ fn assign(
 
 /// Buffers one fold worker reuses from customer to customer (no allocation per customer).
 #[derive(Debug, Default)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     cells: Vec<usize>,
     runs: Vec<(usize, usize)>,
     days: Vec<(i64, i64)>,
@@ -284,7 +284,7 @@ pub struct Scratch {
 }
 
 /// Folds one customer's time-ordered orders into their row and the accumulators.
-pub fn fold_customer(
+pub(crate) fn fold_customer(
     cust: u32,
     orders: &[Order],
     segs: &[u32],

@@ -12,7 +12,7 @@ use super::{arc, rfm, Ctx, CustomerRow};
 
 /// Sums over a group of acquired customers (money in minor units).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LtvAcc {
+pub(crate) struct LtvAcc {
     pub customers: i64,
     pub revenue: i64,
     pub cost: i64,
@@ -22,7 +22,7 @@ pub struct LtvAcc {
 
 /// The derived figures of one group (currency units).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LtvFigures {
+pub(crate) struct LtvFigures {
     /// S: average check.
     pub s: Option<f64>,
     /// C: purchases per customer-month.
@@ -39,7 +39,7 @@ pub struct LtvFigures {
 impl LtvAcc {
     /// S, C, P, t and the products. With a cost column the margin amount is revenue − cost, so
     /// LTV = (revenue − cost) / customers, which equals S × C × P × t with P = (revenue − cost) / revenue.
-    pub fn figures(&self, has_cost: bool, margin: f64, scale: f64) -> LtvFigures {
+    pub(crate) fn figures(&self, has_cost: bool, margin: f64, scale: f64) -> LtvFigures {
         let rev = self.revenue as f64 / scale;
         let profit = if has_cost {
             (self.revenue - self.cost) as f64 / scale
@@ -64,7 +64,7 @@ impl LtvAcc {
 }
 
 /// (segment_by, segment, cohort position; None = all cohorts).
-pub type Key = (String, String, Option<usize>);
+pub(crate) type Key = (String, String, Option<usize>);
 
 /// cac, ltv_to_cac and payback_months of one row.
 #[derive(Debug, Clone, Copy)]
@@ -75,13 +75,13 @@ struct Cac(f64, Option<f64>, Option<f64>);
 /// value, cohort 0 = all cohorts — and only named (and sorted) at the end. Sums of disjoint
 /// sets of customers merge by addition.
 #[derive(Debug, Clone)]
-pub struct Sums {
+pub(crate) struct Sums {
     acc: Vec<LtvAcc>,
     width: usize,
 }
 
 impl Sums {
-    pub fn new(ctx: &Ctx) -> Sums {
+    pub(crate) fn new(ctx: &Ctx) -> Sums {
         let n_slots = ctx.slots.len() + rfm::SEGMENTS.len();
         let width = ctx.frame.n_periods + 1;
         Sums {
@@ -91,7 +91,7 @@ impl Sums {
     }
 
     /// Adds another set of sums (of other customers) into these.
-    pub fn merge(&mut self, other: &Sums) {
+    pub(crate) fn merge(&mut self, other: &Sums) {
         for (a, b) in self.acc.iter_mut().zip(&other.acc) {
             a.customers += b.customers;
             a.revenue += b.revenue;
@@ -102,7 +102,7 @@ impl Sums {
     }
 
     /// Adds the acquired customers of `rows` (scored: rfm_segment is a group).
-    pub fn add(&mut self, rows: &[CustomerRow], ctx: &Ctx) {
+    pub(crate) fn add(&mut self, rows: &[CustomerRow], ctx: &Ctx) {
         let width = self.width;
         let mut slots: Vec<usize> = Vec::with_capacity(ctx.n_dims + 2);
         for r in rows {
@@ -129,7 +129,7 @@ impl Sums {
     }
 
     /// The non-empty groups by (segment_by, segment, cohort).
-    pub fn named(self, ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
+    pub(crate) fn named(self, ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
         let width = self.width;
         let mut out = BTreeMap::new();
         for (i, a) in self.acc.into_iter().enumerate() {
@@ -173,7 +173,7 @@ fn spend_for(ctx: &Ctx, (by, seg, cohort): &Key) -> Option<i64> {
 }
 
 /// Builds the ltv table from its groups.
-pub fn table_of(groups: &BTreeMap<Key, LtvAcc>, ctx: &Ctx) -> RecordBatch {
+pub(crate) fn table_of(groups: &BTreeMap<Key, LtvAcc>, ctx: &Ctx) -> RecordBatch {
     let figs: Vec<(&Key, &LtvAcc, LtvFigures)> = groups
         .iter()
         .map(|(k, a)| (k, a, a.figures(ctx.has_cost, ctx.margin, ctx.money_scale)))

@@ -1,15 +1,15 @@
 //! Metrics stage: one parallel fold over customers (fold.rs) feeds every table; each table has
 //! its own file (customers.rs + rfm.rs, retention.rs, cohorts.rs, ltv.rs, rejects.rs).
 
-pub mod cohorts;
-pub mod customers;
-pub mod fold;
+pub(crate) mod cohorts;
+pub(crate) mod customers;
+pub(crate) mod fold;
 #[cfg(test)]
 mod invariants;
-pub mod ltv;
-pub mod rejects;
-pub mod retention;
-pub mod rfm;
+pub(crate) mod ltv;
+pub(crate) mod rejects;
+pub(crate) mod retention;
+pub(crate) mod rfm;
 
 use std::sync::Arc;
 
@@ -23,11 +23,11 @@ use crate::schema::Table;
 use crate::source::Ingested;
 use crate::time::{Frame, Zone, MICROS_PER_DAY};
 
-pub use fold::{Acc, CustomerRow};
+pub(crate) use fold::{Acc, CustomerRow};
 
 /// Everything the fold needs to know about the run.
 #[derive(Debug, Clone)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub frame: Frame,
     /// as_of as days since 1970-01-01.
     pub as_of_day: i64,
@@ -52,13 +52,18 @@ pub struct Ctx {
 
 impl Ctx {
     #[cfg(test)]
-    pub fn new(cfg: &Validated, as_of: NaiveDate, ingested: &Ingested, orders: &AsOf) -> Self {
+    pub(crate) fn new(
+        cfg: &Validated,
+        as_of: NaiveDate,
+        ingested: &Ingested,
+        orders: &AsOf,
+    ) -> Self {
         Self::with_earliest(cfg, as_of, ingested, orders.earliest())
     }
 
     /// The context when the earliest order before the cutoff (local µs) is known otherwise (a
     /// spilled run sees one partition of the orders at a time).
-    pub fn with_earliest(
+    pub(crate) fn with_earliest(
         cfg: &Validated,
         as_of: NaiveDate,
         ingested: &Ingested,
@@ -93,7 +98,7 @@ impl Ctx {
     }
 
     /// Minor units → currency.
-    pub fn money(&self, minor: i64) -> f64 {
+    pub(crate) fn money(&self, minor: i64) -> f64 {
         minor as f64 / self.money_scale
     }
 }
@@ -101,17 +106,17 @@ impl Ctx {
 /// The (segment_by, segment) pairs that segmented tables are computed for. Slot 0 is
 /// (`all`, `__all__`); then every value of every configured segment column.
 #[derive(Debug, Clone)]
-pub struct Slots {
+pub(crate) struct Slots {
     pub names: Vec<(String, String)>,
     /// First slot of each segment dimension.
     pub base: Vec<u32>,
 }
 
-pub const ALL: &str = "all";
-pub const ALL_SEGMENT: &str = "__all__";
+pub(crate) const ALL: &str = "all";
+pub(crate) const ALL_SEGMENT: &str = "__all__";
 
 impl Slots {
-    pub fn new(dims: &[(String, Vec<String>)]) -> Self {
+    pub(crate) fn new(dims: &[(String, Vec<String>)]) -> Self {
         let mut names = vec![(ALL.to_string(), ALL_SEGMENT.to_string())];
         let mut base = Vec::new();
         for (dim, values) in dims {
@@ -121,12 +126,12 @@ impl Slots {
         Slots { names, base }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
     /// Slot ids sorted by (segment_by, segment), the grain-key order of the tables.
-    pub fn sorted(&self) -> Vec<usize> {
+    pub(crate) fn sorted(&self) -> Vec<usize> {
         let mut v: Vec<usize> = (0..self.names.len()).collect();
         v.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
         v
@@ -140,7 +145,7 @@ impl Slots {
 /// added into their slots once at the end (`Acc::into_slots`): every sum is the same, with a
 /// (1 + D)th of the writes.
 #[derive(Debug, Clone)]
-pub struct Cells {
+pub(crate) struct Cells {
     /// Number of cells.
     n: usize,
     /// Per dimension, the cell index step of its value; empty when accumulating per slot.
@@ -152,11 +157,11 @@ pub struct Cells {
 /// The most value combinations accumulated per combination. Each cell holds a slot's worth of
 /// accumulators (about 2 KB at 36 periods, plus its cohorts) in every parallel fold piece, so
 /// this keeps them within what a few hundred slots take.
-pub const MAX_COMBINATIONS: usize = 256;
+pub(crate) const MAX_COMBINATIONS: usize = 256;
 
 impl Cells {
     /// Accumulating per slot, whatever the segments (the fold's general path).
-    pub fn per_slot(slots: &Slots) -> Self {
+    pub(crate) fn per_slot(slots: &Slots) -> Self {
         Cells {
             n: slots.len(),
             strides: Vec::new(),
@@ -196,17 +201,17 @@ impl Cells {
     }
 
     /// Number of cells.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.n
     }
 
     /// The slots of each cell, when cells are combinations (None: cells are the slots).
-    pub fn slots_of(&self) -> Option<&[Vec<u32>]> {
+    pub(crate) fn slots_of(&self) -> Option<&[Vec<u32>]> {
         (!self.strides.is_empty()).then_some(&self.slots_of[..])
     }
 
     /// Appends the cells a customer with segment values `segs` adds to.
-    pub fn of(&self, segs: &[u32], slots: &Slots, out: &mut Vec<usize>) {
+    pub(crate) fn of(&self, segs: &[u32], slots: &Slots, out: &mut Vec<usize>) {
         if self.strides.is_empty() {
             out.push(0);
             for (d, &v) in segs.iter().enumerate() {
@@ -225,7 +230,7 @@ impl Cells {
 
 /// The five output tables, as Arrow record batches.
 #[derive(Debug, Clone)]
-pub struct Tables {
+pub(crate) struct Tables {
     pub customers: RecordBatch,
     pub retention: RecordBatch,
     pub cohorts: RecordBatch,
@@ -239,7 +244,7 @@ pub struct Tables {
 
 impl Tables {
     /// (name, batch) in publishing order.
-    pub fn iter(&self) -> [(Table, &RecordBatch); 5] {
+    pub(crate) fn iter(&self) -> [(Table, &RecordBatch); 5] {
         [
             (Table::Customers, &self.customers),
             (Table::Retention, &self.retention),
@@ -256,7 +261,7 @@ const SHARD: usize = 2048;
 #[cfg(test)]
 /// Runs the fold over all customers in parallel and returns the per-customer rows (in the
 /// orders' customer layout) and the merged accumulators.
-pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
+pub(crate) fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     let (parts, acc) = fold_parts(orders, ctx);
     let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     for p in parts {
@@ -267,7 +272,7 @@ pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
 
 /// `fold_all`, with the rows left in the pieces the parallel fold made (in order): joining
 /// them would copy every row once more, on one thread.
-pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
+pub(crate) fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
     let n = orders.n_customers();
     // fold keeps one accumulator per piece of work rayon splits off (not one per shard): their
     // size grows with segments × periods. Every sum is an integer, so the merge order does not
@@ -313,7 +318,11 @@ pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
 
 /// Scores the rows of every part against `scorer` (RFM ranks within the whole base) and adds
 /// them to the ltv group sums, part by part in parallel.
-pub fn score_and_sum(parts: &mut [Vec<CustomerRow>], scorer: &rfm::Scorer, ctx: &Ctx) -> ltv::Sums {
+pub(crate) fn score_and_sum(
+    parts: &mut [Vec<CustomerRow>],
+    scorer: &rfm::Scorer,
+    ctx: &Ctx,
+) -> ltv::Sums {
     parts
         .par_iter_mut()
         .fold(

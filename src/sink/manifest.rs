@@ -11,7 +11,7 @@ use super::SinkError;
 
 /// One output file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FileEntry {
+pub(crate) struct FileEntry {
     /// Path relative to the output root.
     pub path: String,
     pub rows: u64,
@@ -20,7 +20,7 @@ pub struct FileEntry {
 
 /// One table's partition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TableEntry {
+pub(crate) struct TableEntry {
     /// Partition folder relative to the output root.
     pub partition: String,
     pub rows: u64,
@@ -33,7 +33,7 @@ pub struct TableEntry {
 
 /// The manifest document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub run_id: String,
     pub job: String,
     pub job_version: String,
@@ -67,15 +67,15 @@ pub struct Manifest {
 }
 
 /// Folder of the manifests under the output root.
-pub const DIR: &str = "_manifests";
+pub(crate) const DIR: &str = "_manifests";
 
 /// File name of the manifest of `as_of`.
-pub fn file_name(as_of: &str) -> String {
+pub(crate) fn file_name(as_of: &str) -> String {
     format!("as_of={as_of}.json")
 }
 
 /// Writes the manifest atomically (temporary file, fsync, rename).
-pub fn write(
+pub(crate) fn write(
     dir: &Path,
     as_of: &str,
     run_id: &str,
@@ -98,7 +98,7 @@ pub fn write(
 }
 
 /// Reads the manifest of `as_of` from a local output; None when there is none.
-pub fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, String> {
+pub(crate) fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, String> {
     let path = dir.join(file_name(as_of));
     match std::fs::read(&path) {
         Ok(bytes) => parse(&bytes)
@@ -110,6 +110,6 @@ pub fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, String> {
 }
 
 /// Parses a manifest document.
-pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }

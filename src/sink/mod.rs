@@ -2,25 +2,25 @@
 //! descriptions), published into `{output}/{table}/as_of=D/` by an atomic swap, and the run
 //! manifest written last.
 
-pub mod lock;
-pub mod manifest;
-pub mod parquet;
-pub mod publish;
-pub mod remote;
+pub(crate) mod lock;
+pub(crate) mod manifest;
+pub(crate) mod parquet;
+pub(crate) mod publish;
+pub(crate) mod remote;
 
 use crate::schema::Table;
 use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 
-pub use manifest::Manifest;
+pub(crate) use manifest::Manifest;
 use manifest::TableEntry;
 
 use crate::storage::Location;
 
 /// Settings for one publish.
 #[derive(Debug, Clone)]
-pub struct PublishOptions<'a> {
+pub(crate) struct PublishOptions<'a> {
     pub as_of: &'a str,
     pub run_id: &'a str,
     pub zstd_level: i32,
@@ -29,7 +29,7 @@ pub struct PublishOptions<'a> {
 
 /// One table's data for a partition.
 #[derive(Debug, Clone, Copy)]
-pub enum TableData<'a> {
+pub(crate) enum TableData<'a> {
     /// Rows to write as one file.
     Batch(&'a RecordBatch),
     /// Parquet files already written (a spilled run's customers table, one per customer
@@ -39,7 +39,7 @@ pub enum TableData<'a> {
 
 /// A data file written ahead of publishing.
 #[derive(Debug, Clone)]
-pub struct PartFile {
+pub(crate) struct PartFile {
     pub path: PathBuf,
     pub rows: u64,
     pub bytes: u64,
@@ -56,14 +56,14 @@ pub(crate) fn file_name(run_id: &str, number: Option<usize>) -> String {
 
 /// Tables written but not yet committed by a manifest.
 #[derive(Debug)]
-pub enum Staged {
+pub(crate) enum Staged {
     Local(PathBuf, publish::Published),
     Remote(remote::Uploaded),
 }
 
 /// Writes every table to the output (local: staged and swapped in; object store: uploaded under
 /// run-scoped names). Nothing is complete until [`Staged::finish`] writes the manifest.
-pub fn stage(
+pub(crate) fn stage(
     output: &Location,
     opts: &PublishOptions<'_>,
     tables: &[(Table, TableData<'_>)],
@@ -81,7 +81,7 @@ pub fn stage(
 /// previous manifest of that date for the tables where `left_out` holds, each marked with the
 /// run that wrote it. None without a previous manifest; an unreadable one is logged and kept
 /// nothing from (its files stay, unlisted).
-pub fn kept_tables(
+pub(crate) fn kept_tables(
     output: &Location,
     as_of: &str,
     left_out: impl Fn(&str) -> bool,
@@ -119,7 +119,7 @@ pub fn kept_tables(
 
 impl Staged {
     /// (table, partition entry) of what was written.
-    pub fn tables(&self) -> &[(String, TableEntry)] {
+    pub(crate) fn tables(&self) -> &[(String, TableEntry)] {
         match self {
             Staged::Local(_, p) => &p.tables,
             Staged::Remote(u) => &u.tables,
@@ -127,7 +127,7 @@ impl Staged {
     }
 
     /// Puts back what was staged, without a manifest (the run may not publish after all).
-    pub fn abandon(self) {
+    pub(crate) fn abandon(self) {
         match self {
             Staged::Local(_, published) => published.rollback(),
             Staged::Remote(u) => u.abandon(),
@@ -135,7 +135,7 @@ impl Staged {
     }
 
     /// Writes the manifest and commits; on failure restores the previous state.
-    pub fn finish(
+    pub(crate) fn finish(
         self,
         as_of: &str,
         run_id: &str,
@@ -162,7 +162,7 @@ impl Staged {
 
 /// Errors writing outputs; each names the path.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     #[error("output {path}: {source}")]
     Io {
         path: String,

@@ -118,7 +118,7 @@ fn finish_interrupted(root: &Path, staging: &Path, j: &Journal) -> Result<(), Si
 
 /// A publish in progress: tables swapped in, manifest not yet written.
 #[derive(Debug)]
-pub struct Published {
+pub(crate) struct Published {
     staging: PathBuf,
     /// (live partition, staged folder that now holds the old one, whether an old one existed).
     swapped: Vec<(PathBuf, PathBuf, bool)>,
@@ -127,7 +127,7 @@ pub struct Published {
 
 /// Writes all tables to staging and swaps them into place. Call [`Published::commit`] after the
 /// manifest is written, or [`Published::rollback`] if it could not be.
-pub fn publish(
+pub(crate) fn publish(
     root: &Path,
     opts: &PublishOptions<'_>,
     tables: &[(crate::schema::Table, TableData<'_>)],
@@ -234,7 +234,7 @@ fn write_journal(staging: &Path, journal: &Journal) -> Result<(), SinkError> {
 
 impl Published {
     /// Deletes the replaced partitions and the staging folder.
-    pub fn commit(self) {
+    pub(crate) fn commit(self) {
         if let Err(e) = std::fs::remove_dir_all(&self.staging) {
             warn!(path = %self.staging.display(), error = %e, "Could not remove the staging folder.");
         }
@@ -242,7 +242,7 @@ impl Published {
     }
 
     /// Puts every swapped table back as it was, then deletes the staging folder.
-    pub fn rollback(mut self) {
+    pub(crate) fn rollback(mut self) {
         for (live, staged, existed) in self.swapped.drain(..).rev() {
             let result = if existed {
                 exchange(&staged, &live).map(|_| ())

@@ -125,7 +125,7 @@ const PART: usize = 8 << 20;
 
 /// Data files uploaded, manifest not yet written.
 #[derive(Debug)]
-pub struct Uploaded {
+pub(crate) struct Uploaded {
     remote: Remote,
     run_id: String,
     as_of: String,
@@ -141,7 +141,7 @@ fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::E
 type ToUpload = (std::path::PathBuf, Option<usize>, u64, u64);
 
 /// Writes each table to a local temporary file and uploads it.
-pub fn upload(
+pub(crate) fn upload(
     remote: &Remote,
     opts: &PublishOptions<'_>,
     tables: &[(crate::schema::Table, TableData<'_>)],
@@ -281,7 +281,7 @@ fn upload_file(
 
 impl Uploaded {
     /// Writes the manifest conditionally, then deletes the replaced files. Returns the manifest URL.
-    pub fn finish(self, manifest: &Manifest) -> Result<String, SinkError> {
+    pub(crate) fn finish(self, manifest: &Manifest) -> Result<String, SinkError> {
         let key = self.remote.child(&format!(
             "{}/{}",
             manifest::DIR,
@@ -375,7 +375,7 @@ impl Uploaded {
     }
 
     /// Deletes this run's uploads and journal: the run does not publish after all.
-    pub fn abandon(self) {
+    pub(crate) fn abandon(self) {
         self.cleanup();
     }
 

@@ -11,7 +11,7 @@ use super::SourceError;
 
 /// One input file to read.
 #[derive(Debug, Clone)]
-pub struct InputFile {
+pub(crate) struct InputFile {
     /// Local path, or the object's full URL.
     pub path: String,
     /// The same, safe to print (credentials removed).
@@ -29,7 +29,7 @@ pub struct InputFile {
 }
 
 /// Expands every configured path; a path that matches nothing is an error naming it.
-pub fn discover(
+pub(crate) fn discover(
     paths: &[String],
     format: InputFormat,
     storage_cfg: &StorageConfig,
@@ -133,7 +133,7 @@ fn dedupe(files: Vec<InputFile>) -> Vec<InputFile> {
 /// Warnings for inputs with the same content under different names (same size and ETag, or
 /// for local files the same size and SHA-256): an export copied into two folders would be
 /// counted twice. Both are still read: the job cannot tell a copy from a coincidence.
-pub fn same_content(files: &[InputFile]) -> Vec<String> {
+pub(crate) fn same_content(files: &[InputFile]) -> Vec<String> {
     use sha2::Digest;
     let mut by_size: std::collections::BTreeMap<u64, Vec<&InputFile>> = Default::default();
     for f in files.iter().filter(|f| f.size > 0) {
@@ -209,7 +209,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Format by file name: `.csv`, `.tsv`, `.parquet`, `.pq`, `.ndjson`, `.jsonl`, `.json`, each
 /// optionally followed by `.gz` or `.zst`.
-pub fn format_from_name(name: &str) -> Option<InputFormat> {
+pub(crate) fn format_from_name(name: &str) -> Option<InputFormat> {
     let lower = name.to_ascii_lowercase();
     let base = without_compression(&lower).unwrap_or(&lower);
     let ext = base.rsplit_once('.')?.1;
@@ -229,7 +229,7 @@ fn without_compression(lower: &str) -> Option<&str> {
 }
 
 /// Whether a file name ends in a compression suffix (`.gz`, `.zst`, `.zstd`).
-pub fn is_compressed(name: &str) -> bool {
+pub(crate) fn is_compressed(name: &str) -> bool {
     without_compression(&name.to_ascii_lowercase()).is_some()
 }
 

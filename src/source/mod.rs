@@ -2,27 +2,27 @@
 //! only the mapped columns), and normalizes every row into typed transaction lines — or into a
 //! reject with a reason, or counts it as after as_of. Nothing is dropped silently.
 
-pub mod files;
+pub(crate) mod files;
 #[cfg(test)]
 mod fuzz;
-pub mod normalize;
-pub mod parse;
-pub mod read;
-pub mod records;
-pub mod spend;
-pub mod spill;
+pub(crate) mod normalize;
+pub(crate) mod parse;
+pub(crate) mod read;
+pub(crate) mod records;
+pub(crate) mod spend;
+pub(crate) mod spill;
 
 use std::collections::BTreeMap;
 
-pub use files::{discover, InputFile};
-pub use normalize::{ingest, IngestOptions};
+pub(crate) use files::{discover, InputFile};
+pub(crate) use normalize::{ingest, IngestOptions};
 
 /// Segment value of a null or empty segment field (SPEC §3).
-pub const UNKNOWN_SEGMENT: &str = "__unknown__";
+pub(crate) const UNKNOWN_SEGMENT: &str = "__unknown__";
 
 /// Errors reading inputs. Each names the file (and column where it applies).
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     /// A signal asked the run to stop while reading.
     #[error(transparent)]
     Stopped(#[from] crate::cancel::Stopped),
@@ -61,28 +61,28 @@ pub enum SourceError {
 
 /// Texts stored end to end in one string (no allocation per text), read back by position.
 #[derive(Debug, Default)]
-pub struct Texts {
+pub(crate) struct Texts {
     text: String,
     /// End offset of each text (its start is the previous text's end).
     ends: Vec<usize>,
 }
 
 impl Texts {
-    pub fn push(&mut self, s: &str) {
+    pub(crate) fn push(&mut self, s: &str) {
         self.text.push_str(s);
         self.ends.push(self.text.len());
     }
 
     /// Text number `i`.
-    pub fn get(&self, i: usize) -> &str {
+    pub(crate) fn get(&self, i: usize) -> &str {
         &self.text[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 }
@@ -94,7 +94,7 @@ impl Texts {
 /// rejecting a non-matching entry then touch no other memory (at 100M rows these tables far
 /// exceed the caches, and every extra load was a cache miss).
 #[derive(Default)]
-pub struct Dict {
+pub(crate) struct Dict {
     table: hashbrown::HashTable<(u32, u32)>,
     /// Value of each id.
     values: Texts,
@@ -110,7 +110,7 @@ impl std::fmt::Debug for Dict {
 /// for ids that differ in one character (O000000001, O000000002, …), and hashbrown takes the
 /// bucket from the low bits and a 7-bit tag from the top bits: without the mix, 100M rows spent
 /// half their time probing (measured; the time grew 22× from 10M to 100M rows).
-pub fn text_hash(s: &str) -> u64 {
+pub(crate) fn text_hash(s: &str) -> u64 {
     use std::hash::BuildHasher;
     mix(rustc_hash::FxBuildHasher.hash_one(s))
 }
@@ -125,13 +125,13 @@ fn mix(mut h: u64) -> u64 {
 }
 
 impl Dict {
-    pub fn intern(&mut self, s: &str) -> u32 {
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
         self.intern_hashed(s, text_hash(s))
     }
 
     /// Interns `s` whose `text_hash` is already known (the customer path hashes once for both
     /// the shard and the table).
-    pub fn intern_hashed(&mut self, s: &str, hash: u64) -> u32 {
+    pub(crate) fn intern_hashed(&mut self, s: &str, hash: u64) -> u32 {
         // The customer shard is taken from the top bits of `hash` (constant within a shard):
         // the table uses its low 32 bits.
         let h32 = hash as u32;
@@ -152,22 +152,22 @@ impl Dict {
         }
     }
 
-    pub fn get(&self, id: u32) -> &str {
+    pub(crate) fn get(&self, id: u32) -> &str {
         self.values.get(id as usize)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.values.len()
     }
 
     /// Values in id order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len() as u32).map(|id| self.get(id))
     }
 
     /// `rank[id]` = position of value `id` when the values are sorted as text: ids are given
     /// in order of first appearance, ranks depend on the values only.
-    pub fn rank(&self) -> Vec<u32> {
+    pub(crate) fn rank(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = (0..self.len() as u32).collect();
         ids.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)));
         let mut rank = vec![0; ids.len()];
@@ -181,16 +181,16 @@ impl Dict {
 /// Shards of the customer interner. Customers are split by a hash of their id, so each shard
 /// can intern its rows in parallel; a customer id is `local id × SHARDS + shard`. Ids are then
 /// nearly dense (shards fill evenly); the few unused ids have no orders and produce no rows.
-pub const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 
 /// Which shard a customer id belongs to, from its `text_hash`.
-pub fn shard_of_hash(h: u64) -> usize {
+pub(crate) fn shard_of_hash(h: u64) -> usize {
     (h >> 56) as usize % SHARDS
 }
 
 /// Customer-id interner, sharded so batches are interned in parallel.
 #[derive(Debug)]
-pub struct ShardedDict {
+pub(crate) struct ShardedDict {
     pub shards: Vec<Dict>,
 }
 
@@ -204,35 +204,35 @@ impl Default for ShardedDict {
 
 impl ShardedDict {
     /// Interns one value (sequential path, for tests and small inputs).
-    pub fn intern(&mut self, s: &str) -> u32 {
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
         let h = text_hash(s);
         let k = shard_of_hash(h);
         self.shards[k].intern_hashed(s, h) * SHARDS as u32 + k as u32
     }
 
-    pub fn get(&self, id: u32) -> &str {
+    pub(crate) fn get(&self, id: u32) -> &str {
         self.shards[id as usize % SHARDS].get(id / SHARDS as u32)
     }
 
     /// Whether `id` names an interned customer (ids are nearly, not fully, dense).
-    pub fn contains(&self, id: u32) -> bool {
+    pub(crate) fn contains(&self, id: u32) -> bool {
         ((id / SHARDS as u32) as usize) < self.shards[id as usize % SHARDS].len()
     }
 
     /// Size of the id space (ids are below this).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(Dict::len).max().unwrap_or(0) * SHARDS
     }
 
     /// Number of distinct customers interned.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.shards.iter().map(Dict::len).sum()
     }
 }
 
 /// Normalized transaction lines (struct of arrays). Only lines before the cutoff are kept.
 #[derive(Debug, Default)]
-pub struct Lines {
+pub(crate) struct Lines {
     /// Customer id (index into `Ingested::customers`).
     pub cust: Vec<u32>,
     /// Order key: the `text_hash` of the order_id, or `ROW_ORDER_BASE + line number` when the
@@ -258,12 +258,12 @@ pub struct Lines {
 }
 
 /// Order keys at or above this are single-line orders without an order_id.
-pub const ROW_ORDER_BASE: u64 = 1 << 40;
+pub(crate) const ROW_ORDER_BASE: u64 = 1 << 40;
 
 impl Lines {
     /// Line `i`'s order_id text ("" when it has none or none are recorded). Two lines belong to
     /// the same order exactly when their customer, key and text are equal.
-    pub fn order_id(&self, i: usize) -> &str {
+    pub(crate) fn order_id(&self, i: usize) -> &str {
         if self.order_ids.is_empty() {
             ""
         } else {
@@ -272,7 +272,7 @@ impl Lines {
     }
 
     /// UTC instant (µs) of line `i`.
-    pub fn utc(&self, i: usize) -> i64 {
+    pub(crate) fn utc(&self, i: usize) -> i64 {
         if self.ts_utc.is_empty() {
             self.ts_local[i]
         } else {
@@ -280,10 +280,10 @@ impl Lines {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.cust.len()
     }
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.cust.is_empty()
     }
 
@@ -293,7 +293,14 @@ impl Lines {
     /// rows after as_of leave unused costs no memory. A reservation the system refuses (a
     /// footer claiming more rows than memory could hold) is skipped: the arrays then grow as
     /// they are filled, as without one.
-    pub fn reserve(&mut self, n: usize, n_dims: usize, utc: bool, cost: bool, order_ids: bool) {
+    pub(crate) fn reserve(
+        &mut self,
+        n: usize,
+        n_dims: usize,
+        utc: bool,
+        cost: bool,
+        order_ids: bool,
+    ) {
         let _ = self.cust.try_reserve(n);
         let _ = self.order.try_reserve(n);
         if order_ids {
@@ -313,7 +320,7 @@ impl Lines {
     /// Adds to `used[file][k]` the lines of each file counted first at date k: before cutoff k
     /// and not before cutoff k − 1 (`cutoffs` ascending; lines after the last are not counted),
     /// and keeps in `newest[k]` the latest local time among those lines.
-    pub fn count_by_date(
+    pub(crate) fn count_by_date(
         &self,
         cutoffs: &[i64],
         used: &mut [Vec<u64>],
@@ -335,7 +342,7 @@ impl Lines {
 
 /// A rejected input row, kept for the rejects table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reject {
+pub(crate) struct Reject {
     pub file: String,
     /// 1-based data row within the file (header excluded).
     pub row: u64,
@@ -349,7 +356,7 @@ pub struct Reject {
 
 /// Per-file accounting, as recorded in the manifest's `inputs`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FileStats {
+pub(crate) struct FileStats {
     pub url: String,
     pub format: String,
     pub size: u64,
@@ -367,7 +374,7 @@ pub struct FileStats {
 
 /// Row accounting (SPEC §4): read = used + rejected + after as_of.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct IngestStats {
+pub(crate) struct IngestStats {
     pub rows_read: u64,
     pub rows_used: u64,
     pub rows_rejected: u64,
@@ -378,7 +385,7 @@ pub struct IngestStats {
 
 /// Everything the source stage hands on.
 #[derive(Debug, Default)]
-pub struct Ingested {
+pub(crate) struct Ingested {
     pub lines: Lines,
     pub customers: ShardedDict,
     /// One dictionary per configured segment column, in config order.
@@ -413,19 +420,19 @@ pub(crate) fn one_line(s: &str) -> String {
 
 impl Ingested {
     /// Per segment column, the text-order rank of each value id (see `Dict::rank`).
-    pub fn segment_ranks(&self) -> Vec<Vec<u32>> {
+    pub(crate) fn segment_ranks(&self) -> Vec<Vec<u32>> {
         self.segments.iter().map(Dict::rank).collect()
     }
 
     /// `rank[id]` = position of customer `id` when all customer ids are sorted as text (ids
     /// that name no customer rank last). Computed on first use and kept, so every as_of date of
     /// a backfill shares one sort.
-    pub fn customer_rank(&self) -> &[u32] {
+    pub(crate) fn customer_rank(&self) -> &[u32] {
         &self.customer_order().rank
     }
 
     /// The customers sorted by customer_id text, computed on first use and kept.
-    pub fn customer_order(&self) -> &CustomerOrder {
+    pub(crate) fn customer_order(&self) -> &CustomerOrder {
         self.order.get_or_init(|| {
             use rayon::prelude::*;
             let dict = &self.customers;
@@ -452,7 +459,7 @@ impl Ingested {
     /// The customer_id text of every customer, at its rank. Built on first use and kept: the
     /// customers table of any date takes its ids from it in order, instead of looking each
     /// one up in the dictionary, whose texts lie in hash order.
-    pub fn sorted_customer_ids(&self) -> &arrow::array::StringArray {
+    pub(crate) fn sorted_customer_ids(&self) -> &arrow::array::StringArray {
         self.sorted_ids.get_or_init(|| {
             let ids = &self.customer_order().ids;
             arrow::array::StringArray::from_iter_values(
@@ -473,7 +480,7 @@ fn text_prefix(s: &str) -> u128 {
 
 /// Customers in customer_id text order.
 #[derive(Debug, Default)]
-pub struct CustomerOrder {
+pub(crate) struct CustomerOrder {
     /// `rank[id]`: position of customer `id` (`u32::MAX` for ids that name no customer).
     pub rank: Vec<u32>,
     /// `ids[position]`: the customer at a position.

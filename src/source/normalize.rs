@@ -26,7 +26,7 @@ use super::{
 };
 
 /// Lines held in memory before they are moved to the spill (about 60 bytes each).
-pub const SPILL_CHUNK: usize = 1 << 22;
+pub(crate) const SPILL_CHUNK: usize = 1 << 22;
 
 /// Earliest accepted transaction time: 1900-01-01 (local µs).
 const MIN_TS: i64 = -25_567 * crate::time::MICROS_PER_DAY;
@@ -38,11 +38,11 @@ const MAX_TS: i64 = 2_932_897 * crate::time::MICROS_PER_DAY;
 /// Sum of |amount| + |cost| over all lines that every money sum of the job stays within: any
 /// sum the tables hold (an order, a customer, a period, a segment) adds a subset of those lines,
 /// so none can overflow the i64 minor units it is kept in.
-pub const MONEY_ABS_LIMIT: u128 = i64::MAX as u128;
+pub(crate) const MONEY_ABS_LIMIT: u128 = i64::MAX as u128;
 
 /// What the source stage needs besides the config.
 #[derive(Debug, Clone, Copy)]
-pub struct IngestOptions {
+pub(crate) struct IngestOptions {
     /// Local wall-clock µs of the cutoff: lines at or after it are "after as_of".
     pub cutoff_local: i64,
     pub zone: Zone,
@@ -70,7 +70,7 @@ fn parquet_rows(file: &InputFile) -> Option<usize> {
 /// become U+FFFD (and such rows are rejected). A strict read of a file that is not valid UTF-8
 /// fails with [`SourceError::NotUtf8`]: the caller reads everything again with that file in
 /// `lossy` (see `read_all`).
-pub fn ingest(
+pub(crate) fn ingest(
     files: &[InputFile],
     cfg: &Validated,
     opts: IngestOptions,

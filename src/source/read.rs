@@ -8,21 +8,21 @@ use crate::config::{ColumnsConfig, InputFormat, Validated};
 use super::{read_err, InputFile, SourceError};
 
 /// Canonical column names inside a batch.
-pub const ROW: &str = "__row";
-pub const CID: &str = "__cid";
-pub const TS: &str = "__ts";
-pub const AMOUNT: &str = "__amount";
-pub const ORDER: &str = "__order";
-pub const COST: &str = "__cost";
+pub(crate) const ROW: &str = "__row";
+pub(crate) const CID: &str = "__cid";
+pub(crate) const TS: &str = "__ts";
+pub(crate) const AMOUNT: &str = "__amount";
+pub(crate) const ORDER: &str = "__order";
+pub(crate) const COST: &str = "__cost";
 
 /// Name of the i-th segment column inside a batch.
-pub fn seg_col(i: usize) -> String {
+pub(crate) fn seg_col(i: usize) -> String {
     format!("__seg{i}")
 }
 
 /// How the `ts` column arrives in a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TsKind {
+pub(crate) enum TsKind {
     /// Text, parsed row by row.
     Text,
     /// Int64 ticks of `unit` since the epoch: UTC (a zoned timestamp) when `utc`, else
@@ -35,7 +35,7 @@ pub enum TsKind {
 
 /// The tick of an epoch timestamp column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EpochUnit {
+pub(crate) enum EpochUnit {
     Nanos,
     Micros,
     Millis,
@@ -43,7 +43,7 @@ pub enum EpochUnit {
 
 impl EpochUnit {
     /// Microseconds of `ticks`; None when they overflow.
-    pub fn to_micros(self, ticks: i64) -> Option<i64> {
+    pub(crate) fn to_micros(self, ticks: i64) -> Option<i64> {
         match self {
             EpochUnit::Nanos => Some(ticks.div_euclid(1000)),
             EpochUnit::Micros => Some(ticks),
@@ -54,7 +54,7 @@ impl EpochUnit {
 
 /// How a money column arrives in a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoneyKind {
+pub(crate) enum MoneyKind {
     /// Text (or a decimal cast to text), parsed exactly.
     Text,
     /// Float64, rounded to the configured decimals.
@@ -64,7 +64,7 @@ pub enum MoneyKind {
 }
 
 /// A lazy scan plus what the normalizer needs to know about its column types.
-pub struct Scan {
+pub(crate) struct Scan {
     pub frame: LazyFrame,
     pub ts: TsKind,
     pub amount: MoneyKind,
@@ -80,7 +80,7 @@ pub struct Scan {
 }
 
 /// Whether a read failed because CSV text was not valid UTF-8 (polars' message for it).
-pub fn is_not_utf8(message: &str) -> bool {
+pub(crate) fn is_not_utf8(message: &str) -> bool {
     message.contains("invalid utf-8 sequence")
 }
 
@@ -153,7 +153,7 @@ fn cloud_options(
 /// CSV text is read as strict UTF-8 unless `lossy`: polars then checks each chunk at once,
 /// where lossy decoding checks field by field (0.65 s more for a 10M-row CSV). A file that is
 /// not valid UTF-8 fails the strict read with [`is_not_utf8`] and is read again lossily.
-pub fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, SourceError> {
+pub(crate) fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, SourceError> {
     // Plain HTTP servers often answer no Range requests, which polars' reader needs: fetch the
     // object once, streaming it to a temporary file, and read that.
     let download = if file.remote && is_http(&file.path) {

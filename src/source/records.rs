@@ -21,24 +21,24 @@ const BLOCK: usize = 16 << 20;
 
 /// Why a record is not read as a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
+pub(crate) enum Mark {
     /// Nothing but whitespace: skipped, and counted as a blank line (not a row).
     Blank,
     /// A row rejected for this reason.
     Reject(&'static str),
 }
 
-pub const UNBALANCED: &str =
+pub(crate) const UNBALANCED: &str =
     "csv: unbalanced quotes (a quoted value may not span lines unless input.csv.allow_quoted_newlines)";
-pub const UNCLOSED: &str = "csv: a quote opened here never closes";
-pub const MORE_FIELDS: &str = "csv: more fields than the header";
-pub const FEWER_FIELDS: &str = "csv: fewer fields than the header";
-pub const NOT_JSON: &str = "ndjson: not valid JSON";
-pub const NOT_OBJECT: &str = "ndjson: not a JSON object";
+pub(crate) const UNCLOSED: &str = "csv: a quote opened here never closes";
+pub(crate) const MORE_FIELDS: &str = "csv: more fields than the header";
+pub(crate) const FEWER_FIELDS: &str = "csv: fewer fields than the header";
+pub(crate) const NOT_JSON: &str = "ndjson: not valid JSON";
+pub(crate) const NOT_OBJECT: &str = "ndjson: not a JSON object";
 
 /// What the check found in one file.
 #[derive(Debug, Default)]
-pub struct Records {
+pub(crate) struct Records {
     /// Marked records by data row number (1-based, header excluded), ascending.
     pub marks: Vec<(u64, Mark)>,
     /// Where records span several lines (quoted newlines allowed): (first row, lines added
@@ -52,7 +52,7 @@ pub struct Records {
 
 impl Records {
     /// The mark of data row `row`, if any.
-    pub fn mark(&self, row: u64) -> Option<Mark> {
+    pub(crate) fn mark(&self, row: u64) -> Option<Mark> {
         if self.marks.is_empty() {
             return None;
         }
@@ -63,7 +63,7 @@ impl Records {
     }
 
     /// The data line (1-based, header excluded) where data row `row` starts.
-    pub fn line_of(&self, row: u64) -> u64 {
+    pub(crate) fn line_of(&self, row: u64) -> u64 {
         let i = self.shifts.partition_point(|s| s.0 <= row);
         row + if i == 0 { 0 } else { self.shifts[i - 1].1 }
     }
@@ -290,7 +290,7 @@ fn ndjson_mark(line: &[u8]) -> Option<Mark> {
 /// Checks the records of a CSV or NDJSON input at `path` (a local path, or the object's URL
 /// when `remote`); other formats have nothing to check. A copy is written (to the system's
 /// temporary folder) when some records are marked.
-pub fn check(
+pub(crate) fn check(
     file: &InputFile,
     path: &str,
     remote: bool,

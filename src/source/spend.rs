@@ -12,18 +12,18 @@ use super::SourceError;
 
 /// Spend in minor units keyed by (segment_by, segment, date within the period).
 #[derive(Debug, Clone, Default)]
-pub struct Spend {
+pub(crate) struct Spend {
     pub rows: Vec<(String, String, NaiveDate, i64)>,
 }
 
 /// Spend summed per (segment_by, segment, period position) of a frame.
-pub type SpendByPeriod = FxHashMap<(String, String, usize), i64>;
+pub(crate) type SpendByPeriod = FxHashMap<(String, String, usize), i64>;
 
 const COLUMNS: [&str; 4] = ["segment_by", "segment", "period_start", "spend"];
 
 /// Reads the spend CSV; every bad row is an error naming the file and row (spend is
 /// configuration-like reference data: a silent gap would distort every cac).
-pub fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
+pub(crate) fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
     let file = path.display().to_string();
     let err = |message: String| SourceError::Read {
         file: file.clone(),
@@ -92,7 +92,7 @@ pub fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
 impl Spend {
     /// Sums spend per period of the frame; rows after as_of or before the first period are
     /// left out (a run as of D must not depend on later data).
-    pub fn by_period(&self, frame: &crate::time::Frame) -> SpendByPeriod {
+    pub(crate) fn by_period(&self, frame: &crate::time::Frame) -> SpendByPeriod {
         let mut out = SpendByPeriod::default();
         for (by, seg, date, v) in &self.rows {
             let idx = frame.period.index(*date) - frame.first_index;

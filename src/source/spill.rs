@@ -28,7 +28,7 @@ struct Layout {
 
 /// Lines spilled to one file per customer partition.
 #[derive(Debug)]
-pub struct Spill {
+pub(crate) struct Spill {
     dir: tempfile::TempDir,
     writers: Vec<BufWriter<File>>,
     layout: Option<Layout>,
@@ -54,7 +54,7 @@ fn part_path(dir: &Path, p: usize) -> PathBuf {
 
 /// Writing or reading a spill file failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SpillError {
+pub(crate) enum SpillError {
     #[error("spill file {path}: {source}")]
     Io {
         path: String,
@@ -76,7 +76,7 @@ fn io_err(path: &Path, source: std::io::Error) -> SpillError {
 
 impl Spill {
     /// Creates `n` empty partition files in a fresh folder under `parent`.
-    pub fn new(parent: &Path, n: usize, cutoffs: Vec<i64>) -> Result<Spill, SpillError> {
+    pub(crate) fn new(parent: &Path, n: usize, cutoffs: Vec<i64>) -> Result<Spill, SpillError> {
         let dir = tempfile::Builder::new()
             .prefix("customer-value-spill-")
             .tempdir_in(parent)
@@ -102,12 +102,12 @@ impl Spill {
         })
     }
 
-    pub fn partitions(&self) -> usize {
+    pub(crate) fn partitions(&self) -> usize {
         self.writers.len()
     }
 
     /// The spill folder (also holds other temporary files of the run; removed on drop).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
@@ -116,7 +116,7 @@ impl Spill {
     }
 
     /// Moves every line of `lines` to its partition's file and leaves `lines` empty.
-    pub fn flush(
+    pub(crate) fn flush(
         &mut self,
         lines: &mut Lines,
         n_files: usize,
@@ -174,7 +174,7 @@ impl Spill {
     }
 
     /// Flushes the files to disk: call once after the last chunk.
-    pub fn finish(&mut self) -> Result<(), SpillError> {
+    pub(crate) fn finish(&mut self) -> Result<(), SpillError> {
         for p in 0..self.writers.len() {
             let path = self.path(p);
             self.writers[p].flush().map_err(|e| io_err(&path, e))?;
@@ -184,7 +184,7 @@ impl Spill {
 
     /// Every line of partition `p`, in input order, customers numbered within the partition
     /// (`c / n`).
-    pub fn read(&self, p: usize) -> Result<Lines, SpillError> {
+    pub(crate) fn read(&self, p: usize) -> Result<Lines, SpillError> {
         let path = self.path(p);
         let mut out = Lines::default();
         let Some(layout) = self.layout else {
