@@ -25,6 +25,8 @@ mod sink;
 mod source;
 mod storage;
 mod testhook;
+#[cfg(test)]
+mod tests;
 mod time;
 
 pub use api::{ApiError, Computation, Config, ConfigError, Partial, PartialBatches, Table, Tables};

@@ -4,8 +4,6 @@
 pub(crate) mod cohorts;
 pub(crate) mod customers;
 pub(crate) mod fold;
-#[cfg(test)]
-mod invariants;
 pub(crate) mod ltv;
 pub(crate) mod rejects;
 pub(crate) mod retention;

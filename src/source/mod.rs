@@ -3,8 +3,6 @@
 //! reject with a reason, or counts it as after as_of. Nothing is dropped silently.
 
 pub(crate) mod files;
-#[cfg(test)]
-mod fuzz;
 pub(crate) mod normalize;
 pub(crate) mod parse;
 pub(crate) mod read;
