@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{Prepared, Timings};
 use crate::config::Validated;
@@ -90,9 +90,6 @@ pub(super) fn read_without_memory_map() {
 }
 
 /// Reads every input (into a spill of `partitions` partitions when there is more than one).
-/// CSV files are read as strict UTF-8 first; when one is not, everything is read again with
-/// that file decoded lossily, so its rows with invalid bytes are rejected with a reason. Files
-/// are valid UTF-8 nearly always, and the strict read is the faster one.
 pub(super) fn read_all(
     cfg: &Validated,
     files: &[source::InputFile],
@@ -108,22 +105,12 @@ pub(super) fn read_all(
         info!(partitions, spill_dir = %dir.display(), "The input is larger than the memory limit: spilling lines to disk.");
         dir
     });
-    let mut lossy = Vec::new();
-    loop {
-        // A fresh spill for every attempt: a failed one is dropped with its files.
-        let spill = spill_dir
-            .as_ref()
-            .map(|dir| source::spill::Spill::new(dir, partitions, cutoffs.to_vec()))
-            .transpose()
-            .map_err(source::SourceError::Spill)?;
-        match source::ingest(files, cfg, opts, spill, &lossy) {
-            Err(source::SourceError::NotUtf8 { index, file }) if !lossy.contains(&index) => {
-                warn!(file = %file, "Input file is not valid UTF-8: reading the inputs again, with its invalid bytes replaced (those rows are rejected).");
-                lossy.push(index);
-            }
-            other => return other,
-        }
-    }
+    let spill = spill_dir
+        .as_ref()
+        .map(|dir| source::spill::Spill::new(dir, partitions, cutoffs.to_vec()))
+        .transpose()
+        .map_err(source::SourceError::Spill)?;
+    source::ingest(files, cfg, opts, spill)
 }
 
 /// Opens the output, reads the spend file and every input up to the last cutoff (`cutoffs`

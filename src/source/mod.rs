@@ -47,9 +47,6 @@ pub(crate) enum SourceError {
     /// The file's header cannot be mapped unambiguously (a column named twice).
     #[error("input file {file}: {message}")]
     Header { file: String, message: String },
-    /// CSV file number `index` is not valid UTF-8: read it again with `lossy`.
-    #[error("input file {file}: not valid UTF-8")]
-    NotUtf8 { index: usize, file: String },
     #[error("input {0}")]
     Storage(#[from] crate::storage::StorageError),
     /// Writing or reading the spilled lines failed (the message names the spill file).

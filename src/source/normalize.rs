@@ -65,17 +65,11 @@ fn parquet_rows(file: &InputFile) -> Option<usize> {
 ///
 /// With a `spill`, lines are moved to it in chunks of [`SPILL_CHUNK`] as they are read, so
 /// memory holds one chunk besides the dictionaries; the returned `lines` are then empty.
-///
-/// CSV files are read as strict UTF-8 except those numbered in `lossy`, whose invalid bytes
-/// become U+FFFD (and such rows are rejected). A strict read of a file that is not valid UTF-8
-/// fails with [`SourceError::NotUtf8`]: the caller reads everything again with that file in
-/// `lossy` (see `read_all`).
 pub(crate) fn ingest(
     files: &[InputFile],
     cfg: &Validated,
     opts: IngestOptions,
     spill: Option<Spill>,
-    lossy: &[usize],
 ) -> Result<Ingested, SourceError> {
     let n_dims = cfg.config.input.columns.segments.len();
     let n_files = files.len();
@@ -111,20 +105,7 @@ pub(crate) fn ingest(
         let span = info_span!("read", file = %file.display);
         let _g = span.enter();
         let started = Instant::now();
-        let is_csv = matches!(file.format, InputFormat::Csv | InputFormat::Auto);
-        let lossy = is_csv && lossy.contains(&fi);
-        let not_utf8 = |message: &str| {
-            (is_csv && !lossy && read::is_not_utf8(message)).then(|| SourceError::NotUtf8 {
-                index: fi,
-                file: file.display.clone(),
-            })
-        };
-        let scan = match read::scan(file, cfg, lossy) {
-            Err(SourceError::Read { file, message }) => {
-                return Err(not_utf8(&message).unwrap_or(SourceError::Read { file, message }))
-            }
-            other => other?,
-        };
+        let scan = read::scan(file, cfg)?;
         let kinds = Kinds {
             ts: scan.ts,
             amount: scan.amount,
@@ -132,7 +113,7 @@ pub(crate) fn ingest(
             has_order: scan.has_order,
             cid_float: scan.cid_float,
             n_dims,
-            lossy,
+            lossy: scan.lossy,
         };
         {
             let mut st = state.lock().expect("ingest state");
@@ -205,12 +186,9 @@ pub(crate) fn ingest(
         if let Some(e) = st.error.take() {
             return Err(e);
         }
-        result.map_err(|e| {
-            let message = one_line(&e.to_string());
-            not_utf8(&message).unwrap_or_else(|| SourceError::Read {
-                file: file.display.clone(),
-                message,
-            })
+        result.map_err(|e| SourceError::Read {
+            file: file.display.clone(),
+            message: one_line(&e.to_string()),
         })?;
         bar.advance(file.size);
         let fs = st.out.stats.files.last().cloned().unwrap_or_default();

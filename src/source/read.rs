@@ -77,11 +77,8 @@ pub(crate) struct Scan {
     pub _download: Option<tempfile::TempPath>,
     /// The file's records as checked (marked rows; the checked copy polars reads, if any).
     pub records: super::records::Records,
-}
-
-/// Whether a read failed because CSV text was not valid UTF-8 (polars' message for it).
-pub(crate) fn is_not_utf8(message: &str) -> bool {
-    message.contains("invalid utf-8 sequence")
+    /// CSV text decoded lossily (it is not valid UTF-8).
+    pub lossy: bool,
 }
 
 fn is_http(url: &str) -> bool {
@@ -150,10 +147,11 @@ fn cloud_options(
 
 /// Opens the file lazily (reads its schema only) and checks that every mapped column exists.
 ///
-/// CSV text is read as strict UTF-8 unless `lossy`: polars then checks each chunk at once,
-/// where lossy decoding checks field by field (0.65 s more for a 10M-row CSV). A file that is
-/// not valid UTF-8 fails the strict read with [`is_not_utf8`] and is read again lossily.
-pub(crate) fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Scan, SourceError> {
+/// CSV text is read as strict UTF-8 unless the record check found bytes that are not UTF-8:
+/// polars then checks each chunk at once, where lossy decoding checks field by field (0.65 s
+/// more for a 10M-row CSV). Read lossily, invalid bytes become U+FFFD and such rows are
+/// rejected.
+pub(crate) fn scan(file: &InputFile, cfg: &Validated) -> Result<Scan, SourceError> {
     // Plain HTTP servers often answer no Range requests, which polars' reader needs: fetch the
     // object once, streaming it to a temporary file, and read that.
     let download = if file.remote && is_http(&file.path) {
@@ -181,6 +179,10 @@ pub(crate) fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Sca
             ms = started.elapsed().as_millis() as u64,
             "Checked the records."
         );
+    }
+    let lossy = records.not_utf8;
+    if lossy {
+        tracing::warn!(file = %file.display, "Input file is not valid UTF-8: its invalid bytes are replaced (those rows are rejected).");
     }
     let checked = records.copy.as_ref().map(|c| c.display().to_string());
     let remote = remote && checked.is_none();
@@ -364,5 +366,6 @@ pub(crate) fn scan(file: &InputFile, cfg: &Validated, lossy: bool) -> Result<Sca
         cid_float,
         _download: download,
         records,
+        lossy,
     })
 }

@@ -48,6 +48,8 @@ pub(crate) struct Records {
     pub records: u64,
     /// A copy to read instead of the file: marked records replaced by empty ones.
     pub copy: Option<tempfile::TempPath>,
+    /// Some CSV record (or the header) is not valid UTF-8: the file is decoded lossily.
+    pub not_utf8: bool,
 }
 
 impl Records {
@@ -359,6 +361,9 @@ fn check_records(input: &mut dyn Read, p: &Params, header: bool) -> Result<CsvLi
         pending.clear();
     };
     for_each_record(input, p, |record, inner| {
+        if !p.ndjson && !out.not_utf8 && std::str::from_utf8(record).is_err() {
+            out.not_utf8 = true;
+        }
         if header && names.is_none() {
             let n = header_names(record, p);
             expected = Some(n.len());
@@ -464,6 +469,7 @@ fn check_csv_lines(
         if need_header && (end > 0 || eof) {
             let nl = memchr::memchr(b'\n', body).map_or(body.len(), |i| i + 1);
             let line = body[..nl].strip_suffix(b"\n").unwrap_or(&body[..nl]);
+            out.not_utf8 |= std::str::from_utf8(line).is_err();
             let n = header_names(line, p);
             expected = Some(n.len());
             names = Some(n);
@@ -489,7 +495,8 @@ fn check_csv_lines(
                 }
             },
         );
-        for (lines, marks) in judged {
+        for Piece { lines, marks, utf8 } in judged {
+            out.not_utf8 |= !utf8;
             out.marks
                 .extend(marks.into_iter().map(|(l, m)| (out.records + l, m)));
             out.records += lines;
@@ -524,9 +531,17 @@ fn fill(input: &mut (dyn Read + Send), buf: &mut Vec<u8>) -> Result<bool, String
     Ok(false)
 }
 
-/// The lines of a block of whole lines, judged in pieces of about equal size in parallel:
-/// (lines, marks by 1-based line within the piece) per piece, in order.
-fn judge_block(body: &[u8], p: &Params, want: usize) -> Vec<(u64, Vec<(u64, Mark)>)> {
+/// What the lines of one piece of a block are.
+struct Piece {
+    lines: u64,
+    /// Marks by 1-based line within the piece.
+    marks: Vec<(u64, Mark)>,
+    utf8: bool,
+}
+
+/// The lines of a block of whole lines, judged in pieces of about equal size in parallel, in
+/// order.
+fn judge_block(body: &[u8], p: &Params, want: usize) -> Vec<Piece> {
     let pieces = rayon::current_num_threads().max(1) * 4;
     let mut cuts = vec![0];
     for k in 1..pieces {
@@ -544,7 +559,13 @@ fn judge_block(body: &[u8], p: &Params, want: usize) -> Vec<(u64, Vec<(u64, Mark
     let ranges: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
     ranges
         .par_iter()
-        .map(|&(a, b)| scan_csv_lines(&body[a..b], p, want))
+        .map(|&(a, b)| {
+            let (lines, marks) = scan_csv_lines(&body[a..b], p, want);
+            // Pieces are whole lines and a newline is never part of a multi-byte character,
+            // so the pieces are valid UTF-8 exactly when the block is.
+            let utf8 = std::str::from_utf8(&body[a..b]).is_ok();
+            Piece { lines, marks, utf8 }
+        })
         .collect()
 }
 

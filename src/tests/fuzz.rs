@@ -108,7 +108,7 @@ fn read(
         zone: Zone::new(cfg.tz),
         progress: false,
     };
-    match source::ingest(&files, &cfg, opts, None, &[]) {
+    match source::ingest(&files, &cfg, opts, None) {
         Ok(ing) => {
             let s = &ing.stats;
             prop_assert_eq!(

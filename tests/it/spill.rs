@@ -229,11 +229,11 @@ fn an_unusable_spill_folder_fails_naming_the_key() {
 }
 
 #[test]
-fn a_file_not_utf8_is_read_again_lossily_also_when_spilled() {
+fn a_file_not_utf8_is_read_lossily_also_when_spilled() {
     // Two files: fixture A (15 rows, 2 rejected: amount "abc" and an empty customer_id) and a
-    // second file whose row 2 has an invalid byte in its customer_id. CSV is read as strict
-    // UTF-8 first; the second file fails that, and everything is read again with it decoded
-    // lossily, so only that row is rejected. In memory and spilled alike:
+    // second file whose row 2 has an invalid byte in its customer_id. The record check finds
+    // it, the second file is decoded lossily and only that row is rejected (the first file,
+    // valid UTF-8, is read strictly). In memory and spilled alike:
     // read 15 + 2 = 17, rejected 2 + 1 = 3, used 14.
     let ws = Workspace::new();
     ws.write("tx1.csv", FIXTURE_A);
