@@ -18,8 +18,14 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
+    /// Not TOML, or not a configuration (an unknown key, a value of the wrong type); the
+    /// message names the key.
+    #[error("config file {path}: {}", one_line(&.source.to_string()))]
+    Parse {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("config: {}", .0.join("; "))]
     Invalid(Vec<String>),
 }
@@ -362,19 +368,26 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.display().to_string(),
-            message,
+            source: source.into(),
         })
     }
 
     /// Parses TOML text; the error is one line naming the key. An unknown value of an enum key
     /// (`period = "fortnight"`) is not an error here: the key falls back to its default and the
     /// problem is reported by `validate`, with every other one.
-    pub fn from_toml(text: &str) -> Result<Config, String> {
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::parse(text).map_err(|source| ConfigError::Parse {
+            path: "(text)".into(),
+            source: source.into(),
+        })
+    }
+
+    fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        let mut table: toml::Table = toml::from_str(text)?;
         let pending = take_bad_enum_values(&mut table);
-        let mut cfg: Config = table.try_into().map_err(|e| one_line(&e.to_string()))?;
+        let mut cfg: Config = table.try_into()?;
         cfg.pending = pending;
         Ok(cfg)
     }
@@ -693,14 +706,14 @@ amount = "a"
     #[test]
     fn unknown_key_is_named() {
         let text = minimal() + "[metrics]\nchurn_windw_days = 3\n";
-        let err = Config::from_toml(&text).unwrap_err();
+        let err = Config::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("churn_windw_days"), "{err}");
     }
 
     #[test]
     fn missing_mapping_is_named() {
         let text = "[input]\npaths=[\"a\"]\n[input.columns]\ncustomer_id=\"c\"\nts=\"t\"\n";
-        let err = Config::from_toml(text).unwrap_err();
+        let err = Config::from_toml(text).unwrap_err().to_string();
         assert!(err.contains("amount"), "{err}");
     }
 

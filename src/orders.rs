@@ -259,39 +259,16 @@ fn build_for<'l>(
     layout: Option<&(dyn Fn() -> &'l [u32] + Sync)>,
 ) -> Orders {
     debug_assert!(cutoffs.is_sorted());
-    let seen = |i: usize| lines.ts_local[i] < cutoff;
-    // Counting sort of line indexes by customer id (one thread), while the other computes the
-    // layout (a sort of the customer ids' texts).
+    // Lines by customer (one thread), while the other computes the layout (a sort of the
+    // customer ids' texts).
     let ((start, perm), layout) = rayon::join(
-        || {
-            // 32-bit offsets (line numbers are 32-bit in `perm` too): the counters are
-            // updated in random customer order, and half the bytes keep twice as many of
-            // them in cache (1M customers: 4 MB, within this machine's 8 MB L3).
-            let mut start = vec![0u32; n_ids + 1];
-            for (i, &c) in lines.cust.iter().enumerate() {
-                if seen(i) {
-                    start[c as usize + 1] += 1;
-                }
-            }
-            for i in 0..n_ids {
-                start[i + 1] += start[i];
-            }
-            let mut fill = start.clone();
-            let mut perm = vec![0u32; start[n_ids] as usize];
-            for (i, &c) in lines.cust.iter().enumerate() {
-                if seen(i) {
-                    perm[fill[c as usize] as usize] = i as u32;
-                    fill[c as usize] += 1;
-                }
-            }
-            (start, perm)
-        },
+        || lines_by_customer(lines, n_ids, cutoff),
         || layout.map(|f| f()),
     );
     // Customers by position: the layout's order, or their ids.
     let n_customers = layout.map_or(n_ids, |ids| ids.len());
     let id_at = |p: usize| layout.map_or(p, |ids| ids[p] as usize);
-    let has_cost = !lines.cost.is_empty();
+    let lines_of = |c: usize| &perm[start[c] as usize..start[c + 1] as usize];
 
     // Each shard writes its orders straight into its own part of one array, sized by the
     // shard's lines (an order has at least one line); the parts are then closed up in place.
@@ -305,10 +282,7 @@ fn build_for<'l>(
                 .into_par_iter()
                 .map(|s| {
                     shard_customers(s)
-                        .map(|p| {
-                            let c = id_at(p);
-                            (start[c + 1] - start[c]) as usize
-                        })
+                        .map(|p| lines_of(id_at(p)).len())
                         .sum::<usize>()
                 })
                 .collect::<Vec<_>>(),
@@ -329,158 +303,265 @@ fn build_for<'l>(
         (o_rest, s_rest) = (o_more, g_more);
     }
 
-    /// Per shard: orders per customer, orders written, late_max per customer, late lines.
-    type Shard = (Vec<usize>, usize, Vec<i64>, Vec<(usize, Box<[LateLine]>)>);
+    let grouping = Grouping {
+        lines,
+        n_dims,
+        seg_rank,
+        cutoffs,
+        has_cost: !lines.cost.is_empty(),
+    };
     let shards: Vec<Shard> = parts
         .into_par_iter()
         .enumerate()
         .map(|(s, (orders, segs))| {
             let customers = shard_customers(s);
-            let mut counts = Vec::with_capacity(customers.len());
-            let mut written = 0;
-            let mut sorted: Vec<(u64, i64, u32)> = Vec::new();
-            // (order, its first line, the order's lines when a cutoff splits them)
-            type Keyed = (Order, u32, Option<Box<[LateLine]>>);
-            let mut keyed: Vec<Keyed> = Vec::new();
-            let mut late_max = Vec::with_capacity(customers.len());
-            let mut late: Vec<(usize, Box<[LateLine]>)> = Vec::new();
+            let mut shard = Shard {
+                counts: Vec::with_capacity(customers.len()),
+                written: 0,
+                late_max: Vec::with_capacity(customers.len()),
+                late: Vec::new(),
+            };
+            let mut sorted = Vec::new();
+            let mut keyed = Vec::new();
             for p in customers {
-                let c = id_at(p);
-                // Lines of one order: equal key and equal order_id text. They are sorted by
-                // (key, time, line) as plain tuples, copied out of the lines once. Keys are
-                // hashes of the text, so within a key the texts are nearly always equal and
-                // that order equals (key, text, time, line); one linear pass checks it, and a
-                // collision (two texts, one key) sorts by text too.
-                sorted.clear();
-                sorted.extend(
-                    perm[start[c] as usize..start[c + 1] as usize]
-                        .iter()
-                        .map(|&i| {
-                            let i = i as usize;
-                            (lines.order[i], lines.ts_local[i], i as u32)
-                        }),
-                );
-                sorted.sort_unstable();
-                let text_of = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
-                let collision = sorted
-                    .windows(2)
-                    .any(|w| w[0].0 == w[1].0 && text_of(&w[0]) != text_of(&w[1]));
-                if collision {
-                    sorted.sort_unstable_by(|a, b| {
-                        a.0.cmp(&b.0)
-                            .then_with(|| text_of(a).cmp(text_of(b)))
-                            .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
-                    });
-                }
-                keyed.clear();
-                let mut my_late_max = i64::MIN;
-                let mut k = 0;
-                while k < sorted.len() {
-                    let (key, ts_local, first) = sorted[k];
-                    let mut first = first as usize;
-                    let text = lines.order_id(first);
-                    let k0 = k;
-                    let mut o = Order {
-                        ts_local,
-                        ts_utc: 0,
-                        value: 0,
-                        refunds: 0,
-                        cost: 0,
-                    };
-                    // Without a collision, equal keys already mean equal texts.
-                    while k < sorted.len()
-                        && sorted[k].0 == key
-                        && (!collision || text_of(&sorted[k]) == text)
-                    {
-                        let i = sorted[k].2 as usize;
-                        let a = lines.amount[i];
-                        o.value += a;
-                        if a < 0 {
-                            o.refunds -= a;
-                        }
-                        if has_cost {
-                            o.cost += lines.cost[i];
-                        }
-                        k += 1;
-                    }
-                    // The order's first line, among lines at its earliest time, by
-                    // content (not input order): its UTC instant and segment values are
-                    // the order's.
-                    for t in &sorted[k0 + 1..k] {
-                        if t.1 != ts_local {
-                            break;
-                        }
-                        let i = t.2 as usize;
-                        if line_content(lines, n_dims, seg_rank, i, first).is_lt() {
-                            first = i;
-                        }
-                    }
-                    o.ts_utc = lines.utc(first);
-                    // Lines sorted by time within the order: the last one is the latest.
-                    let last_ts = sorted[k - 1].1;
-                    // Does a view cutoff fall in (first line, last line]?
-                    let next_cutoff = cutoffs.partition_point(|&c| c <= o.ts_local);
-                    let spans = cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
-                    let own_lines = spans.then(|| {
-                        my_late_max = my_late_max.max(last_ts);
-                        sorted[k0..k]
-                            .iter()
-                            .map(|&(_, ts_local, i)| {
-                                let i = i as usize;
-                                LateLine {
-                                    ts_local,
-                                    amount: lines.amount[i],
-                                    cost: if has_cost { lines.cost[i] } else { 0 },
-                                }
-                            })
-                            .collect()
-                    });
-                    keyed.push((o, first as u32, own_lines));
-                }
-                // Orders at the same time are ordered by content: order_id, then their
-                // first lines' content, then value, refunds and cost. Ties are rare, so
-                // orders are sorted by time first and only runs of equal times again.
-                keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
-                let mut r = 0;
-                while r + 1 < keyed.len() {
-                    let t = keyed[r].0.ts_local;
-                    let mut end = r + 1;
-                    while end < keyed.len() && keyed[end].0.ts_local == t {
-                        end += 1;
-                    }
-                    if end - r > 1 {
-                        keyed[r..end].sort_by(|(a, fa, _), (b, fb, _)| {
-                            let (fa, fb) = (*fa as usize, *fb as usize);
-                            lines
-                                .order_id(fa)
-                                .cmp(lines.order_id(fb))
-                                .then_with(|| line_content(lines, n_dims, seg_rank, fa, fb))
-                                .then_with(|| {
-                                    (a.value, a.refunds, a.cost).cmp(&(b.value, b.refunds, b.cost))
-                                })
-                        });
-                    }
-                    r = end;
-                }
-                counts.push(keyed.len());
-                late_max.push(my_late_max);
+                let late_max = grouping.customer(lines_of(id_at(p)), &mut sorted, &mut keyed);
+                shard.counts.push(keyed.len());
+                shard.late_max.push(late_max);
                 for (o, first, own_lines) in keyed.drain(..) {
+                    let w = shard.written;
                     if let Some(l) = own_lines {
-                        late.push((written, l));
+                        shard.late.push((w, l));
                     }
-                    orders[written] = o;
+                    orders[w] = o;
                     let f = first as usize;
-                    segs[written * n_dims..(written + 1) * n_dims]
+                    segs[w * n_dims..(w + 1) * n_dims]
                         .copy_from_slice(&lines.seg[f * n_dims..(f + 1) * n_dims]);
-                    written += 1;
+                    shard.written += 1;
                 }
             }
-            (counts, written, late_max, late)
+            shard
         })
         .collect();
+    close_up(
+        shards,
+        &bound,
+        all_orders,
+        all_segs,
+        n_dims,
+        layout.map(<[u32]>::to_vec).unwrap_or_default(),
+    )
+}
 
+/// The indexes of the lines before `cutoff`, grouped by customer (a counting sort): customer
+/// `c`'s are `perm[start[c]..start[c + 1]]`, in line order.
+fn lines_by_customer(lines: &Lines, n_ids: usize, cutoff: i64) -> (Vec<u32>, Vec<u32>) {
+    let seen = |i: usize| lines.ts_local[i] < cutoff;
+    // 32-bit offsets (line numbers are 32-bit in `perm` too): the counters are updated in
+    // random customer order, and half the bytes keep twice as many of them in cache (1M
+    // customers: 4 MB, within this machine's 8 MB L3).
+    let mut start = vec![0u32; n_ids + 1];
+    for (i, &c) in lines.cust.iter().enumerate() {
+        if seen(i) {
+            start[c as usize + 1] += 1;
+        }
+    }
+    for i in 0..n_ids {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut perm = vec![0u32; start[n_ids] as usize];
+    for (i, &c) in lines.cust.iter().enumerate() {
+        if seen(i) {
+            perm[fill[c as usize] as usize] = i as u32;
+            fill[c as usize] += 1;
+        }
+    }
+    (start, perm)
+}
+
+/// What one shard of customers built, in its part of the orders array.
+struct Shard {
+    /// Orders per customer.
+    counts: Vec<usize>,
+    /// Orders written.
+    written: usize,
+    /// Per customer: the latest time of a late line (i64::MIN if none).
+    late_max: Vec<i64>,
+    /// Lines of the orders that have late lines, by order index within the shard.
+    late: Vec<(usize, Box<[LateLine]>)>,
+}
+
+/// An order, the index of its first line, and its lines when a view cutoff splits them.
+type Keyed = (Order, u32, Option<Box<[LateLine]>>);
+
+/// The rules that group one customer's lines into orders (SPEC §2).
+struct Grouping<'a> {
+    lines: &'a Lines,
+    n_dims: usize,
+    seg_rank: &'a [Vec<u32>],
+    cutoffs: &'a [i64],
+    has_cost: bool,
+}
+
+impl Grouping<'_> {
+    /// Groups a customer's lines (`idx`) into `keyed` (cleared first), in time order with ties
+    /// by content; returns the latest time of a late line (i64::MIN if none). `sorted` is
+    /// scratch space.
+    fn customer(
+        &self,
+        idx: &[u32],
+        sorted: &mut Vec<(u64, i64, u32)>,
+        keyed: &mut Vec<Keyed>,
+    ) -> i64 {
+        let collision = self.sort_lines(idx, sorted);
+        keyed.clear();
+        let late_max = self.group(sorted, collision, keyed);
+        self.order_ties(keyed);
+        late_max
+    }
+
+    /// Sorts a customer's lines so that the lines of an order are adjacent and in time order:
+    /// by (key, time, line), as plain tuples copied out of the lines once. Keys are hashes of
+    /// the order_id text, so within a key the texts are nearly always equal and that order
+    /// equals (key, text, time, line); one linear pass checks it, and on a collision (two
+    /// texts, one key) the lines are sorted by text too. Returns whether there was one.
+    fn sort_lines(&self, idx: &[u32], sorted: &mut Vec<(u64, i64, u32)>) -> bool {
+        let lines = self.lines;
+        sorted.clear();
+        sorted.extend(idx.iter().map(|&i| {
+            let i = i as usize;
+            (lines.order[i], lines.ts_local[i], i as u32)
+        }));
+        sorted.sort_unstable();
+        let text_of = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
+        let collision = sorted
+            .windows(2)
+            .any(|w| w[0].0 == w[1].0 && text_of(&w[0]) != text_of(&w[1]));
+        if collision {
+            sorted.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| text_of(a).cmp(text_of(b)))
+                    .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+            });
+        }
+        collision
+    }
+
+    /// One order per run of equal (key, text) in `sorted`: time = its earliest line's, value =
+    /// the sum of its amounts (refunds net in), cost = the sum of its costs; its UTC instant
+    /// and segment values those of its first line by content among the lines at its earliest
+    /// time. Keeps an order's lines when a view cutoff falls between its first and last line.
+    fn group(&self, sorted: &[(u64, i64, u32)], collision: bool, keyed: &mut Vec<Keyed>) -> i64 {
+        let lines = self.lines;
+        let text_of = |t: &(u64, i64, u32)| lines.order_id(t.2 as usize);
+        let mut late_max = i64::MIN;
+        let mut k = 0;
+        while k < sorted.len() {
+            let (key, ts_local, first) = sorted[k];
+            let mut first = first as usize;
+            let text = lines.order_id(first);
+            let k0 = k;
+            let mut o = Order {
+                ts_local,
+                ts_utc: 0,
+                value: 0,
+                refunds: 0,
+                cost: 0,
+            };
+            // Without a collision, equal keys already mean equal texts.
+            while k < sorted.len()
+                && sorted[k].0 == key
+                && (!collision || text_of(&sorted[k]) == text)
+            {
+                let i = sorted[k].2 as usize;
+                let a = lines.amount[i];
+                o.value += a;
+                if a < 0 {
+                    o.refunds -= a;
+                }
+                if self.has_cost {
+                    o.cost += lines.cost[i];
+                }
+                k += 1;
+            }
+            // The first line among those at the earliest time, by content (not input order).
+            for t in &sorted[k0 + 1..k] {
+                if t.1 != ts_local {
+                    break;
+                }
+                let i = t.2 as usize;
+                if line_content(lines, self.n_dims, self.seg_rank, i, first).is_lt() {
+                    first = i;
+                }
+            }
+            o.ts_utc = lines.utc(first);
+            // Lines sorted by time within the order: the last one is the latest.
+            let last_ts = sorted[k - 1].1;
+            // Does a view cutoff fall in (first line, last line]?
+            let next_cutoff = self.cutoffs.partition_point(|&c| c <= o.ts_local);
+            let spans = self.cutoffs.get(next_cutoff).is_some_and(|&c| c <= last_ts);
+            let own_lines = spans.then(|| {
+                late_max = late_max.max(last_ts);
+                sorted[k0..k]
+                    .iter()
+                    .map(|&(_, ts_local, i)| {
+                        let i = i as usize;
+                        LateLine {
+                            ts_local,
+                            amount: lines.amount[i],
+                            cost: if self.has_cost { lines.cost[i] } else { 0 },
+                        }
+                    })
+                    .collect()
+            });
+            keyed.push((o, first as u32, own_lines));
+        }
+        late_max
+    }
+
+    /// Sorts a customer's orders by time; orders at the same time by content: order_id, then
+    /// their first lines' content, then value, refunds and cost. Ties are rare, so orders are
+    /// sorted by time first and only runs of equal times again.
+    fn order_ties(&self, keyed: &mut [Keyed]) {
+        let lines = self.lines;
+        keyed.sort_unstable_by_key(|(o, first, _)| (o.ts_local, *first));
+        let mut r = 0;
+        while r + 1 < keyed.len() {
+            let t = keyed[r].0.ts_local;
+            let mut end = r + 1;
+            while end < keyed.len() && keyed[end].0.ts_local == t {
+                end += 1;
+            }
+            if end - r > 1 {
+                keyed[r..end].sort_by(|(a, fa, _), (b, fb, _)| {
+                    let (fa, fb) = (*fa as usize, *fb as usize);
+                    lines
+                        .order_id(fa)
+                        .cmp(lines.order_id(fb))
+                        .then_with(|| line_content(lines, self.n_dims, self.seg_rank, fa, fb))
+                        .then_with(|| {
+                            (a.value, a.refunds, a.cost).cmp(&(b.value, b.refunds, b.cost))
+                        })
+                });
+            }
+            r = end;
+        }
+    }
+}
+
+/// Joins the shards' parts of the orders array (each starting at its `bound`) into one
+/// `Orders`: each part moves down to where the previous one ended (never up).
+fn close_up(
+    shards: Vec<Shard>,
+    bound: &[usize],
+    mut all_orders: Vec<Order>,
+    mut all_segs: Vec<u32>,
+    n_dims: usize,
+    ids: Vec<u32>,
+) -> Orders {
+    let n_customers: usize = shards.iter().map(|s| s.counts.len()).sum();
     let mut out = Orders {
-        ids: layout.map(<[u32]>::to_vec).unwrap_or_default(),
+        ids,
         start: Vec::with_capacity(n_customers + 1),
         orders: Vec::new(),
         seg: Vec::new(),
@@ -491,21 +572,20 @@ fn build_for<'l>(
         first: Vec::new(),
     };
     out.start.push(0);
-    // Close up the parts: each moves down to where the previous one ended (never up).
     let mut total = 0;
-    for (s, (counts, written, late_max, late)) in shards.into_iter().enumerate() {
-        for n in counts {
+    for (s, shard) in shards.into_iter().enumerate() {
+        for n in shard.counts {
             let last = *out.start.last().unwrap_or(&0);
             out.start.push(last + n);
         }
-        let from = bound[s];
+        let (from, written) = (bound[s], shard.written);
         if from != total {
             all_orders.copy_within(from..from + written, total);
             all_segs.copy_within(from * n_dims..(from + written) * n_dims, total * n_dims);
         }
         out.late
-            .extend(late.into_iter().map(|(i, l)| (total + i, l)));
-        out.late_max.extend(late_max);
+            .extend(shard.late.into_iter().map(|(i, l)| (total + i, l)));
+        out.late_max.extend(shard.late_max);
         total += written;
     }
     all_orders.truncate(total);

@@ -62,6 +62,7 @@
 
 mod lines;
 mod partial;
+mod wire;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -69,7 +70,8 @@ use chrono::{Duration, NaiveDate};
 
 pub use crate::config::{Config, ConfigError};
 pub use crate::schema::Table;
-pub use partial::{Partial, PartialBatches};
+pub use partial::Partial;
+pub use wire::PartialBatches;
 
 use crate::config::Validated;
 use crate::metrics::{self, rfm, Ctx, CustomerRow};
@@ -167,11 +169,7 @@ impl Computation {
 
     /// [`new`](Self::new) from the text of a TOML configuration.
     pub fn from_toml(text: &str, as_of: NaiveDate) -> Result<Self, ApiError> {
-        let config = Config::from_toml(text).map_err(|message| ConfigError::Parse {
-            path: "(text)".into(),
-            message,
-        })?;
-        Self::new(config, as_of)
+        Self::new(Config::from_toml(text)?, as_of)
     }
 
     pub fn as_of(&self) -> NaiveDate {

@@ -98,18 +98,19 @@ pub(crate) fn write(
 }
 
 /// Reads the manifest of `as_of` from a local output; None when there is none.
-pub(crate) fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, String> {
+pub(crate) fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, SinkError> {
     let path = dir.join(file_name(as_of));
     match std::fs::read(&path) {
-        Ok(bytes) => parse(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
+        Ok(bytes) => parse(&bytes, &path.display().to_string()).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(super::io(&path, e)),
     }
 }
 
-/// Parses a manifest document.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+/// Parses the manifest document read from `path`.
+pub(crate) fn parse(bytes: &[u8], path: &str) -> Result<Manifest, SinkError> {
+    serde_json::from_slice(bytes).map_err(|source| SinkError::Manifest {
+        path: path.to_string(),
+        source,
+    })
 }

@@ -91,11 +91,9 @@ pub(crate) fn kept_tables(
         Location::Remote(r) => {
             let key = r.child(&format!("{}/{}", manifest::DIR, manifest::file_name(as_of)));
             match r.get(&key) {
-                Ok(Some(bytes)) => manifest::parse(&bytes)
-                    .map(Some)
-                    .map_err(|e| format!("{}: {e}", r.url(&key))),
+                Ok(Some(bytes)) => manifest::parse(&bytes, &r.url(&key)).map(Some),
                 Ok(None) => Ok(None),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             }
         }
     };
@@ -170,6 +168,13 @@ pub(crate) enum SinkError {
     },
     #[error("output {path}: {message}")]
     Parquet { path: String, message: String },
+    /// A manifest that is not one (not JSON, or missing fields).
+    #[error("output {path}: not a manifest: {source}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("output {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("output {0}")]

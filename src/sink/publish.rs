@@ -86,10 +86,7 @@ fn holds_run(dir: &Path, run_id: &str) -> bool {
 /// in its staging folder, are left to delete) or back (each table it swapped in is swapped back).
 fn finish_interrupted(root: &Path, staging: &Path, j: &Journal) -> Result<(), SinkError> {
     let dir = root.join(manifest::DIR);
-    let current = manifest::read(&dir, &j.as_of).map_err(|message| SinkError::Parquet {
-        path: dir.display().to_string(),
-        message,
-    })?;
+    let current = manifest::read(&dir, &j.as_of)?;
     if current.is_some_and(|m| m.run_id == j.run_id) {
         warn!(run_id = %j.run_id, as_of = %j.as_of, "Completed the publish of a run killed after writing its manifest.");
         return Ok(());

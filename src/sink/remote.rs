@@ -71,10 +71,7 @@ pub(crate) fn recover(remote: &Remote) -> Result<(), SinkError> {
             manifest::file_name(&j.as_of)
         ));
         let current = match remote.get(&manifest_key)? {
-            Some(b) => Some(manifest::parse(&b).map_err(|message| SinkError::Parquet {
-                path: remote.url(&manifest_key),
-                message,
-            })?),
+            Some(b) => Some(manifest::parse(&b, &remote.url(&manifest_key))?),
             None => None,
         };
         match current {

@@ -7,6 +7,7 @@ pub(crate) mod normalize;
 pub(crate) mod parse;
 pub(crate) mod read;
 pub(crate) mod records;
+mod row;
 pub(crate) mod spend;
 pub(crate) mod spill;
 
@@ -42,8 +43,27 @@ pub(crate) enum SourceError {
         dtype: String,
         expected: String,
     },
-    #[error("input file {file}: {message}")]
-    Read { file: String, message: String },
+    /// Reading the file failed; `source` is the reader's or the system's error.
+    #[error("input file {file}: {}", one_line(&.source.to_string()))]
+    Read {
+        file: String,
+        #[source]
+        source: Cause,
+    },
+    /// Streaming an HTTP(S) input to a local file failed.
+    #[error("input file {file}: download failed: {source}")]
+    Download {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The copy of a file with its marked records emptied (see `records`) could not be written.
+    #[error("input file {file}: writing a checked copy: {source}")]
+    CheckedCopy {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The file's header cannot be mapped unambiguously (a column named twice).
     #[error("input file {file}: {message}")]
     Header { file: String, message: String },
@@ -400,11 +420,15 @@ pub(crate) struct Ingested {
     pub money_overflow_at: Option<(String, u64)>,
 }
 
-/// A read error of `file`, its message folded to one line.
-pub(crate) fn read_err(file: &InputFile, e: impl std::fmt::Display) -> SourceError {
+/// What a read failed on: the error of polars, the system or the object store, or our own
+/// message.
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A read error of `file` (its message is printed on one line).
+pub(crate) fn read_err(file: &InputFile, e: impl Into<Cause>) -> SourceError {
     SourceError::Read {
         file: file.display.clone(),
-        message: one_line(&e.to_string()),
+        source: e.into(),
     }
 }
 

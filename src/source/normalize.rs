@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use polars::prelude::*;
-use polars_arrow::array::{Array as _, PrimitiveArray, Utf8ViewArray};
-use polars_arrow::types::NativeType;
 use rayon::prelude::*;
 use tracing::{debug, info, info_span};
 
@@ -17,23 +15,15 @@ use crate::config::{InputFormat, Validated};
 use crate::progress::Progress;
 use crate::time::Zone;
 
-use super::parse::{self, MoneyError, Ts};
-use super::read::{self, MoneyKind, Scan, TsKind};
-use super::records::Mark;
+use super::read::{self, Scan};
+use super::row::{trim, At, Kinds, Outcome, Piece, Used};
 use super::{
-    one_line, spill::Spill, Dict, FileStats, Ingested, InputFile, Lines, Reject, SourceError,
-    ROW_ORDER_BASE, UNKNOWN_SEGMENT,
+    read_err, spill::Spill, Cause, Dict, FileStats, Ingested, InputFile, Lines, Reject,
+    SourceError, ROW_ORDER_BASE, UNKNOWN_SEGMENT,
 };
 
 /// Lines held in memory before they are moved to the spill (about 60 bytes each).
 pub(crate) const SPILL_CHUNK: usize = 1 << 22;
-
-/// Earliest accepted transaction time: 1900-01-01 (local µs).
-const MIN_TS: i64 = -25_567 * crate::time::MICROS_PER_DAY;
-
-/// First time past the accepted range: 10000-01-01 (local µs). Later values (a date32 of
-/// garbage, an epoch in the wrong unit) are rejected as out of range.
-const MAX_TS: i64 = 2_932_897 * crate::time::MICROS_PER_DAY;
 
 /// Sum of |amount| + |cost| over all lines that every money sum of the job stays within: any
 /// sum the tables hold (an order, a customer, a period, a segment) adds a subset of those lines,
@@ -154,10 +144,10 @@ pub(crate) fn ingest(
                 st.error = Some(stopped.into());
                 return Ok(true);
             }
-            if let Err(message) = process_batch(&pieces, &kinds, &ctx, &mut st) {
+            if let Err(source) = process_batch(&pieces, &kinds, &ctx, &mut st) {
                 st.error = Some(SourceError::Read {
                     file: ctx.file_name.clone(),
-                    message,
+                    source,
                 });
                 return Ok(true);
             }
@@ -186,10 +176,7 @@ pub(crate) fn ingest(
         if let Some(e) = st.error.take() {
             return Err(e);
         }
-        result.map_err(|e| SourceError::Read {
-            file: file.display.clone(),
-            message: one_line(&e.to_string()),
-        })?;
+        result.map_err(|e| read_err(file, e))?;
         bar.advance(file.size);
         let fs = st.out.stats.files.last().cloned().unwrap_or_default();
         info!(
@@ -205,7 +192,7 @@ pub(crate) fn ingest(
     let st = Arc::try_unwrap(state)
         .map_err(|_| SourceError::Read {
             file: "(all)".into(),
-            message: "internal: reader still holds the state".into(),
+            source: "internal: reader still holds the state".into(),
         })?
         .into_inner()
         .expect("ingest state");
@@ -239,351 +226,14 @@ struct State {
     error: Option<SourceError>,
 }
 
-#[derive(Clone, Copy)]
-struct Kinds {
-    ts: TsKind,
-    amount: MoneyKind,
-    cost: Option<MoneyKind>,
-    has_order: bool,
-    /// The customer_id column is floating point (see `Scan::cid_float`).
-    cid_float: bool,
-    n_dims: usize,
-    /// Text was decoded lossily (CSV): invalid UTF-8 became U+FFFD, which marks a row to
-    /// reject. Other readers fail on invalid UTF-8, so there U+FFFD is a real character.
-    lossy: bool,
-}
-
-struct Ctx {
-    opts: IngestOptions,
-    decimals: u32,
-    ts_format: String,
-    file_name: String,
-    file_index: usize,
+pub(super) struct Ctx {
+    pub(super) opts: IngestOptions,
+    pub(super) decimals: u32,
+    pub(super) ts_format: String,
+    pub(super) file_name: String,
+    pub(super) file_index: usize,
     /// The file's marked records (blank or broken lines) and line numbers.
-    records: super::records::Records,
-}
-
-/// The typed values of a used row.
-#[derive(Clone, Copy)]
-struct Used {
-    ts_utc: i64,
-    ts_local: i64,
-    amount: i64,
-    cost: i64,
-    /// `text_hash` of the customer_id (hashed here, in the parallel pass over the rows).
-    cid_hash: u64,
-    /// `text_hash` of the order_id, `None` when the row has none.
-    order_hash: Option<u64>,
-}
-
-enum Outcome {
-    Used(Used),
-    After,
-    /// A blank line: not a row.
-    Blank,
-    /// With the row's local time when it was readable (backfills need it).
-    Rejected(&'static str, Option<i64>),
-}
-
-/// A text column of one piece of a batch as its single Arrow array (see `Piece`): `get` is a
-/// validity check and a load, where `ChunkedArray::get` first locates the chunk.
-#[derive(Clone, Copy)]
-struct Strs<'a>(&'a Utf8ViewArray);
-
-impl<'a> Strs<'a> {
-    fn get(&self, i: usize) -> Option<&'a str> {
-        self.0.get(i)
-    }
-}
-
-/// A numeric column of one piece of a batch as its single Arrow array (see `Strs`).
-#[derive(Clone, Copy)]
-struct Nums<'a, T: NativeType>(&'a PrimitiveArray<T>);
-
-impl<T: NativeType> Nums<'_, T> {
-    fn get(&self, i: usize) -> Option<T> {
-        self.0.is_valid(i).then(|| self.0.value(i))
-    }
-}
-
-/// The one chunk of a column of a piece.
-fn single<T: PolarsDataType>(ca: &ChunkedArray<T>) -> Result<&T::Array, String> {
-    match ca.chunks().len() {
-        1 => ca
-            .downcast_get(0)
-            .ok_or_else(|| format!("internal: column {} has no chunk", ca.name())),
-        n => Err(format!(
-            "internal: column {} has {n} chunks in one piece of a batch",
-            ca.name()
-        )),
-    }
-}
-
-fn strs<'a>(s: &'a Series) -> Result<Strs<'a>, String> {
-    single(s.str().map_err(|e| e.to_string())?).map(Strs)
-}
-
-enum TsCol<'a> {
-    Text(Strs<'a>),
-    Int(Nums<'a, i64>, bool, read::EpochUnit),
-    Days(Nums<'a, i32>),
-}
-
-enum MoneyCol<'a> {
-    Text(Strs<'a>),
-    Float(Nums<'a, f64>),
-    Int(Nums<'a, i64>),
-}
-
-impl MoneyCol<'_> {
-    fn raw(&self, i: usize) -> Option<String> {
-        match self {
-            MoneyCol::Text(c) => c.get(i).map(str::to_string),
-            MoneyCol::Float(c) => c.get(i).map(|v| v.to_string()),
-            MoneyCol::Int(c) => c.get(i).map(|v| v.to_string()),
-        }
-    }
-
-    fn parse(&self, i: usize, decimals: u32) -> Result<i64, MoneyError> {
-        match self {
-            MoneyCol::Text(c) => match c.get(i) {
-                None => Err(MoneyError::Missing),
-                Some(s) => parse::parse_money(s, decimals),
-            },
-            MoneyCol::Float(c) => match c.get(i) {
-                None => Err(MoneyError::Missing),
-                Some(f) => parse::money_from_f64(f, decimals),
-            },
-            MoneyCol::Int(c) => match c.get(i) {
-                None => Err(MoneyError::Missing),
-                Some(v) => parse::money_from_i64(v, decimals),
-            },
-        }
-    }
-}
-
-impl TsCol<'_> {
-    fn raw(&self, i: usize) -> Option<String> {
-        match self {
-            TsCol::Text(c) => c.get(i).map(str::to_string),
-            TsCol::Int(c, _, _) => c.get(i).map(|v| v.to_string()),
-            TsCol::Days(c) => c.get(i).map(|v| v.to_string()),
-        }
-    }
-}
-
-fn money_reason(field: &'static str, e: MoneyError) -> &'static str {
-    match (field, e) {
-        ("amount", MoneyError::Missing) => "amount: missing",
-        ("amount", MoneyError::Unparseable) => "amount: not a number",
-        ("amount", MoneyError::NonFinite) => "amount: not finite (NaN or infinity)",
-        ("amount", MoneyError::OutOfRange) => "amount: out of range",
-        (_, MoneyError::Missing) => "cost: missing",
-        (_, MoneyError::Unparseable) => "cost: not a number",
-        (_, MoneyError::NonFinite) => "cost: not finite (NaN or infinity)",
-        (_, MoneyError::OutOfRange) => "cost: out of range",
-    }
-}
-
-fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Series, String> {
-    df.column(name)
-        .map(|c| c.as_materialized_series())
-        .map_err(|e| e.to_string())
-}
-
-/// The mapped columns of one piece of a batch: rows over which every column is a single Arrow
-/// array. The streaming engine hands over batches whose columns are all split at the same rows
-/// (a CSV batch is about eight pieces of 8k rows); reading the pieces as they are spares
-/// copying each batch into one chunk per column (0.8 s of a 10M-row CSV read).
-struct Piece<'a> {
-    len: usize,
-    /// Row numbers in the file (read only for rejects).
-    rows: &'a Series,
-    cid: Strs<'a>,
-    ts: TsCol<'a>,
-    amount: MoneyCol<'a>,
-    cost: Option<MoneyCol<'a>>,
-    order: Option<Strs<'a>>,
-    segs: Vec<Strs<'a>>,
-}
-
-/// A row of a batch: its piece and its row within the piece.
-#[derive(Clone, Copy)]
-struct At {
-    piece: u32,
-    row: u32,
-}
-
-impl<'a> Piece<'a> {
-    fn new(df: &'a DataFrame, kinds: &Kinds) -> Result<Self, String> {
-        let e = |e: PolarsError| e.to_string();
-        let ts_s = column(df, read::TS)?;
-        let ts = match kinds.ts {
-            TsKind::Text => TsCol::Text(strs(ts_s)?),
-            TsKind::Epoch { utc, unit } => {
-                TsCol::Int(Nums(single(ts_s.i64().map_err(e)?)?), utc, unit)
-            }
-            TsKind::Days => TsCol::Days(Nums(single(ts_s.i32().map_err(e)?)?)),
-        };
-        let money_col = |name: &str, kind: MoneyKind| -> Result<MoneyCol<'a>, String> {
-            let s = column(df, name)?;
-            Ok(match kind {
-                MoneyKind::Text => MoneyCol::Text(strs(s)?),
-                MoneyKind::Float => MoneyCol::Float(Nums(single(s.f64().map_err(e)?)?)),
-                MoneyKind::Int => MoneyCol::Int(Nums(single(s.i64().map_err(e)?)?)),
-            })
-        };
-        Ok(Piece {
-            len: df.height(),
-            rows: column(df, read::ROW)?,
-            cid: strs(column(df, read::CID)?)?,
-            ts,
-            amount: money_col(read::AMOUNT, kinds.amount)?,
-            cost: match kinds.cost {
-                Some(k) => Some(money_col(read::COST, k)?),
-                None => None,
-            },
-            order: if kinds.has_order {
-                Some(strs(column(df, read::ORDER)?)?)
-            } else {
-                None
-            },
-            segs: (0..kinds.n_dims)
-                .map(|d| column(df, &read::seg_col(d)).and_then(strs))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    /// 1-based row number of row `j` in its file.
-    fn row_number(&self, j: usize) -> u64 {
-        self.rows
-            .get(j)
-            .ok()
-            .and_then(|v| v.extract::<u64>())
-            .unwrap_or(0)
-    }
-
-    /// Trimmed customer_id of a row that was used (so it has one).
-    fn customer(&self, j: usize) -> &'a str {
-        trim(self.cid.get(j).unwrap_or(""))
-    }
-
-    /// Trimmed order_id of row `j`, if the column is mapped and the value not null.
-    fn order_id(&self, j: usize) -> Option<&'a str> {
-        self.order.and_then(|o| o.get(j)).map(trim)
-    }
-
-    fn classify(&self, j: usize, kinds: &Kinds, ctx: &Ctx) -> Outcome {
-        if !ctx.records.marks.is_empty() {
-            match ctx.records.mark(self.row_number(j)) {
-                Some(Mark::Blank) => return Outcome::Blank,
-                Some(Mark::Reject(reason)) => return Outcome::Rejected(reason, None),
-                None => {}
-            }
-        }
-        let zone = ctx.opts.zone;
-        let fmt = ctx.ts_format.as_str();
-        let parsed = match &self.ts {
-            TsCol::Text(c) => match c.get(j) {
-                None => return Outcome::Rejected("ts: missing", None),
-                Some(s) if s.trim().is_empty() => return Outcome::Rejected("ts: missing", None),
-                Some(s) => {
-                    let p = if fmt.is_empty() {
-                        parse::parse_ts_iso(s)
-                    } else {
-                        parse::parse_ts_format(s, fmt)
-                    };
-                    match p {
-                        Some(t) => t,
-                        None => return Outcome::Rejected("ts: not a valid timestamp", None),
-                    }
-                }
-            },
-            TsCol::Int(c, utc, unit) => match c.get(j).map(|v| unit.to_micros(v)) {
-                None => return Outcome::Rejected("ts: missing", None),
-                Some(None) => return Outcome::Rejected("ts: out of range", None),
-                Some(Some(v)) if *utc => Ts::Utc(v),
-                Some(Some(v)) => Ts::Local(v),
-            },
-            TsCol::Days(c) => match c.get(j) {
-                None => return Outcome::Rejected("ts: missing", None),
-                // i32 days times µs per day overflow i64 from year ~292,000 on.
-                Some(d) => match (d as i64).checked_mul(crate::time::MICROS_PER_DAY) {
-                    Some(us) => Ts::Local(us),
-                    None => return Outcome::Rejected("ts: out of range", None),
-                },
-            },
-        };
-        // Far outside the calendar (a zone offset added to it could overflow): rejected as
-        // read, before any conversion. A day of margin keeps zone offsets out of the way.
-        let raw = match parsed {
-            Ts::Utc(v) | Ts::Local(v) => v,
-        };
-        if raw < MIN_TS - crate::time::MICROS_PER_DAY {
-            return Outcome::Rejected("ts: before 1900-01-01", Some(raw));
-        }
-        if raw >= MAX_TS + crate::time::MICROS_PER_DAY {
-            return Outcome::Rejected("ts: out of range", None);
-        }
-        let (ts_utc, ts_local) = match parsed {
-            Ts::Utc(u) => (u, zone.utc_to_local(u)),
-            Ts::Local(l) => (zone.local_to_utc(l), l),
-        };
-        if ts_local < MIN_TS {
-            // A typo like 0024-01-01 would otherwise stretch the tables over 2000 years.
-            return Outcome::Rejected("ts: before 1900-01-01", Some(ts_local));
-        }
-        if ts_local >= MAX_TS {
-            return Outcome::Rejected("ts: out of range", None);
-        }
-        if ts_local >= ctx.opts.cutoff_local {
-            return Outcome::After;
-        }
-        let cid_hash = match self.cid.get(j).map(trim) {
-            None | Some("") => {
-                return Outcome::Rejected("customer_id: missing or empty", Some(ts_local))
-            }
-            Some(s) if kinds.lossy && replaced(s) => {
-                return Outcome::Rejected("customer_id: not valid UTF-8", Some(ts_local))
-            }
-            Some(s) if kinds.cid_float && s.parse::<f64>().is_ok_and(|f| !f.is_finite()) => {
-                return Outcome::Rejected("customer_id: not a finite number", Some(ts_local))
-            }
-            Some(s) => super::text_hash(s),
-        };
-        if kinds.lossy {
-            if let Some(o) = self.order {
-                if o.get(j).is_some_and(replaced) {
-                    return Outcome::Rejected("order_id: not valid UTF-8", Some(ts_local));
-                }
-            }
-            if self.segs.iter().any(|c| c.get(j).is_some_and(replaced)) {
-                return Outcome::Rejected("segment: not valid UTF-8", Some(ts_local));
-            }
-        }
-        let amount = match self.amount.parse(j, ctx.decimals) {
-            Ok(v) => v,
-            Err(err) => return Outcome::Rejected(money_reason("amount", err), Some(ts_local)),
-        };
-        let cost = match &self.cost {
-            None => 0,
-            Some(c) => match c.parse(j, ctx.decimals) {
-                Ok(v) => v,
-                Err(err) => return Outcome::Rejected(money_reason("cost", err), Some(ts_local)),
-            },
-        };
-        Outcome::Used(Used {
-            ts_utc,
-            ts_local,
-            amount,
-            cost,
-            cid_hash,
-            order_hash: self
-                .order_id(j)
-                .filter(|s| !s.is_empty())
-                .map(super::text_hash),
-        })
-    }
+    pub(super) records: super::records::Records,
 }
 
 fn process_batch(
@@ -591,7 +241,7 @@ fn process_batch(
     kinds: &Kinds,
     ctx: &Ctx,
     st: &mut State,
-) -> Result<(), String> {
+) -> Result<(), Cause> {
     let pieces: Vec<Piece> = pieces
         .iter()
         .filter(|df| df.height() > 0)
@@ -601,7 +251,25 @@ fn process_batch(
     if n == 0 {
         return Ok(());
     }
-    // Rows are classified in parallel, in stretches of at most CHUNK rows of one piece.
+    let (stretches, outcomes) = classify(&pieces, kinds, ctx);
+    // Merge: rejects and counts first; customer and order ids are interned in parallel per
+    // customer shard; then the appends.
+    let State { out, .. } = st;
+    let used = account(out, &pieces, &stretches, &outcomes, ctx)?;
+    // Lines already spilled count too: keys of lines without an order_id stay unique.
+    let first_line = out.spill.as_ref().map_or(0, |s| s.lines) + out.lines.cust.len() as u64;
+    let ids = intern(&mut out.customers, &pieces, &used, first_line);
+    append(out, &pieces, &used, ids, kinds, ctx);
+    debug!(rows = n, pieces = pieces.len(), "Normalized batch.");
+    Ok(())
+}
+
+/// A run of rows of one piece: (piece, first row, end row).
+type Stretch = (usize, usize, usize);
+
+/// Every row's outcome, classified in parallel in stretches of at most `CHUNK` rows of one
+/// piece; the outcomes are in row order.
+fn classify(pieces: &[Piece], kinds: &Kinds, ctx: &Ctx) -> (Vec<Stretch>, Vec<Outcome>) {
     const CHUNK: usize = 8192;
     let stretches: Vec<(usize, usize, usize)> = pieces
         .iter()
@@ -618,21 +286,29 @@ fn process_batch(
             (from..to).map(move |j| piece.classify(j, kinds, ctx))
         })
         .collect();
+    (stretches, outcomes)
+}
 
-    // Merge: rejects and counts first; customer and order ids are interned in parallel per
-    // customer shard; then the appends.
-    let State { out, .. } = st;
+/// Counts every row in the file's statistics and keeps its rejects, and returns the used rows
+/// with their values, in row order.
+fn account(
+    out: &mut Ingested,
+    pieces: &[Piece],
+    stretches: &[Stretch],
+    outcomes: &[Outcome],
+    ctx: &Ctx,
+) -> Result<Vec<(At, Used)>, Cause> {
     let fstats = out
         .stats
         .files
         .get_mut(ctx.file_index)
         .ok_or("internal: file stats missing")?;
     // Every used row with its values, in row order.
-    let mut used: Vec<(At, Used)> = Vec::with_capacity(n);
+    let mut used: Vec<(At, Used)> = Vec::with_capacity(outcomes.len());
     let rows = stretches
         .iter()
         .flat_map(|&(p, from, to)| (from..to).map(move |j| (p, j)));
-    for ((p, j), o) in rows.zip(&outcomes) {
+    for ((p, j), o) in rows.zip(outcomes) {
         let piece = &pieces[p];
         if matches!(o, Outcome::Blank) {
             fstats.blank_lines += 1;
@@ -675,9 +351,19 @@ fn process_batch(
             }
         }
     }
+    Ok(used)
+}
+
+/// Interned customer ids and order keys of the used rows: (position in `used`, customer id,
+/// order key) per customer shard, interned in parallel. A row without an order_id is its own
+/// order, keyed by its line number (`first_line` = lines before this batch).
+fn intern(
+    customers: &mut super::ShardedDict,
+    pieces: &[Piece],
+    used: &[(At, Used)],
+    first_line: u64,
+) -> Vec<Vec<(usize, u32, u64)>> {
     let piece_of = |at: At| (&pieces[at.piece as usize], at.row as usize);
-    // Lines already spilled count too: keys of lines without an order_id stay unique.
-    let first_line = out.spill.as_ref().map_or(0, |s| s.lines) + out.lines.cust.len() as u64;
     let cid_of = |at: At| {
         let (piece, j) = piece_of(at);
         piece.customer(j)
@@ -686,9 +372,7 @@ fn process_batch(
     for (pos, (_, u)) in used.iter().enumerate() {
         by_shard[super::shard_of_hash(u.cid_hash)].push(pos);
     }
-    // (position in `used`, customer id, order key) per shard, interned in parallel.
-    let ids: Vec<Vec<(usize, u32, u64)>> = out
-        .customers
+    customers
         .shards
         .par_iter_mut()
         .zip(by_shard.par_iter())
@@ -721,9 +405,20 @@ fn process_batch(
                 })
                 .collect()
         })
-        .collect();
-    // Appends: each column of the lines is filled by its own task (they were one sequential
-    // loop over the rows, the largest single cost of reading a 10M-row Parquet input).
+        .collect()
+}
+
+/// Appends the used rows to the lines, each column filled by its own task (one sequential
+/// loop over the rows was the largest single cost of reading a 10M-row Parquet input).
+fn append(
+    out: &mut Ingested,
+    pieces: &[Piece],
+    used: &[(At, Used)],
+    ids: Vec<Vec<(usize, u32, u64)>>,
+    kinds: &Kinds,
+    ctx: &Ctx,
+) {
+    let piece_of = |at: At| (&pieces[at.piece as usize], at.row as usize);
     let lines: &mut Lines = &mut out.lines;
     if lines.file_runs.last().map(|r| r.0) != Some(ctx.file_index as u32) {
         lines
@@ -742,7 +437,6 @@ fn process_batch(
         ..
     } = lines;
     let seg_dicts = &mut out.segments;
-    let used = &used;
     let keep_utc = !ctx.opts.zone.is_utc();
     let has_cost = kinds.cost.is_some();
     rayon::scope(|s| {
@@ -800,22 +494,6 @@ fn process_batch(
             }
         });
     });
-    debug!(rows = n, pieces = pieces.len(), "Normalized batch.");
-    Ok(())
-}
-
-/// `str::trim` with a fast path for the usual case: no whitespace at either end.
-fn trim(s: &str) -> &str {
-    match (s.as_bytes().first(), s.as_bytes().last()) {
-        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
-        _ => s.trim(),
-    }
-}
-
-/// Whether a text holds U+FFFD, the mark of bytes that were not valid UTF-8 (ASCII text, the
-/// usual case, cannot).
-fn replaced(s: &str) -> bool {
-    !s.is_ascii() && s.contains('\u{FFFD}')
 }
 
 #[cfg(test)]

@@ -107,23 +107,25 @@ fn download(file: &InputFile, cfg: &Validated) -> Result<tempfile::TempPath, Sou
     let (mut out, path) = tmp.into_parts();
     let store = std::sync::Arc::clone(&remote.store);
     let key = remote.path.clone();
-    let result: Result<(), String> = crate::storage::block_on(async move {
-        let got = store
-            .get(&key)
-            .await
-            .map_err(|e| crate::storage::store_message(&e))?;
-        let mut stream = got.into_stream();
+    // Store errors keep their short form (see `store_message`); the stop request is checked
+    // again below.
+    let store_err =
+        |e: object_store::Error| std::io::Error::other(crate::storage::store_message(&e));
+    let result: std::io::Result<()> = crate::storage::block_on(async move {
+        let mut stream = store.get(&key).await.map_err(store_err)?.into_stream();
         while let Some(chunk) = stream.next().await {
             if crate::cancel::check().is_err() {
-                return Err("stopped".into());
+                return Err(std::io::ErrorKind::Interrupted.into());
             }
-            let chunk = chunk.map_err(|e| crate::storage::store_message(&e))?;
-            out.write_all(&chunk).map_err(|e| e.to_string())?;
+            out.write_all(&chunk.map_err(store_err)?)?;
         }
-        out.flush().map_err(|e| e.to_string())
+        out.flush()
     });
     crate::cancel::check()?;
-    result.map_err(|m| read_err(file, format!("download failed: {m}")))?;
+    result.map_err(|e| SourceError::Download {
+        file: file.display.clone(),
+        source: e,
+    })?;
     Ok(path)
 }
 

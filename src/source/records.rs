@@ -82,17 +82,17 @@ struct Params {
 }
 
 /// Opens the file's bytes, decompressed (by its name's suffix), local or from the object store.
-fn open(path: &str, remote: bool, cfg: &Validated) -> Result<Box<dyn Read + Send>, String> {
+fn open(path: &str, remote: bool, cfg: &Validated) -> std::io::Result<Box<dyn Read + Send>> {
     let raw: Box<dyn Read + Send> = if remote {
         Box::new(RemoteRead::open(path, cfg)?)
     } else {
-        Box::new(std::fs::File::open(path).map_err(|e| e.to_string())?)
+        Box::new(std::fs::File::open(path)?)
     };
     let lower = path.to_ascii_lowercase();
     Ok(if lower.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(raw))
     } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
-        Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| e.to_string())?)
+        Box::new(zstd::stream::read::Decoder::new(raw)?)
     } else {
         raw
     })
@@ -105,17 +105,17 @@ struct RemoteRead {
 }
 
 impl RemoteRead {
-    fn open(url: &str, cfg: &Validated) -> Result<Self, String> {
+    fn open(url: &str, cfg: &Validated) -> std::io::Result<Self> {
         use object_store::ObjectStoreExt;
         let crate::storage::Location::Remote(r) =
-            crate::storage::open(url, &cfg.config.storage).map_err(|e| e.to_string())?
+            crate::storage::open(url, &cfg.config.storage).map_err(std::io::Error::other)?
         else {
-            return Err("not a remote location".into());
+            return Err(std::io::Error::other("not a remote location"));
         };
         let store = std::sync::Arc::clone(&r.store);
         let key = r.path.clone();
         let got = crate::storage::block_on(async move { store.get(&key).await })
-            .map_err(|e| crate::storage::store_message(&e))?;
+            .map_err(|e| std::io::Error::other(crate::storage::store_message(&e)))?;
         Ok(RemoteRead {
             stream: Some(got.into_stream()),
             chunk: bytes::Bytes::new(),
@@ -157,8 +157,8 @@ impl Read for RemoteRead {
 fn for_each_record(
     input: &mut dyn Read,
     p: &Params,
-    mut f: impl FnMut(&[u8], u64) -> Result<(), String>,
-) -> Result<(), String> {
+    mut f: impl FnMut(&[u8], u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK);
     let mut eof = false;
     while !eof {
@@ -174,7 +174,7 @@ fn for_each_record(
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             }
         }
         buf.truncate(filled);
@@ -339,7 +339,10 @@ pub(crate) fn check(
                 expected.unwrap_or(1),
                 &out.marks,
             )
-            .map_err(|e| read_err(file, format!("writing a checked copy: {e}")))?,
+            .map_err(|source| SourceError::CheckedCopy {
+                file: file.display.clone(),
+                source,
+            })?,
         );
     }
     Ok(out)
@@ -347,7 +350,7 @@ pub(crate) fn check(
 
 /// Checks the records one by one: NDJSON lines (judged in parallel, a block at a time), or CSV
 /// records that may span lines.
-fn check_records(input: &mut dyn Read, p: &Params, header: bool) -> Result<CsvLines, String> {
+fn check_records(input: &mut dyn Read, p: &Params, header: bool) -> std::io::Result<CsvLines> {
     let mut out = Records::default();
     let mut expected: Option<usize> = None;
     let mut names = None;
@@ -447,7 +450,7 @@ fn check_csv_lines(
     input: &mut (dyn Read + Send),
     p: &Params,
     header: bool,
-) -> Result<CsvLines, String> {
+) -> std::io::Result<CsvLines> {
     let mut out = Records::default();
     let mut expected: Option<usize> = None;
     let mut names = None;
@@ -515,7 +518,7 @@ fn check_csv_lines(
 }
 
 /// Appends to `buf` until it holds `BLOCK` bytes or the input ends; true at the end.
-fn fill(input: &mut (dyn Read + Send), buf: &mut Vec<u8>) -> Result<bool, String> {
+fn fill(input: &mut (dyn Read + Send), buf: &mut Vec<u8>) -> std::io::Result<bool> {
     let want = buf.len() + BLOCK;
     while buf.len() < want {
         let len = buf.len();
@@ -525,7 +528,7 @@ fn fill(input: &mut (dyn Read + Send), buf: &mut Vec<u8>) -> Result<bool, String
             Ok(0) => return Ok(true),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
     Ok(false)
@@ -634,13 +637,12 @@ fn write_copy(
     header: bool,
     fields: usize,
     marks: &[(u64, Mark)],
-) -> Result<tempfile::TempPath, String> {
+) -> std::io::Result<tempfile::TempPath> {
     let suffix = if p.ndjson { ".ndjson" } else { ".csv" };
     let tmp = tempfile::Builder::new()
         .prefix("customer-value-checked-")
         .suffix(suffix)
-        .tempfile()
-        .map_err(|e| e.to_string())?;
+        .tempfile()?;
     let (file, tmp_path) = tmp.into_parts();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let empty: Vec<u8> = if p.ndjson {
@@ -659,16 +661,15 @@ fn write_copy(
             row += 1;
             if marks.get(next).is_some_and(|m| m.0 == row) {
                 next += 1;
-                w.write_all(&empty).map_err(|e| e.to_string())?;
-                return w.write_all(b"\n").map_err(|e| e.to_string());
+                w.write_all(&empty)?;
+                return w.write_all(b"\n");
             }
         }
-        w.write_all(record)
-            .and_then(|_| w.write_all(b"\n"))
-            .map_err(|e| e.to_string())
+        w.write_all(record)?;
+        w.write_all(b"\n")
     })?;
-    let file = w.into_inner().map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())?;
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
     Ok(tmp_path)
 }
 

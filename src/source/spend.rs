@@ -27,7 +27,7 @@ pub(crate) fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
     let file = path.display().to_string();
     let err = |message: String| SourceError::Read {
         file: file.clone(),
-        message,
+        source: message.into(),
     };
     let df = LazyCsvReader::new(PlRefPath::new(file.clone()))
         .with_infer_schema_length(Some(0))
