@@ -9,7 +9,7 @@ use super::accounting::{check, date_views, DateView};
 use super::plan::prepare;
 use super::publish::publish_computed;
 use super::tables::{compute_dates, spilled_batch, Computed};
-use super::{build_orders, new_run_id, RunOptions, RunSummary};
+use super::{build_orders, new_run_id, Prepared, RunOptions, RunSummary};
 use crate::config::Validated;
 use crate::progress::Progress;
 use crate::schema::Table;
@@ -66,44 +66,12 @@ pub(crate) fn backfill(
         .collect();
     let mut prep = prepare(cfg, &cutoffs, opts.progress)?;
     let views = date_views(&prep.ingested, &cutoffs);
-    let problems: Vec<String> = dates
-        .iter()
-        .zip(&views)
-        .filter_map(|(d, v)| {
-            check(cfg, &prep.ingested, *d, v)
-                .err()
-                .map(|e| e.to_string())
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(Error::Quality(format!(
-            "backfill not started, {} of {} dates fail the data checks: {}",
-            problems.len(),
-            dates.len(),
-            problems.join(" | ")
-        )));
-    }
+    check_all(cfg, &prep, dates, &views)?;
     build_orders(&mut prep, &cutoffs);
     crate::cancel::check()?;
     let lock = lock::acquire(&prep.output, &run_id, cfg, opts.force_unlock)?;
     let bar = Progress::dates(opts.progress, dates.len() as u64);
-    // A two-stage pipeline: the next dates' tables are computed while the previous ones are
-    // written and published (fsyncs and renames leave the CPUs idle otherwise). Without the
-    // customers table, two dates are computed at once: each date's fold is parallel, but its
-    // merges, RFM keys and small tables are not, and the other date fills those gaps (36 month
-    // ends of the 10M-row benchmark: 14.3/13.5 s → 13.1/12.8 s). With it, encoding the
-    // customers table already keeps the CPUs busy (no gain measured) and two dates' rows and
-    // tables would be held at once, so one date at a time. (A spilled backfill takes its own
-    // path below.) Each stage runs in its date's span, so log lines carry run_id and as_of on
-    // whichever thread runs them.
-    let at_once = if !opts.tables.has(Table::Customers) {
-        2
-    } else {
-        1
-    };
-    let mut out = Vec::new();
-    let mut pending: Vec<(tracing::Span, Computed)> = Vec::new();
-    let publish = |(span, c): (tracing::Span, Computed)| -> Result<RunSummary> {
+    let publish = |c: Computed, span: tracing::Span| -> Result<RunSummary> {
         let d = c.as_of;
         let summary =
             span.in_scope(|| publish_computed(cfg, &prep, &lock, c, "backfill", &run_id))?;
@@ -111,41 +79,106 @@ pub(crate) fn backfill(
         bar.message(|| d.to_string());
         Ok(summary)
     };
+    let work = dates.iter().copied().zip(views);
+    let out = if prep.ingested.spill.is_some() {
+        spilled(cfg, &prep, work, &run_id, opts, &publish)?
+    } else {
+        pipelined(cfg, &prep, work, &run_id, opts, &publish)?
+    };
+    bar.finish();
+    Ok(out)
+}
+
+/// Checks every date's data gates; one error listing every date that fails.
+fn check_all(
+    cfg: &Validated,
+    prep: &Prepared,
+    dates: &[NaiveDate],
+    views: &[DateView],
+) -> Result<()> {
+    let problems: Vec<String> = dates
+        .iter()
+        .zip(views)
+        .filter_map(|(d, v)| {
+            check(cfg, &prep.ingested, *d, v)
+                .err()
+                .map(|e| e.to_string())
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Quality(format!(
+        "backfill not started, {} of {} dates fail the data checks: {}",
+        problems.len(),
+        dates.len(),
+        problems.join(" | ")
+    )))
+}
+
+/// Publishes a computed date in its span.
+type Publish<'a> = dyn Fn(Computed, tracing::Span) -> Result<RunSummary> + Sync + 'a;
+
+/// Spilled lines: the dates of a batch are computed together, in two passes over the
+/// partitions for the whole batch instead of two per date.
+fn spilled(
+    cfg: &Validated,
+    prep: &Prepared,
+    mut work: impl Iterator<Item = (NaiveDate, DateView)>,
+    run_id: &str,
+    opts: &RunOptions,
+    publish: &Publish,
+) -> Result<Vec<RunSummary>> {
+    let n_dates = work.size_hint().0.max(1);
+    let batch = spilled_batch(cfg, prep.ingested.customers.len()).min(n_dates);
+    info!(
+        dates_per_pass = batch,
+        "Spilled backfill: computing dates together."
+    );
+    let mut out = Vec::new();
+    loop {
+        let chunk: Vec<(NaiveDate, DateView)> = work.by_ref().take(batch).collect();
+        if chunk.is_empty() {
+            return Ok(out);
+        }
+        for c in compute_dates(cfg, prep, chunk, run_id, opts.tables)? {
+            let span = info_span!("as_of", as_of = %c.as_of);
+            out.push(publish(c, span)?);
+        }
+    }
+}
+
+/// Lines held in memory: a two-stage pipeline, the next dates' tables computed while the
+/// previous ones are written and published.
+fn pipelined(
+    cfg: &Validated,
+    prep: &Prepared,
+    work: impl Iterator<Item = (NaiveDate, DateView)>,
+    run_id: &str,
+    opts: &RunOptions,
+    publish: &Publish,
+) -> Result<Vec<RunSummary>> {
+    // Fsyncs and renames leave the CPUs idle otherwise. Without the customers table, two dates are computed at once: each date's fold is parallel, but its
+    // merges, RFM keys and small tables are not, and the other date fills those gaps (36 month
+    // ends of the 10M-row benchmark: 14.3/13.5 s → 13.1/12.8 s). With it, encoding the
+    // customers table already keeps the CPUs busy (no gain measured) and two dates' rows and
+    // tables would be held at once, so one date at a time. Each stage runs in its date's span,
+    // so log lines carry run_id and as_of on whichever thread runs them.
+    let at_once = if !opts.tables.has(Table::Customers) {
+        2
+    } else {
+        1
+    };
+    let mut out = Vec::new();
+    let mut pending: Vec<(tracing::Span, Computed)> = Vec::new();
     let compute = |(d, view, span): (NaiveDate, DateView, tracing::Span)| {
         let computed = span.in_scope(|| {
-            compute_dates(cfg, &prep, vec![(d, view)], &run_id, opts.tables)
-                .map(|mut c| c.remove(0))
+            compute_dates(cfg, prep, vec![(d, view)], run_id, opts.tables).map(|mut c| c.remove(0))
         });
         computed.map(|c| (span, c))
     };
-    if prep.ingested.spill.is_some() {
-        // Spilled lines: the dates of a batch are computed together, in two passes over the
-        // partitions for the whole batch instead of two per date.
-        let batch = spilled_batch(cfg, prep.ingested.customers.len()).min(dates.len());
-        info!(
-            dates_per_pass = batch,
-            "Spilled backfill: computing dates together."
-        );
-        let mut work = dates.iter().copied().zip(views);
-        loop {
-            let chunk: Vec<(NaiveDate, DateView)> = work.by_ref().take(batch).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            for c in compute_dates(cfg, &prep, chunk, &run_id, opts.tables)? {
-                let span = info_span!("as_of", as_of = %c.as_of);
-                out.push(publish((span, c))?);
-            }
-        }
-        bar.finish();
-        return Ok(out);
-    }
     // Spans are made here, inside the backfill's span, which they then carry to other threads.
-    let mut work = dates
-        .iter()
-        .copied()
-        .zip(views)
-        .map(|(d, view)| (d, view, info_span!("as_of", as_of = %d)));
+    let mut work = work.map(|(d, view)| (d, view, info_span!("as_of", as_of = %d)));
     loop {
         let batch: Vec<_> = work.by_ref().take(at_once).collect();
         if batch.is_empty() {
@@ -163,17 +196,16 @@ pub(crate) fn backfill(
                 // Publishes in date order; stops at the first failure.
                 std::mem::take(&mut pending)
                     .into_iter()
-                    .map(publish)
+                    .map(|(span, c)| publish(c, span))
                     .collect::<Result<Vec<_>>>()
             },
         );
         out.extend(published?);
         pending = computed.into_iter().collect::<Result<Vec<_>>>()?;
     }
-    for p in pending {
-        out.push(publish(p)?);
+    for (span, c) in pending {
+        out.push(publish(c, span)?);
     }
-    bar.finish();
     Ok(out)
 }
 

@@ -292,8 +292,6 @@ pub(crate) fn fold_customer(
     acc: &mut Acc,
     scratch: &mut Scratch,
 ) -> CustomerRow {
-    let f = &ctx.frame;
-    let np = f.n_periods;
     let Scratch {
         cells,
         runs,
@@ -335,37 +333,11 @@ pub(crate) fn fold_customer(
         rfm: None,
         rfm_segment: None,
     };
-
-    // Revenue and purchases per period, for every order (refund orders included: revenue is net).
-    periods.clear();
-    for o in orders {
-        row.revenue += o.value;
-        row.refunds += o.refunds;
-        row.cost += o.cost;
-        let j = f.period_of(o.ts_local);
-        periods.push(j);
-        let p = o.is_purchase() as i64;
-        row.purchases += p;
-        for &s in cells.iter() {
-            acc.revenue[s * np + j] += o.value;
-            acc.purchases[s * np + j] += p;
-        }
-    }
+    add_periods(orders, ctx, cells, acc, &mut row, periods);
     if !has_purchase {
         return row;
     }
-
-    // Activity runs over boundaries.
-    runs.clear();
-    for o in orders.iter().filter(|o| o.is_purchase()) {
-        let lo = f.count_le(o.ts_local);
-        let hi = f.count_le(o.ts_local + ctx.window_us) - 1;
-        debug_assert!(lo <= hi, "window shorter than a period");
-        match runs.last_mut() {
-            Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
-            _ => runs.push((lo, hi)),
-        }
-    }
+    activity_runs(orders, ctx, runs);
     let first = orders
         .iter()
         .find(|o| o.is_purchase())
@@ -377,10 +349,73 @@ pub(crate) fn fold_customer(
         .find(|o| o.is_purchase())
         .copied()
         .unwrap_or(first);
-    let cohort = f.period_of(first.ts_local);
+    let cohort = ctx.frame.period_of(first.ts_local);
     debug_assert_eq!(runs[0].0, cohort + 1);
+    add_retention(runs, ctx.frame.n_periods, cells, acc);
+    add_cohort(
+        orders,
+        periods,
+        runs,
+        cohort,
+        ctx.frame.n_periods,
+        cells,
+        acc,
+    );
+    set_measures(&mut row, ctx, cohort, runs, (first, last));
+    set_btyd(&mut row, orders, ctx.as_of_day, days);
+    row
+}
+
+/// Revenue and purchases per period (`periods` gets each order's period), for every order:
+/// refund orders too, as revenue is net. Also the row's totals.
+fn add_periods(
+    orders: &[Order],
+    ctx: &Ctx,
+    cells: &[usize],
+    acc: &mut Acc,
+    row: &mut CustomerRow,
+    periods: &mut Vec<usize>,
+) {
+    let np = ctx.frame.n_periods;
+    periods.clear();
+    for o in orders {
+        row.revenue += o.value;
+        row.refunds += o.refunds;
+        row.cost += o.cost;
+        let j = ctx.frame.period_of(o.ts_local);
+        periods.push(j);
+        let p = o.is_purchase() as i64;
+        row.purchases += p;
+        for &s in cells {
+            acc.revenue[s * np + j] += o.value;
+            acc.purchases[s * np + j] += p;
+        }
+    }
+}
+
+/// The runs of period boundaries at which the customer is active (SPEC: active at a boundary
+/// when a purchase lies within the churn window before it), as (first, last) boundary
+/// indexes; windows that touch or overlap make one run.
+fn activity_runs(orders: &[Order], ctx: &Ctx, runs: &mut Vec<(usize, usize)>) {
+    let f = &ctx.frame;
+    runs.clear();
+    for o in orders.iter().filter(|o| o.is_purchase()) {
+        let lo = f.count_le(o.ts_local);
+        let hi = f.count_le(o.ts_local + ctx.window_us) - 1;
+        debug_assert!(lo <= hi, "window shorter than a period");
+        match runs.last_mut() {
+            Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
+            _ => runs.push((lo, hi)),
+        }
+    }
+}
+
+/// The retention table's contributions of the runs: active customers per boundary (as
+/// differences), new at the first run's start, reactivated at a later run's, churned at a
+/// run's end before as_of.
+fn add_retention(runs: &[(usize, usize)], np: usize, cells: &[usize], acc: &mut Acc) {
     for (ri, &(lo, hi)) in runs.iter().enumerate() {
-        for &s in cells.iter() {
+        for &s in cells {
             let base = s * (np + 2);
             acc.active_diff[base + lo] += 1;
             acc.active_diff[base + hi + 1] -= 1;
@@ -394,10 +429,21 @@ pub(crate) fn fold_customer(
             }
         }
     }
+}
 
-    // Cohort triangle contributions.
+/// The cohort triangle's contributions: the customer counts in cohort `cohort` of every
+/// cell, with revenue, cost, purchases and activity per period offset.
+fn add_cohort(
+    orders: &[Order],
+    periods: &[usize],
+    runs: &[(usize, usize)],
+    cohort: usize,
+    np: usize,
+    cells: &[usize],
+    acc: &mut Acc,
+) {
     let len = np - cohort;
-    for &s in cells.iter() {
+    for &s in cells {
         let at = &mut acc.cohort_at[s * np + cohort];
         if *at == NO_COHORT {
             *at = acc.cohort_accs.len() as u32;
@@ -422,7 +468,7 @@ pub(crate) fn fold_customer(
                 }
             }
         }
-        for &(lo, hi) in runs.iter() {
+        for &(lo, hi) in runs {
             // Active at the end of period k ⇔ boundary cohort + k + 1 ∈ [lo, hi].
             c.end_diff[lo - cohort - 1] += 1;
             c.end_diff[hi - cohort] -= 1;
@@ -432,25 +478,37 @@ pub(crate) fn fold_customer(
         // are merged, so the next run starts later). k = len: active through as_of.
         c.ever_diff[runs[0].1 - cohort] += 1;
     }
+}
 
-    // Per-customer measures.
+/// The customer's own measures: cohort, first and last purchase, lifespan, recency in days,
+/// active, and when they churned.
+fn set_measures(
+    row: &mut CustomerRow,
+    ctx: &Ctx,
+    cohort: usize,
+    runs: &[(usize, usize)],
+    (first, last): (Order, Order),
+) {
     let months = |us: i64| {
         let (y, m0) = days_to_year_month0(local_micros_to_day(us));
         y * 12 + m0
     };
-    let as_of_day = ctx.as_of_day;
-    let active = runs.last().is_some_and(|r| r.1 == np);
+    let active = runs.last().is_some_and(|r| r.1 == ctx.frame.n_periods);
     row.cohort = Some(cohort);
     row.first_utc = Some(first.ts_utc);
     row.last_utc = Some(last.ts_utc);
     row.lifespan_months = Some(months(last.ts_local) - months(first.ts_local) + 1);
-    row.days_since_last = Some(as_of_day - local_micros_to_day(last.ts_local));
+    row.days_since_last = Some(ctx.as_of_day - local_micros_to_day(last.ts_local));
     row.active = Some(active);
     if !active {
         row.churned_at_utc = Some(ctx.zone.local_to_utc(last.ts_local + ctx.window_us));
     }
+}
 
-    // BTYD summary (lifetimes definitions, daily periods): purchase days and their revenue.
+/// The BTYD summary (lifetimes' definitions, daily periods) from the purchase days and their
+/// revenue: frequency = repeat purchase days, recency = first to last purchase day, T = first
+/// purchase day to as_of, monetary = mean revenue of the repeat days.
+fn set_btyd(row: &mut CustomerRow, orders: &[Order], as_of_day: i64, days: &mut Vec<(i64, i64)>) {
     days.clear();
     for o in orders.iter().filter(|o| o.is_purchase()) {
         let d = local_micros_to_day(o.ts_local);
@@ -470,5 +528,4 @@ pub(crate) fn fold_customer(
     } else {
         days[1..].iter().map(|d| d.1).sum::<i64>() as f64 / frequency as f64
     });
-    row
 }

@@ -92,101 +92,7 @@ pub(crate) fn ingest(
     }
     let bar = Progress::reading(opts.progress, files.iter().map(|f| f.size).sum());
     for (fi, file) in files.iter().enumerate() {
-        let span = info_span!("read", file = %file.display);
-        let _g = span.enter();
-        let started = Instant::now();
-        let scan = read::scan(file, cfg)?;
-        let kinds = Kinds {
-            ts: scan.ts,
-            amount: scan.amount,
-            cost: scan.cost,
-            has_order: scan.has_order,
-            cid_float: scan.cid_float,
-            n_dims,
-            lossy: scan.lossy,
-        };
-        {
-            let mut st = state.lock().expect("ingest state");
-            st.out.stats.files.push(FileStats {
-                url: file.display.clone(),
-                format: file.format.to_string(),
-                size: file.size,
-                mtime: file.mtime.clone(),
-                etag: file.etag.clone(),
-                ..Default::default()
-            });
-        }
-        let st2 = Arc::clone(&state);
-        // `_download` and `_copy` (the local files polars reads) live until this file is read.
-        let Scan {
-            frame,
-            _download,
-            mut records,
-            ..
-        } = scan;
-        let _copy = records.copy.take();
-        let ctx = Ctx {
-            opts,
-            decimals: cfg.config.input.amount_decimals,
-            ts_format: cfg.config.input.ts_format.clone(),
-            file_name: file.display.clone(),
-            file_index: fi,
-            records,
-        };
-        let bar2 = bar.clone();
-        let callback = PlanCallback::new(move |mut df: DataFrame| {
-            // One array per column and piece: reading a row is then a load, not a walk over
-            // the chunks (`split_chunks` first joins columns that are split at other rows).
-            let pieces: Vec<DataFrame> = df.split_chunks().collect();
-            crate::testhook::hold("read:batch");
-            let mut st = st2.lock().expect("ingest state");
-            if let Err(stopped) = crate::cancel::check() {
-                st.error = Some(stopped.into());
-                return Ok(true);
-            }
-            if let Err(source) = process_batch(&pieces, &kinds, &ctx, &mut st) {
-                st.error = Some(SourceError::Read {
-                    file: ctx.file_name.clone(),
-                    source,
-                });
-                return Ok(true);
-            }
-            let out = &mut st.out;
-            if let Some(spill) = out.spill.as_mut() {
-                if out.lines.len() >= SPILL_CHUNK {
-                    if let Err(e) = spill.flush(&mut out.lines, n_files, n_dims) {
-                        st.error = Some(SourceError::Spill(e));
-                        return Ok(true);
-                    }
-                }
-            }
-            // The running total: every file's rows so far, this batch's included.
-            bar2.message(|| {
-                let total: u64 = st.out.stats.files.iter().map(|f| f.rows_read).sum();
-                format!("{total} rows")
-            });
-            Ok(false)
-        });
-        let result = frame
-            // Batches of 64k rows: the streaming engine's default morsels (~1k rows) would make
-            // the per-batch work (locking, rayon fan-out) dominate.
-            .sink_batches(callback, true, std::num::NonZeroUsize::new(1 << 16))
-            .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
-        let mut st = state.lock().expect("ingest state");
-        if let Some(e) = st.error.take() {
-            return Err(e);
-        }
-        result.map_err(|e| read_err(file, e))?;
-        bar.advance(file.size);
-        let fs = st.out.stats.files.last().cloned().unwrap_or_default();
-        info!(
-            rows_read = fs.rows_read,
-            rows_used = fs.rows_used,
-            rows_rejected = fs.rows_rejected,
-            rows_after_as_of = fs.rows_after_as_of,
-            ms = started.elapsed().as_millis() as u64,
-            "Read input file."
-        );
+        read_file(fi, file, cfg, opts, &state, &bar, n_files)?;
     }
     bar.finish();
     let st = Arc::try_unwrap(state)
@@ -219,6 +125,130 @@ pub(crate) fn ingest(
         s.rows_used + s.rows_rejected + s.rows_after_as_of
     );
     Ok(out)
+}
+
+/// Reads file number `fi` into the state, batch by batch.
+fn read_file(
+    fi: usize,
+    file: &InputFile,
+    cfg: &Validated,
+    opts: IngestOptions,
+    state: &Arc<Mutex<State>>,
+    bar: &Progress,
+    n_files: usize,
+) -> Result<(), SourceError> {
+    let n_dims = cfg.config.input.columns.segments.len();
+    let span = info_span!("read", file = %file.display);
+    let _g = span.enter();
+    let started = Instant::now();
+    let scan = read::scan(file, cfg)?;
+    let kinds = Kinds {
+        ts: scan.ts,
+        amount: scan.amount,
+        cost: scan.cost,
+        has_order: scan.has_order,
+        cid_float: scan.cid_float,
+        n_dims,
+        lossy: scan.lossy,
+    };
+    state
+        .lock()
+        .expect("ingest state")
+        .out
+        .stats
+        .files
+        .push(FileStats {
+            url: file.display.clone(),
+            format: file.format.to_string(),
+            size: file.size,
+            mtime: file.mtime.clone(),
+            etag: file.etag.clone(),
+            ..Default::default()
+        });
+    // `_download` and `_copy` (the local files polars reads) live until this file is read.
+    let Scan {
+        frame,
+        _download,
+        mut records,
+        ..
+    } = scan;
+    let _copy = records.copy.take();
+    let ctx = Ctx {
+        opts,
+        decimals: cfg.config.input.amount_decimals,
+        ts_format: cfg.config.input.ts_format.clone(),
+        file_name: file.display.clone(),
+        file_index: fi,
+        records,
+    };
+    let (st2, bar2) = (Arc::clone(state), bar.clone());
+    let callback = PlanCallback::new(move |mut df: DataFrame| {
+        // One array per column and piece: reading a row is then a load, not a walk over the
+        // chunks (`split_chunks` first joins columns that are split at other rows).
+        let pieces: Vec<DataFrame> = df.split_chunks().collect();
+        crate::testhook::hold("read:batch");
+        let mut st = st2.lock().expect("ingest state");
+        Ok(!on_batch(&pieces, &kinds, &ctx, &mut st, n_files, &bar2))
+    });
+    let result = frame
+        // Batches of 64k rows: the streaming engine's default morsels (~1k rows) would make the
+        // per-batch work (locking, rayon fan-out) dominate.
+        .sink_batches(callback, true, std::num::NonZeroUsize::new(1 << 16))
+        .and_then(|lf| lf.collect_with_engine(Engine::Streaming));
+    let mut st = state.lock().expect("ingest state");
+    if let Some(e) = st.error.take() {
+        return Err(e);
+    }
+    result.map_err(|e| read_err(file, e))?;
+    bar.advance(file.size);
+    let fs = st.out.stats.files.last().cloned().unwrap_or_default();
+    info!(
+        rows_read = fs.rows_read,
+        rows_used = fs.rows_used,
+        rows_rejected = fs.rows_rejected,
+        rows_after_as_of = fs.rows_after_as_of,
+        ms = started.elapsed().as_millis() as u64,
+        "Read input file."
+    );
+    Ok(())
+}
+
+/// Takes one batch into the state (and full chunks of lines to the spill); false, with the
+/// error in the state, when reading must stop.
+fn on_batch(
+    pieces: &[DataFrame],
+    kinds: &Kinds,
+    ctx: &Ctx,
+    st: &mut State,
+    n_files: usize,
+    bar: &Progress,
+) -> bool {
+    if let Err(stopped) = crate::cancel::check() {
+        st.error = Some(stopped.into());
+        return false;
+    }
+    if let Err(source) = process_batch(pieces, kinds, ctx, st) {
+        st.error = Some(SourceError::Read {
+            file: ctx.file_name.clone(),
+            source,
+        });
+        return false;
+    }
+    let out = &mut st.out;
+    if let Some(spill) = out.spill.as_mut() {
+        if out.lines.len() >= SPILL_CHUNK {
+            if let Err(e) = spill.flush(&mut out.lines, n_files, kinds.n_dims) {
+                st.error = Some(SourceError::Spill(e));
+                return false;
+            }
+        }
+    }
+    // The running total: every file's rows so far, this batch's included.
+    bar.message(|| {
+        let total: u64 = st.out.stats.files.iter().map(|f| f.rows_read).sum();
+        format!("{total} rows")
+    });
+    true
 }
 
 struct State {

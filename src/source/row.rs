@@ -247,98 +247,52 @@ impl<'a> Piece<'a> {
                 None => {}
             }
         }
-        let zone = ctx.opts.zone;
-        let fmt = ctx.ts_format.as_str();
-        let parsed = match &self.ts {
-            TsCol::Text(c) => match c.get(j) {
-                None => return Outcome::Rejected("ts: missing", None),
-                Some(s) if s.trim().is_empty() => return Outcome::Rejected("ts: missing", None),
-                Some(s) => {
-                    let p = if fmt.is_empty() {
-                        parse::parse_ts_iso(s)
-                    } else {
-                        parse::parse_ts_format(s, fmt)
-                    };
-                    match p {
-                        Some(t) => t,
-                        None => return Outcome::Rejected("ts: not a valid timestamp", None),
-                    }
-                }
-            },
-            TsCol::Int(c, utc, unit) => match c.get(j).map(|v| unit.to_micros(v)) {
-                None => return Outcome::Rejected("ts: missing", None),
-                Some(None) => return Outcome::Rejected("ts: out of range", None),
-                Some(Some(v)) if *utc => Ts::Utc(v),
-                Some(Some(v)) => Ts::Local(v),
-            },
-            TsCol::Days(c) => match c.get(j) {
-                None => return Outcome::Rejected("ts: missing", None),
-                // i32 days times µs per day overflow i64 from year ~292,000 on.
-                Some(d) => match (d as i64).checked_mul(crate::time::MICROS_PER_DAY) {
-                    Some(us) => Ts::Local(us),
-                    None => return Outcome::Rejected("ts: out of range", None),
-                },
-            },
-        };
-        // Far outside the calendar (a zone offset added to it could overflow): rejected as
-        // read, before any conversion. A day of margin keeps zone offsets out of the way.
-        let raw = match parsed {
-            Ts::Utc(v) | Ts::Local(v) => v,
-        };
-        if raw < MIN_TS - crate::time::MICROS_PER_DAY {
-            return Outcome::Rejected("ts: before 1900-01-01", Some(raw));
+        match self.line(j, kinds, ctx) {
+            Ok(used) => Outcome::Used(used),
+            Err(outcome) => outcome,
         }
-        if raw >= MAX_TS + crate::time::MICROS_PER_DAY {
-            return Outcome::Rejected("ts: out of range", None);
-        }
-        let (ts_utc, ts_local) = match parsed {
-            Ts::Utc(u) => (u, zone.utc_to_local(u)),
-            Ts::Local(l) => (zone.local_to_utc(l), l),
-        };
-        if ts_local < MIN_TS {
-            // A typo like 0024-01-01 would otherwise stretch the tables over 2000 years.
-            return Outcome::Rejected("ts: before 1900-01-01", Some(ts_local));
-        }
-        if ts_local >= MAX_TS {
-            return Outcome::Rejected("ts: out of range", None);
-        }
+    }
+
+    /// The typed values of row `j`, or why it is not a line. The time comes first: a row
+    /// after as_of is counted as such whatever else is wrong with it, and a reject keeps its
+    /// time (backfills need it).
+    fn line(&self, j: usize, kinds: &Kinds, ctx: &Ctx) -> Result<Used, Outcome> {
+        let (ts_utc, ts_local) = self.times(j, ctx)?;
         if ts_local >= ctx.opts.cutoff_local {
-            return Outcome::After;
+            return Err(Outcome::After);
         }
+        let reject = |reason: &'static str| Outcome::Rejected(reason, Some(ts_local));
         let cid_hash = match self.cid.get(j).map(trim) {
-            None | Some("") => {
-                return Outcome::Rejected("customer_id: missing or empty", Some(ts_local))
-            }
+            None | Some("") => return Err(reject("customer_id: missing or empty")),
             Some(s) if kinds.lossy && replaced(s) => {
-                return Outcome::Rejected("customer_id: not valid UTF-8", Some(ts_local))
+                return Err(reject("customer_id: not valid UTF-8"))
             }
             Some(s) if kinds.cid_float && s.parse::<f64>().is_ok_and(|f| !f.is_finite()) => {
-                return Outcome::Rejected("customer_id: not a finite number", Some(ts_local))
+                return Err(reject("customer_id: not a finite number"))
             }
             Some(s) => super::text_hash(s),
         };
         if kinds.lossy {
             if let Some(o) = self.order {
                 if o.get(j).is_some_and(replaced) {
-                    return Outcome::Rejected("order_id: not valid UTF-8", Some(ts_local));
+                    return Err(reject("order_id: not valid UTF-8"));
                 }
             }
             if self.segs.iter().any(|c| c.get(j).is_some_and(replaced)) {
-                return Outcome::Rejected("segment: not valid UTF-8", Some(ts_local));
+                return Err(reject("segment: not valid UTF-8"));
             }
         }
-        let amount = match self.amount.parse(j, ctx.decimals) {
-            Ok(v) => v,
-            Err(err) => return Outcome::Rejected(money_reason("amount", err), Some(ts_local)),
-        };
+        let amount = self
+            .amount
+            .parse(j, ctx.decimals)
+            .map_err(|e| reject(money_reason("amount", e)))?;
         let cost = match &self.cost {
             None => 0,
-            Some(c) => match c.parse(j, ctx.decimals) {
-                Ok(v) => v,
-                Err(err) => return Outcome::Rejected(money_reason("cost", err), Some(ts_local)),
-            },
+            Some(c) => c
+                .parse(j, ctx.decimals)
+                .map_err(|e| reject(money_reason("cost", e)))?,
         };
-        Outcome::Used(Used {
+        Ok(Used {
             ts_utc,
             ts_local,
             amount,
@@ -349,6 +303,68 @@ impl<'a> Piece<'a> {
                 .filter(|s| !s.is_empty())
                 .map(super::text_hash),
         })
+    }
+
+    /// Row `j`'s time as (UTC µs, local µs), or its reject: missing, not a timestamp, or
+    /// outside 1900-01-01 .. 9999-12-31 (local).
+    fn times(&self, j: usize, ctx: &Ctx) -> Result<(i64, i64), Outcome> {
+        let reject = |reason: &'static str| Err(Outcome::Rejected(reason, None));
+        let parsed = match &self.ts {
+            TsCol::Text(c) => match c.get(j) {
+                None => return reject("ts: missing"),
+                Some(s) if s.trim().is_empty() => return reject("ts: missing"),
+                Some(s) => {
+                    let fmt = ctx.ts_format.as_str();
+                    let p = if fmt.is_empty() {
+                        parse::parse_ts_iso(s)
+                    } else {
+                        parse::parse_ts_format(s, fmt)
+                    };
+                    match p {
+                        Some(t) => t,
+                        None => return reject("ts: not a valid timestamp"),
+                    }
+                }
+            },
+            TsCol::Int(c, utc, unit) => match c.get(j).map(|v| unit.to_micros(v)) {
+                None => return reject("ts: missing"),
+                Some(None) => return reject("ts: out of range"),
+                Some(Some(v)) if *utc => Ts::Utc(v),
+                Some(Some(v)) => Ts::Local(v),
+            },
+            TsCol::Days(c) => match c.get(j) {
+                None => return reject("ts: missing"),
+                // i32 days times µs per day overflow i64 from year ~292,000 on.
+                Some(d) => match (d as i64).checked_mul(crate::time::MICROS_PER_DAY) {
+                    Some(us) => Ts::Local(us),
+                    None => return reject("ts: out of range"),
+                },
+            },
+        };
+        // Far outside the calendar (a zone offset added to it could overflow): rejected as
+        // read, before any conversion. A day of margin keeps zone offsets out of the way.
+        let raw = match parsed {
+            Ts::Utc(v) | Ts::Local(v) => v,
+        };
+        if raw < MIN_TS - crate::time::MICROS_PER_DAY {
+            return Err(Outcome::Rejected("ts: before 1900-01-01", Some(raw)));
+        }
+        if raw >= MAX_TS + crate::time::MICROS_PER_DAY {
+            return reject("ts: out of range");
+        }
+        let zone = ctx.opts.zone;
+        let (ts_utc, ts_local) = match parsed {
+            Ts::Utc(u) => (u, zone.utc_to_local(u)),
+            Ts::Local(l) => (zone.local_to_utc(l), l),
+        };
+        if ts_local < MIN_TS {
+            // A typo like 0024-01-01 would otherwise stretch the tables over 2000 years.
+            return Err(Outcome::Rejected("ts: before 1900-01-01", Some(ts_local)));
+        }
+        if ts_local >= MAX_TS {
+            return reject("ts: out of range");
+        }
+        Ok((ts_utc, ts_local))
     }
 }
 
