@@ -14,7 +14,8 @@ pub(crate) mod spill;
 use std::collections::BTreeMap;
 
 pub(crate) use files::{discover, InputFile};
-pub(crate) use normalize::{ingest, IngestOptions};
+pub(crate) use normalize::ingest;
+pub(crate) use row::IngestOptions;
 
 /// Segment value of a null or empty segment field (SPEC §3).
 pub(crate) const UNKNOWN_SEGMENT: &str = "__unknown__";

@@ -13,10 +13,9 @@ use tracing::{debug, info, info_span};
 
 use crate::config::{InputFormat, Validated};
 use crate::progress::Progress;
-use crate::time::Zone;
 
 use super::read::{self, Scan};
-use super::row::{trim, At, Kinds, Outcome, Piece, Used};
+use super::row::{trim, At, Ctx, IngestOptions, Kinds, Outcome, Piece, Used};
 use super::{
     read_err, spill::Spill, Cause, Dict, FileStats, Ingested, InputFile, Lines, Reject,
     SourceError, ROW_ORDER_BASE, UNKNOWN_SEGMENT,
@@ -29,16 +28,6 @@ pub(crate) const SPILL_CHUNK: usize = 1 << 22;
 /// sum the tables hold (an order, a customer, a period, a segment) adds a subset of those lines,
 /// so none can overflow the i64 minor units it is kept in.
 pub(crate) const MONEY_ABS_LIMIT: u128 = i64::MAX as u128;
-
-/// What the source stage needs besides the config.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IngestOptions {
-    /// Local wall-clock µs of the cutoff: lines at or after it are "after as_of".
-    pub cutoff_local: i64,
-    pub zone: Zone,
-    /// Show a progress bar (only when stderr is a terminal).
-    pub progress: bool,
-}
 
 /// Rows of a local Parquet file, from its footer; None for other files, and when the footer
 /// cannot be read (the scan then reports the file's problem).
@@ -254,16 +243,6 @@ fn on_batch(
 struct State {
     out: Ingested,
     error: Option<SourceError>,
-}
-
-pub(super) struct Ctx {
-    pub(super) opts: IngestOptions,
-    pub(super) decimals: u32,
-    pub(super) ts_format: String,
-    pub(super) file_name: String,
-    pub(super) file_index: usize,
-    /// The file's marked records (blank or broken lines) and line numbers.
-    pub(super) records: super::records::Records,
 }
 
 fn process_batch(

@@ -6,7 +6,6 @@ use polars::prelude::*;
 use polars_arrow::array::{Array as _, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::types::NativeType;
 
-use super::normalize::Ctx;
 use super::parse::{self, MoneyError, Ts};
 use super::read::{self, MoneyKind, TsKind};
 use super::records::Mark;
@@ -31,6 +30,27 @@ pub(super) struct Kinds {
     /// Text was decoded lossily (CSV): invalid UTF-8 became U+FFFD, which marks a row to
     /// reject. Other readers fail on invalid UTF-8, so there U+FFFD is a real character.
     pub(super) lossy: bool,
+}
+
+/// What the source stage needs besides the config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IngestOptions {
+    /// Local wall-clock µs of the cutoff: lines at or after it are "after as_of".
+    pub cutoff_local: i64,
+    pub zone: crate::time::Zone,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What the rules need to know about the file a row is from.
+pub(super) struct Ctx {
+    pub(super) opts: IngestOptions,
+    pub(super) decimals: u32,
+    pub(super) ts_format: String,
+    pub(super) file_name: String,
+    pub(super) file_index: usize,
+    /// The file's marked records (blank or broken lines) and line numbers.
+    pub(super) records: super::records::Records,
 }
 
 /// The typed values of a used row.

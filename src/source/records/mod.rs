@@ -16,6 +16,12 @@ use crate::config::{InputFormat, Validated};
 
 use super::{read_err, InputFile, SourceError};
 
+mod lines;
+mod open;
+
+use lines::check_csv_lines;
+use open::open;
+
 /// Bytes read at a time.
 const BLOCK: usize = 16 << 20;
 
@@ -79,77 +85,6 @@ struct Params {
     quote: Option<u8>,
     /// A quoted value may hold newlines (CSV): records end at newlines outside quotes.
     multiline: bool,
-}
-
-/// Opens the file's bytes, decompressed (by its name's suffix), local or from the object store.
-fn open(path: &str, remote: bool, cfg: &Validated) -> std::io::Result<Box<dyn Read + Send>> {
-    let raw: Box<dyn Read + Send> = if remote {
-        Box::new(RemoteRead::open(path, cfg)?)
-    } else {
-        Box::new(std::fs::File::open(path)?)
-    };
-    let lower = path.to_ascii_lowercase();
-    Ok(if lower.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(raw))
-    } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
-        Box::new(zstd::stream::read::Decoder::new(raw)?)
-    } else {
-        raw
-    })
-}
-
-/// An object read as a byte stream (each chunk fetched on the I/O runtime).
-struct RemoteRead {
-    stream: Option<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>>,
-    chunk: bytes::Bytes,
-}
-
-impl RemoteRead {
-    fn open(url: &str, cfg: &Validated) -> std::io::Result<Self> {
-        use object_store::ObjectStoreExt;
-        let crate::storage::Location::Remote(r) =
-            crate::storage::open(url, &cfg.config.storage).map_err(std::io::Error::other)?
-        else {
-            return Err(std::io::Error::other("not a remote location"));
-        };
-        let store = std::sync::Arc::clone(&r.store);
-        let key = r.path.clone();
-        let got = crate::storage::block_on(async move { store.get(&key).await })
-            .map_err(|e| std::io::Error::other(crate::storage::store_message(&e)))?;
-        Ok(RemoteRead {
-            stream: Some(got.into_stream()),
-            chunk: bytes::Bytes::new(),
-        })
-    }
-}
-
-impl Read for RemoteRead {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        use futures::StreamExt;
-        while self.chunk.is_empty() {
-            let Some(mut stream) = self.stream.take() else {
-                return Ok(0);
-            };
-            let (next, stream) = crate::storage::block_on(async move {
-                let next = stream.next().await;
-                (next, stream)
-            });
-            match next {
-                None => return Ok(0),
-                Some(Ok(bytes)) => {
-                    self.stream = Some(stream);
-                    self.chunk = bytes;
-                }
-                Some(Err(e)) => {
-                    return Err(std::io::Error::other(crate::storage::store_message(&e)));
-                }
-            }
-        }
-        let n = out.len().min(self.chunk.len());
-        out[..n].copy_from_slice(&self.chunk[..n]);
-        self.chunk = self.chunk.slice(n..);
-        Ok(n)
-    }
 }
 
 /// Calls `f` with every record of `input` (without its line end) and the number of newlines
@@ -444,189 +379,6 @@ struct CsvLines {
     names: Option<Vec<String>>,
 }
 
-/// Checks a CSV whose records are its lines (quoted newlines not allowed), the lines of each
-/// block judged in parallel pieces while the next block is read.
-fn check_csv_lines(
-    input: &mut (dyn Read + Send),
-    p: &Params,
-    header: bool,
-) -> std::io::Result<CsvLines> {
-    let mut out = Records::default();
-    let mut expected: Option<usize> = None;
-    let mut names = None;
-    let mut need_header = header;
-    // Two buffers: the next block is read while the lines of this one are judged.
-    let mut this: Vec<u8> = Vec::with_capacity(BLOCK);
-    let mut next: Vec<u8> = Vec::with_capacity(BLOCK);
-    let mut eof = fill(input, &mut this)?;
-    loop {
-        // Whole lines only (the rest moves to the next block), all of it at the end.
-        let end = if eof {
-            this.len()
-        } else {
-            memchr::memrchr(b'\n', &this).map_or(0, |i| i + 1)
-        };
-        next.clear();
-        next.extend_from_slice(&this[end..]);
-        let mut body = &this[..end];
-        if need_header && (end > 0 || eof) {
-            let nl = memchr::memchr(b'\n', body).map_or(body.len(), |i| i + 1);
-            let line = body[..nl].strip_suffix(b"\n").unwrap_or(&body[..nl]);
-            out.not_utf8 |= std::str::from_utf8(line).is_err();
-            let n = header_names(line, p);
-            expected = Some(n.len());
-            names = Some(n);
-            body = &body[nl..];
-            need_header = false;
-        }
-        if expected.is_none() {
-            // Without a header, the first whole line that is not blank sets the field count.
-            expected = body.split(|&b| b == b'\n').find_map(|line| {
-                let line = strip_cr(line);
-                let (fields, balanced) = csv_fields(line, p);
-                (!is_blank(line) && balanced).then_some(fields)
-            });
-        }
-        let want = expected.unwrap_or(1);
-        let (judged, read) = rayon::join(
-            || judge_block(body, p, want),
-            || {
-                if eof {
-                    Ok(true)
-                } else {
-                    fill(input, &mut next)
-                }
-            },
-        );
-        for Piece { lines, marks, utf8 } in judged {
-            out.not_utf8 |= !utf8;
-            out.marks
-                .extend(marks.into_iter().map(|(l, m)| (out.records + l, m)));
-            out.records += lines;
-        }
-        if eof {
-            break;
-        }
-        eof = read?;
-        std::mem::swap(&mut this, &mut next);
-    }
-    Ok(CsvLines {
-        records: out,
-        expected,
-        names,
-    })
-}
-
-/// Appends to `buf` until it holds `BLOCK` bytes or the input ends; true at the end.
-fn fill(input: &mut (dyn Read + Send), buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    let want = buf.len() + BLOCK;
-    while buf.len() < want {
-        let len = buf.len();
-        buf.reserve(want - len);
-        // `take` + `read_to_end` read into the spare capacity without zeroing it first.
-        match input.take((want - len) as u64).read_to_end(buf) {
-            Ok(0) => return Ok(true),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(false)
-}
-
-/// What the lines of one piece of a block are.
-struct Piece {
-    lines: u64,
-    /// Marks by 1-based line within the piece.
-    marks: Vec<(u64, Mark)>,
-    utf8: bool,
-}
-
-/// The lines of a block of whole lines, judged in pieces of about equal size in parallel, in
-/// order.
-fn judge_block(body: &[u8], p: &Params, want: usize) -> Vec<Piece> {
-    let pieces = rayon::current_num_threads().max(1) * 4;
-    let mut cuts = vec![0];
-    for k in 1..pieces {
-        let target = body.len() * k / pieces;
-        if target <= *cuts.last().unwrap_or(&0) {
-            continue;
-        }
-        match memchr::memchr(b'\n', &body[target..]) {
-            Some(i) => cuts.push(target + i + 1),
-            None => break,
-        }
-    }
-    cuts.push(body.len());
-    cuts.dedup();
-    let ranges: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
-    ranges
-        .par_iter()
-        .map(|&(a, b)| {
-            let (lines, marks) = scan_csv_lines(&body[a..b], p, want);
-            // Pieces are whole lines and a newline is never part of a multi-byte character,
-            // so the pieces are valid UTF-8 exactly when the block is.
-            let utf8 = std::str::from_utf8(&body[a..b]).is_ok();
-            Piece { lines, marks, utf8 }
-        })
-        .collect()
-}
-
-/// Judges every line of `chunk` (whole lines; the last one may lack its newline at the end of
-/// the file) in one pass over its bytes: (lines, marks by 1-based line
-/// within the chunk). The same judgement as `check`'s record by record.
-fn scan_csv_lines(chunk: &[u8], p: &Params, want: usize) -> (u64, Vec<(u64, Mark)>) {
-    let mut marks = Vec::new();
-    let mut lines = 0u64;
-    let judge = |line: &[u8], fields: usize, in_quotes: bool| -> Option<Mark> {
-        let line = strip_cr(line);
-        if fields == 1 && !in_quotes && is_blank(line) {
-            Some(Mark::Blank)
-        } else if in_quotes {
-            Some(Mark::Reject(UNBALANCED))
-        } else if fields > want {
-            Some(Mark::Reject(MORE_FIELDS))
-        } else if fields < want {
-            Some(Mark::Reject(FEWER_FIELDS))
-        } else {
-            None
-        }
-    };
-    let (mut start, mut fields, mut in_quotes) = (0, 1, false);
-    // A byte loop over a class table: delimiters come every few bytes, so a search for the
-    // next one (memchr3) stops too often to pay for its setup.
-    let mut class = [0u8; 256];
-    class[p.delimiter as usize] = 1;
-    if let Some(q) = p.quote {
-        class[q as usize] = 2;
-    }
-    class[b'\n' as usize] = 3;
-    for (i, &byte) in chunk.iter().enumerate() {
-        let c = class[byte as usize];
-        if c == 0 {
-            continue;
-        }
-        if c == 3 {
-            lines += 1;
-            if let Some(m) = judge(&chunk[start..i], fields, in_quotes) {
-                marks.push((lines, m));
-            }
-            (start, fields, in_quotes) = (i + 1, 1, false);
-        } else if c == 1 {
-            fields += usize::from(!in_quotes);
-        } else {
-            in_quotes = !in_quotes;
-        }
-    }
-    if start < chunk.len() {
-        lines += 1;
-        if let Some(m) = judge(&chunk[start..], fields, in_quotes) {
-            marks.push((lines, m));
-        }
-    }
-    (lines, marks)
-}
-
 /// Writes the file again with each marked record replaced by an empty one (a line of
 /// delimiters, or `{}`), uncompressed, under the same file name suffix.
 fn write_copy(
@@ -675,6 +427,7 @@ fn write_copy(
 
 #[cfg(test)]
 mod tests {
+    use super::lines::scan_csv_lines;
     use super::*;
 
     fn params(multiline: bool) -> Params {
