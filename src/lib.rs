@@ -18,6 +18,7 @@ mod generate;
 mod job;
 mod metrics;
 mod orders;
+mod predict;
 mod progress;
 mod schema;
 mod signals;
