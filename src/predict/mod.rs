@@ -159,11 +159,12 @@ pub(crate) fn fit<M: Model>(data: &[M::Obs], penalizer: f64) -> Fitted<M> {
         Ok(r) => {
             let state = r.state();
             let logp = state.get_best_param().cloned().unwrap_or(start.clone());
-            let stopped = match state.get_termination_status() {
-                TerminationStatus::Terminated(TerminationReason::SolverConverged) => true,
-                TerminationStatus::Terminated(TerminationReason::SolverExit(_)) => true,
-                _ => false,
-            };
+            let stopped = matches!(
+                state.get_termination_status(),
+                TerminationStatus::Terminated(
+                    TerminationReason::SolverConverged | TerminationReason::SolverExit(_)
+                )
+            );
             (logp, state.get_iter(), stopped)
         }
         Err(_) => (start.clone(), 0, false),
