@@ -16,7 +16,7 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 
-pub(crate) use bgnbd::BgNbd;
+pub(crate) use bgnbd::{BgNbd, MbgNbd};
 pub(crate) use gamma_gamma::{GammaGamma, Spend};
 
 /// Customers who share x repeat purchase periods, recency t_x and age T (in the model's time
