@@ -8,8 +8,10 @@
 #![allow(dead_code, unused_imports)]
 
 mod bgnbd;
+mod clv;
 mod gamma_gamma;
 mod special;
+mod summary;
 
 use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
@@ -17,7 +19,9 @@ use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 
 pub(crate) use bgnbd::{BgNbd, MbgNbd};
+pub(crate) use clv::{Prediction, Predictor, Transactions, MONTH_DAYS};
 pub(crate) use gamma_gamma::{GammaGamma, Spend};
+pub(crate) use summary::Summary;
 
 /// Customers who share x repeat purchase periods, recency t_x and age T (in the model's time
 /// unit): `n` of them.
