@@ -10,6 +10,8 @@
 mod bgnbd;
 mod clv;
 mod gamma_gamma;
+#[cfg(test)]
+mod recovery;
 mod special;
 mod summary;
 
