@@ -10,6 +10,7 @@
 mod bgnbd;
 mod clv;
 mod gamma_gamma;
+mod groups;
 #[cfg(test)]
 mod recovery;
 mod special;
@@ -23,6 +24,7 @@ use rayon::prelude::*;
 pub(crate) use bgnbd::{BgNbd, MbgNbd};
 pub(crate) use clv::{Prediction, Predictor, Transactions, MONTH_DAYS};
 pub(crate) use gamma_gamma::{GammaGamma, Spend};
+pub(crate) use groups::{fit_group, predictor, GroupFit, ModelKind, Settings};
 pub(crate) use summary::Summary;
 
 /// Customers who share x repeat purchase periods, recency t_x and age T (in the model's time
