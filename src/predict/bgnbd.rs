@@ -161,7 +161,7 @@ impl MbgNbd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fit;
+    use super::super::{assert_gradient, fit};
     use super::*;
 
     /// The CDNOW summary published with the BG/NBD paper, as shipped in the `lifetimes` wheel
@@ -251,21 +251,7 @@ mod tests {
                 n: 1.0,
             },
         ] {
-            let (_, g) = m.log_likelihood(&c);
-            for i in 0..4 {
-                let h = 1e-6;
-                let mut up = logp;
-                up[i] += h;
-                let mut down = logp;
-                down[i] -= h;
-                let slope = (BgNbd::from_log(&up).log_likelihood(&c).0
-                    - BgNbd::from_log(&down).log_likelihood(&c).0)
-                    / (2.0 * h);
-                assert!(
-                    (g[i] - slope).abs() < 1e-5 * slope.abs().max(1.0),
-                    "{c:?} {i}"
-                );
-            }
+            assert_gradient::<BgNbd>(&logp, &c);
         }
     }
 
@@ -416,7 +402,6 @@ mod tests {
 
     #[test]
     fn mbg_nbd_gradient_is_the_slope_of_the_log_likelihood() {
-        let m = MbgNbd(PUBLISHED);
         let logp = [
             PUBLISHED.r.ln(),
             PUBLISHED.alpha.ln(),
@@ -437,21 +422,7 @@ mod tests {
                 n: 1.0,
             },
         ] {
-            let (_, g) = m.log_likelihood(&c);
-            for i in 0..4 {
-                let h = 1e-6;
-                let mut up = logp;
-                up[i] += h;
-                let mut down = logp;
-                down[i] -= h;
-                let slope = (MbgNbd::from_log(&up).log_likelihood(&c).0
-                    - MbgNbd::from_log(&down).log_likelihood(&c).0)
-                    / (2.0 * h);
-                assert!(
-                    (g[i] - slope).abs() < 1e-5 * slope.abs().max(1.0),
-                    "{c:?} {i}"
-                );
-            }
+            assert_gradient::<MbgNbd>(&logp, &c);
         }
     }
 

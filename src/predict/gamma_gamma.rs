@@ -71,7 +71,7 @@ impl GammaGamma {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fit;
+    use super::super::{assert_gradient, fit};
     use super::*;
 
     fn repeaters() -> Vec<Spend> {
@@ -141,21 +141,7 @@ mod tests {
                 n: 1.0,
             },
         ] {
-            let (_, g) = m.log_likelihood(&s);
-            for i in 0..3 {
-                let h = 1e-6;
-                let mut up = logp;
-                up[i] += h;
-                let mut down = logp;
-                down[i] -= h;
-                let slope = (GammaGamma::from_log(&up).log_likelihood(&s).0
-                    - GammaGamma::from_log(&down).log_likelihood(&s).0)
-                    / (2.0 * h);
-                assert!(
-                    (g[i] - slope).abs() < 1e-5 * slope.abs().max(1.0),
-                    "{s:?} {i}"
-                );
-            }
+            assert_gradient::<GammaGamma>(&logp, &s);
         }
     }
 

@@ -195,3 +195,27 @@ pub(crate) fn fit<M: Model>(data: &[M::Obs], penalizer: f64) -> Fitted<M> {
         converged: stopped && flat && finite,
     }
 }
+
+/// Checks a model's analytic gradient at `logp` against central differences of its
+/// log-likelihood.
+#[cfg(test)]
+fn assert_gradient<M: Model + std::fmt::Debug>(logp: &[f64], obs: &M::Obs)
+where
+    M::Obs: std::fmt::Debug,
+{
+    let (_, g) = M::from_log(logp).log_likelihood(obs);
+    for i in 0..M::N {
+        let h = 1e-6;
+        let (mut up, mut down) = (logp.to_vec(), logp.to_vec());
+        up[i] += h;
+        down[i] -= h;
+        let slope = (M::from_log(&up).log_likelihood(obs).0
+            - M::from_log(&down).log_likelihood(obs).0)
+            / (2.0 * h);
+        assert!(
+            (g[i] - slope).abs() < 1e-5 * slope.abs().max(1.0),
+            "{obs:?} parameter {i}: {} vs {slope}",
+            g[i]
+        );
+    }
+}
