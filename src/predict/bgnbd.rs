@@ -49,7 +49,11 @@ impl Model for BgNbd {
     /// B(a+1, b+x−1)/B(a, b) · Γ(r+x)/Γ(r) · α^r / (α+t_x)^(r+x),
     /// and its gradient in (ln r, ln α, ln a, ln b).
     fn log_likelihood(&self, obs: &Triple) -> (f64, [f64; 4]) {
-        log_likelihood(self, 0.0, obs)
+        log_likelihood(self, &XTerms::new(self, 0.0, obs.x), obs)
+    }
+
+    fn log_likelihood_sum(&self, obs: &[Triple]) -> (f64, [f64; 4]) {
+        log_likelihood_sum(self, 0.0, obs)
     }
 }
 
@@ -70,39 +74,99 @@ impl Model for MbgNbd {
     /// B(a+1, b+x)/B(a, b) · Γ(r+x)/Γ(r) · α^r / (α+t_x)^(r+x),
     /// and its gradient in (ln r, ln α, ln a, ln b).
     fn log_likelihood(&self, obs: &Triple) -> (f64, [f64; 4]) {
-        log_likelihood(&self.0, 1.0, obs)
+        log_likelihood(&self.0, &XTerms::new(&self.0, 1.0, obs.x), obs)
+    }
+
+    fn log_likelihood_sum(&self, obs: &[Triple]) -> (f64, [f64; 4]) {
+        log_likelihood_sum(&self.0, 1.0, obs)
     }
 }
 
-/// Both models' ln L, with `k` = 0 (BG/NBD: a dropout chance after each repeat purchase) or 1
-/// (MBG/NBD: also after the first): ln A1 + ln A2 + ln(e^A3 + e^A4), A4 only when x + k > 0.
-fn log_likelihood(m: &BgNbd, k: f64, obs: &Triple) -> (f64, [f64; 4]) {
+/// The terms of ln L and its gradient that depend on x but not on t_x or T: customers with
+/// the same x share them (triples come sorted by x, so a fit computes them once per x).
+struct XTerms {
+    x: f64,
+    /// ln A1 + ln A2.
+    a12: f64,
+    /// ln(a / (b+x+k−1)); −∞ without a dropout chance (BG/NBD, x = 0).
+    ln_drop: f64,
+    /// ∂(ln A1)/∂r.
+    d_r: f64,
+    /// ∂(ln A2)/∂a and ∂(ln A2)/∂b.
+    d_a: f64,
+    d_b: f64,
+    /// 1 / (b+x+k−1).
+    inv_b: f64,
+}
+
+impl XTerms {
+    /// For model `m` with `k` = 0 (BG/NBD: a dropout chance after each repeat purchase) or 1
+    /// (MBG/NBD: also after the first).
+    fn new(m: &BgNbd, k: f64, x: f64) -> Self {
+        let BgNbd { r, alpha, a, b } = *m;
+        let dropped = x + k > 0.0;
+        let d_ab = digamma(a + b) - digamma(a + b + x + k);
+        XTerms {
+            x,
+            a12: ln_gamma(r + x) - ln_gamma(r)
+                + r * alpha.ln()
+                + ln_gamma(a + b)
+                + ln_gamma(b + x + k)
+                - ln_gamma(b)
+                - ln_gamma(a + b + x + k),
+            ln_drop: if dropped {
+                a.ln() - (b + x + k - 1.0).ln()
+            } else {
+                f64::NEG_INFINITY
+            },
+            d_r: digamma(r + x) - digamma(r) + alpha.ln(),
+            d_a: d_ab,
+            d_b: d_ab + digamma(b + x + k) - digamma(b),
+            inv_b: if dropped {
+                1.0 / (b + x + k - 1.0)
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Both models' ln L of one customer, as ln A1 + ln A2 + ln(e^A3 + e^A4) (A4 only with a
+/// dropout chance), and its gradient in (ln r, ln α, ln a, ln b), given the terms of its x.
+fn log_likelihood(m: &BgNbd, xt: &XTerms, obs: &Triple) -> (f64, [f64; 4]) {
     let BgNbd { r, alpha, a, b } = *m;
     let Triple { x, t_x, t, .. } = *obs;
-    let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
-    let a2 = ln_gamma(a + b) + ln_gamma(b + x + k) - ln_gamma(b) - ln_gamma(a + b + x + k);
-    let a3 = -(r + x) * (alpha + t).ln();
-    let dropped = x + k > 0.0;
-    let a4 = if dropped {
-        a.ln() - (b + x + k - 1.0).ln() - (r + x) * (alpha + t_x).ln()
-    } else {
-        f64::NEG_INFINITY
-    };
+    let (ln_t, ln_tx) = ((alpha + t).ln(), (alpha + t_x).ln());
+    let a3 = -(r + x) * ln_t;
+    let a4 = xt.ln_drop - (r + x) * ln_tx;
     let sum = log_add_exp(a3, a4);
     // Shares of the two terms in L.
     let w3 = (a3 - sum).exp();
     let w4 = (a4 - sum).exp();
-    let d_r =
-        digamma(r + x) - digamma(r) + alpha.ln() - w3 * (alpha + t).ln() - w4 * (alpha + t_x).ln();
+    let d_r = xt.d_r - w3 * ln_t - w4 * ln_tx;
     let d_alpha = r / alpha - (r + x) * (w3 / (alpha + t) + w4 / (alpha + t_x));
-    let d_ab = digamma(a + b) - digamma(a + b + x + k);
-    let mut d_a = d_ab;
-    let mut d_b = d_ab + digamma(b + x + k) - digamma(b);
-    if dropped {
-        d_a += w4 / a;
-        d_b -= w4 / (b + x + k - 1.0);
+    let d_a = xt.d_a + w4 / a;
+    let d_b = xt.d_b - w4 * xt.inv_b;
+    (xt.a12 + sum, [d_r * r, d_alpha * alpha, d_a * a, d_b * b])
+}
+
+/// Σ n ln L and its gradient over `obs`, the x terms computed once per run of equal x.
+fn log_likelihood_sum(m: &BgNbd, k: f64, obs: &[Triple]) -> (f64, [f64; 4]) {
+    let mut ll = 0.0;
+    let mut g = [0.0; 4];
+    let mut xt: Option<XTerms> = None;
+    for o in obs {
+        let terms = match &xt {
+            Some(t) if t.x == o.x => t,
+            _ => xt.insert(XTerms::new(m, k, o.x)),
+        };
+        let (l, d) = log_likelihood(m, terms, o);
+        ll += o.n * l;
+        for i in 0..4 {
+            g[i] += o.n * d[i];
+        }
     }
-    (a1 + a2 + sum, [d_r * r, d_alpha * alpha, d_a * a, d_b * b])
+    (ll, g)
 }
 
 /// P(alive at T | x, t_x, T) (FHL 2005, eq. 11; Batislam et al. 2007):

@@ -49,6 +49,22 @@ pub(crate) trait Model: Sized + Copy + Send + Sync {
     /// ln L of one customer of the observation, and its gradient in the log-parameters (the
     /// first `N` entries).
     fn log_likelihood(&self, obs: &Self::Obs) -> (f64, [f64; 4]);
+
+    /// Σ n ln L over `obs` and its gradient, in order (models override it to share work
+    /// between neighbouring observations).
+    fn log_likelihood_sum(&self, obs: &[Self::Obs]) -> (f64, [f64; 4]) {
+        let mut ll = 0.0;
+        let mut g = [0.0; 4];
+        for o in obs {
+            let n = Self::weight(o);
+            let (l, d) = self.log_likelihood(o);
+            ll += n * l;
+            for i in 0..Self::N {
+                g[i] += n * d[i];
+            }
+        }
+        (ll, g)
+    }
 }
 
 /// What a fit found.
@@ -92,19 +108,7 @@ impl<M: Model> Objective<'_, M> {
         let parts: Vec<(f64, [f64; 4])> = self
             .data
             .par_chunks(CHUNK)
-            .map(|chunk| {
-                let mut ll = 0.0;
-                let mut g = [0.0; 4];
-                for obs in chunk {
-                    let n = M::weight(obs);
-                    let (l, d) = model.log_likelihood(obs);
-                    ll += n * l;
-                    for i in 0..M::N {
-                        g[i] += n * d[i];
-                    }
-                }
-                (ll, g)
-            })
+            .map(|chunk| model.log_likelihood_sum(chunk))
             .collect();
         let mut ll = 0.0;
         let mut g = [0.0; 4];
