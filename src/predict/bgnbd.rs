@@ -32,12 +32,20 @@ fn from_log(p: &[f64]) -> BgNbd {
     }
 }
 
+fn to_log(m: &BgNbd) -> [f64; 4] {
+    [m.r.ln(), m.alpha.ln(), m.a.ln(), m.b.ln()]
+}
+
 impl Model for BgNbd {
     type Obs = Triple;
     const N: usize = 4;
 
     fn from_log(p: &[f64]) -> Self {
         from_log(p)
+    }
+
+    fn to_log(&self) -> [f64; 4] {
+        to_log(self)
     }
 
     fn weight(obs: &Triple) -> f64 {
@@ -63,6 +71,10 @@ impl Model for MbgNbd {
 
     fn from_log(p: &[f64]) -> Self {
         MbgNbd(from_log(p))
+    }
+
+    fn to_log(&self) -> [f64; 4] {
+        to_log(&self.0)
     }
 
     fn weight(obs: &Triple) -> f64 {

@@ -35,6 +35,10 @@ impl Model for GammaGamma {
         }
     }
 
+    fn to_log(&self) -> [f64; 4] {
+        [self.p.ln(), self.q.ln(), self.v.ln(), 0.0]
+    }
+
     fn weight(obs: &Spend) -> f64 {
         obs.n
     }
@@ -43,20 +47,64 @@ impl Model for GammaGamma {
     /// lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln v + (px−1) ln m̄ + px ln x − (px+q) ln(v + x m̄),
     /// and its gradient in (ln p, ln q, ln v).
     fn log_likelihood(&self, obs: &Spend) -> (f64, [f64; 4]) {
-        let GammaGamma { p, q, v } = *self;
-        let Spend { x, mean: m, .. } = *obs;
-        let px = p * x;
-        let tail = (v + x * m).ln();
-        let ll = ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
-            + q * v.ln()
-            + (px - 1.0) * m.ln()
-            + px * x.ln()
-            - (px + q) * tail;
-        let d_p = x * (digamma(px + q) - digamma(px) + m.ln() + x.ln() - tail);
-        let d_q = digamma(px + q) - digamma(q) + v.ln() - tail;
-        let d_v = q / v - (px + q) / (v + x * m);
-        (ll, [d_p * p, d_q * q, d_v * v, 0.0])
+        log_likelihood(self, &XTerms::new(self, obs.x), obs)
     }
+
+    fn log_likelihood_sum(&self, obs: &[Spend]) -> (f64, [f64; 4]) {
+        let mut ll = 0.0;
+        let mut g = [0.0; 4];
+        let mut xt: Option<XTerms> = None;
+        for o in obs {
+            let terms = match &xt {
+                Some(t) if t.x == o.x => t,
+                _ => xt.insert(XTerms::new(self, o.x)),
+            };
+            let (l, d) = log_likelihood(self, terms, o);
+            ll += o.n * l;
+            for i in 0..3 {
+                g[i] += o.n * d[i];
+            }
+        }
+        (ll, g)
+    }
+}
+
+/// The terms that depend on x but not on m̄ (observations come sorted by x, so a fit computes
+/// them once per x).
+struct XTerms {
+    x: f64,
+    /// lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln v + px ln x.
+    base: f64,
+    /// ψ(px+q) − ψ(px) + ln x and ψ(px+q) − ψ(q) + ln v.
+    d_p: f64,
+    d_q: f64,
+}
+
+impl XTerms {
+    fn new(m: &GammaGamma, x: f64) -> Self {
+        let GammaGamma { p, q, v } = *m;
+        let px = p * x;
+        XTerms {
+            x,
+            base: ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * v.ln() + px * x.ln(),
+            d_p: digamma(px + q) - digamma(px) + x.ln(),
+            d_q: digamma(px + q) - digamma(q) + v.ln(),
+        }
+    }
+}
+
+/// ln L of one customer's mean value and its gradient in (ln p, ln q, ln v), given its x terms.
+fn log_likelihood(g: &GammaGamma, xt: &XTerms, obs: &Spend) -> (f64, [f64; 4]) {
+    let GammaGamma { p, q, v } = *g;
+    let Spend { x, mean: m, .. } = *obs;
+    let px = p * x;
+    let tail = (v + x * m).ln();
+    let ln_m = m.ln();
+    let ll = xt.base + (px - 1.0) * ln_m - (px + q) * tail;
+    let d_p = x * (xt.d_p + ln_m - tail);
+    let d_q = xt.d_q - tail;
+    let d_v = q / v - (px + q) / (v + x * m);
+    (ll, [d_p * p, d_q * q, d_v * v, 0.0])
 }
 
 impl GammaGamma {

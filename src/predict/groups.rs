@@ -2,7 +2,7 @@
 //! fallback rule: a group with fewer than `min_customers` customers, or whose fit does not
 //! converge, predicts with the `all` fit.
 
-use super::{fit, BgNbd, Fitted, GammaGamma, MbgNbd, Predictor, Summary, Transactions};
+use super::{fit_from, BgNbd, Fitted, GammaGamma, MbgNbd, Model, Predictor, Summary, Transactions};
 
 /// Which transaction model is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,19 +37,35 @@ pub(crate) struct GroupFit {
 }
 
 /// Fits a group's transaction and spend models (none when it has fewer than
-/// `min_customers`; the `all` group is always fitted when it has customers).
-pub(crate) fn fit_group(summary: &Summary, s: &Settings, is_all: bool) -> GroupFit {
+/// `min_customers`). The `all` group (`all` = None) is always fitted when it has customers,
+/// from every parameter at 1; a segment starts from `all`'s converged estimates.
+pub(crate) fn fit_group(summary: &Summary, s: &Settings, all: Option<&GroupFit>) -> GroupFit {
     let customers = summary.customers();
-    let fitted = customers > 0 && (is_all || customers >= s.min_customers);
+    let fitted = customers > 0 && (all.is_none() || customers >= s.min_customers);
+    let start_t = all
+        .and_then(|a| a.transactions.filter(|f| f.converged))
+        .map_or([0.0; 4], |f| match f.model {
+            Transactions::BgNbd(m) => m.to_log(),
+            Transactions::MbgNbd(m) => m.to_log(),
+        });
+    let start_s = all
+        .and_then(|a| a.spend.filter(|f| f.converged))
+        .map_or([0.0; 4], |f| f.model.to_log());
     let transactions = fitted.then(|| {
         let triples = summary.triples(s.unit_days);
         match s.model {
-            ModelKind::BgNbd => wrap(fit::<BgNbd>(&triples, s.penalizer), Transactions::BgNbd),
-            ModelKind::MbgNbd => wrap(fit::<MbgNbd>(&triples, s.penalizer), Transactions::MbgNbd),
+            ModelKind::BgNbd => wrap(
+                fit_from::<BgNbd>(&triples, s.penalizer, &start_t),
+                Transactions::BgNbd,
+            ),
+            ModelKind::MbgNbd => wrap(
+                fit_from::<MbgNbd>(&triples, s.penalizer, &start_t),
+                Transactions::MbgNbd,
+            ),
         }
     });
     let spend = (fitted && summary.repeaters() > 0)
-        .then(|| fit::<GammaGamma>(&summary.spend(s.money_scale), s.penalizer));
+        .then(|| fit_from::<GammaGamma>(&summary.spend(s.money_scale), s.penalizer, &start_s));
     GroupFit {
         customers,
         repeaters: summary.repeaters(),
@@ -118,14 +134,14 @@ mod tests {
 
     #[test]
     fn small_groups_use_the_all_fit() {
-        let all = fit_group(&cdnow(usize::MAX, false), &settings(), true);
+        let all = fit_group(&cdnow(usize::MAX, false), &settings(), None);
         assert!(all.fitted && all.transactions.unwrap().converged && all.spend.unwrap().converged);
         assert_eq!((all.customers, all.repeaters), (2357, 946));
         let mut few = Summary::default();
         for i in 0..99 {
             few.add(i % 3, (i % 3) * 20, 200, (i % 3) * 5_000);
         }
-        let small = fit_group(&few, &settings(), false);
+        let small = fit_group(&few, &settings(), Some(&all));
         assert!(!small.fitted && small.transactions.is_none() && small.spend.is_none());
         let p = predictor(&small, &all, &settings()).unwrap();
         assert_eq!(p.transactions, all.transactions.unwrap().model);
@@ -134,10 +150,10 @@ mod tests {
 
     #[test]
     fn a_spend_fit_without_optimum_falls_back_per_model() {
-        let all = fit_group(&cdnow(usize::MAX, false), &settings(), true);
+        let all = fit_group(&cdnow(usize::MAX, false), &settings(), None);
         // 1 000 customers whose repeat purchases all have the same value: the transaction
         // model fits, the spend model has no finite optimum and `all`'s is used instead.
-        let own = fit_group(&cdnow(1000, true), &settings(), false);
+        let own = fit_group(&cdnow(1000, true), &settings(), Some(&all));
         assert!(own.fitted && own.transactions.unwrap().converged, "{own:?}");
         assert!(!own.spend.unwrap().converged, "{own:?}");
         let p = predictor(&own, &all, &settings()).unwrap();

@@ -44,6 +44,8 @@ pub(crate) trait Model: Sized + Copy + Send + Sync {
     /// Number of parameters (at most 4).
     const N: usize;
     fn from_log(p: &[f64]) -> Self;
+    /// The log-parameters (the first `N` entries).
+    fn to_log(&self) -> [f64; 4];
     /// How many customers the observation stands for.
     fn weight(obs: &Self::Obs) -> f64;
     /// ln L of one customer of the observation, and its gradient in the log-parameters (the
@@ -90,6 +92,10 @@ const LOG_BOUND: f64 = 30.0;
 /// Largest |∂ objective / ∂ ln θ| (the objective is the mean −ln L) at a converged estimate.
 const GRADIENT_TOLERANCE: f64 = 1e-6;
 
+/// Largest standard error of a log-parameter at a converged estimate: beyond it the data do
+/// not pin the parameter down (a factor e^5 ≈ 150 either way at one standard error).
+const MAX_LOG_STANDARD_ERROR: f64 = 5.0;
+
 /// Iterations before a fit gives up.
 const MAX_ITERS: u64 = 1000;
 
@@ -99,9 +105,37 @@ struct Objective<'a, M: Model> {
     data: &'a [M::Obs],
     total: f64,
     penalizer: f64,
+    /// The last point's sums: the line search asks for the cost and then the gradient at the
+    /// same point, and one pass gives both.
+    last: std::sync::Mutex<Option<Point>>,
 }
 
-impl<M: Model> Objective<'_, M> {
+/// Log-parameters with Σ n ln L and its gradient there.
+type Point = (Vec<f64>, f64, [f64; 4]);
+
+impl<'a, M: Model> Objective<'a, M> {
+    fn new(data: &'a [M::Obs], total: f64, penalizer: f64) -> Self {
+        Objective {
+            data,
+            total,
+            penalizer,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `sums`, remembered for the last point.
+    fn sums_at(&self, logp: &[f64]) -> (f64, [f64; 4]) {
+        let mut last = self.last.lock().expect("objective cache");
+        if let Some((p, ll, g)) = last.as_ref() {
+            if p.as_slice() == logp {
+                return (*ll, *g);
+            }
+        }
+        let (ll, g) = self.sums(logp);
+        *last = Some((logp.to_vec(), ll, g));
+        (ll, g)
+    }
+
     /// Σ n ln L and its gradient, in fixed chunks added in order.
     fn sums(&self, logp: &[f64]) -> (f64, [f64; 4]) {
         let model = M::from_log(logp);
@@ -130,7 +164,7 @@ impl<M: Model> CostFunction for Objective<'_, M> {
         if logp.iter().any(|v| v.abs() > 2.0 * LOG_BOUND) {
             return Ok(f64::INFINITY);
         }
-        let (ll, _) = self.sums(logp);
+        let (ll, _) = self.sums_at(logp);
         let penalty: f64 = logp.iter().map(|v| (2.0 * v).exp()).sum();
         Ok(-ll / self.total + self.penalizer * penalty)
     }
@@ -141,22 +175,68 @@ impl<M: Model> Gradient for Objective<'_, M> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, logp: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let (_, g) = self.sums(logp);
+        let (_, g) = self.sums_at(logp);
         Ok((0..M::N)
             .map(|i| -g[i] / self.total + self.penalizer * 2.0 * (2.0 * logp[i]).exp())
             .collect())
     }
 }
 
+/// Standard errors of the log-parameters: √diag((−H)⁻¹), H the Hessian of Σ n ln L in the
+/// log-parameters, by central differences of the analytic gradient.
+pub(crate) fn log_standard_errors<M: Model>(data: &[M::Obs], logp: &[f64]) -> Vec<f64> {
+    let n = M::N;
+    let objective = Objective::<M>::new(data, 1.0, 0.0);
+    let grad = |p: &[f64]| objective.sums(p).1;
+    let h = 1e-5;
+    let mut info = vec![vec![0.0; n]; n];
+    for j in 0..n {
+        let (mut up, mut down) = (logp.to_vec(), logp.to_vec());
+        up[j] += h;
+        down[j] -= h;
+        let (gu, gd) = (grad(&up), grad(&down));
+        for i in 0..n {
+            info[i][j] = -(gu[i] - gd[i]) / (2.0 * h);
+        }
+    }
+    // Invert the (symmetric) information by Gauss-Jordan elimination; a pivot that is not
+    // positive means no finite maximum there (NaN standard errors).
+    let mut inv: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect();
+    for c in 0..n {
+        let pivot = info[c][c];
+        if pivot.is_nan() || pivot <= 0.0 {
+            return vec![f64::NAN; n];
+        }
+        for j in 0..n {
+            info[c][j] /= pivot;
+            inv[c][j] /= pivot;
+        }
+        for r in 0..n {
+            if r != c {
+                let f = info[r][c];
+                for j in 0..n {
+                    info[r][j] -= f * info[c][j];
+                    inv[r][j] -= f * inv[c][j];
+                }
+            }
+        }
+    }
+    (0..n).map(|i| inv[i][i].sqrt()).collect()
+}
+
 /// Fits model `M` to `data` by L-BFGS on the log-parameters from 1 for every parameter.
 pub(crate) fn fit<M: Model>(data: &[M::Obs], penalizer: f64) -> Fitted<M> {
+    fit_from(data, penalizer, &[0.0; 4])
+}
+
+/// `fit` from the log-parameters `start` (e.g. another group's estimate, which a segment's
+/// usually lies near).
+pub(crate) fn fit_from<M: Model>(data: &[M::Obs], penalizer: f64, start: &[f64]) -> Fitted<M> {
     let total: f64 = data.iter().map(M::weight).sum();
-    let objective = Objective::<M> {
-        data,
-        total: total.max(1.0),
-        penalizer,
-    };
-    let start = vec![0.0; M::N];
+    let objective = Objective::<M>::new(data, total.max(1.0), penalizer);
+    let start = start[..M::N].to_vec();
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
         .with_tolerance_grad(1e-9)
         .and_then(|s| s.with_tolerance_cost(1e-14))
@@ -182,21 +262,23 @@ pub(crate) fn fit<M: Model>(data: &[M::Obs], penalizer: f64) -> Fitted<M> {
         Err(_) => (start.clone(), 0, false),
     };
     let model = M::from_log(&logp);
-    let at_end = Objective::<M> {
-        data,
-        total: total.max(1.0),
-        penalizer,
-    };
+    let at_end = Objective::<M>::new(data, total.max(1.0), penalizer);
     let (log_likelihood, _) = at_end.sums(&logp);
     let flat = at_end
         .gradient(&logp)
         .is_ok_and(|g| g.iter().all(|d| d.abs() < GRADIENT_TOLERANCE));
     let finite = log_likelihood.is_finite() && logp.iter().all(|v| v.abs() < LOG_BOUND);
+    // A ridge (parameters that run off together, e.g. Gamma-Gamma's q and v on spend without
+    // heterogeneity) can stop the optimizer with a flat gradient; its curvature gives it away.
+    let identified = finite
+        && log_standard_errors::<M>(data, &logp)
+            .iter()
+            .all(|se| *se < MAX_LOG_STANDARD_ERROR);
     Fitted {
         model,
         log_likelihood,
         iterations,
-        converged: stopped && flat && finite,
+        converged: stopped && flat && identified,
     }
 }
 

@@ -7,51 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 
-use super::{fit, BgNbd, GammaGamma, Model, Objective, Summary, Triple};
-
-/// Standard errors of the log-parameters: √diag((−H)⁻¹), H the Hessian of Σ n ln L in the
-/// log-parameters, by central differences of the analytic gradient.
-fn log_standard_errors<M: Model>(data: &[M::Obs], logp: &[f64]) -> Vec<f64> {
-    let n = M::N;
-    let objective = Objective::<M> {
-        data,
-        total: 1.0,
-        penalizer: 0.0,
-    };
-    let grad = |p: &[f64]| objective.sums(p).1;
-    let h = 1e-5;
-    let mut info = vec![vec![0.0; n]; n];
-    for j in 0..n {
-        let (mut up, mut down) = (logp.to_vec(), logp.to_vec());
-        up[j] += h;
-        down[j] -= h;
-        let (gu, gd) = (grad(&up), grad(&down));
-        for i in 0..n {
-            info[i][j] = -(gu[i] - gd[i]) / (2.0 * h);
-        }
-    }
-    // Invert the (symmetric, positive definite) information by Gauss-Jordan elimination.
-    let mut inv: Vec<Vec<f64>> = (0..n)
-        .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect())
-        .collect();
-    for c in 0..n {
-        let pivot = info[c][c];
-        for j in 0..n {
-            info[c][j] /= pivot;
-            inv[c][j] /= pivot;
-        }
-        for r in 0..n {
-            if r != c {
-                let f = info[r][c];
-                for j in 0..n {
-                    info[r][j] -= f * info[c][j];
-                    inv[r][j] -= f * inv[c][j];
-                }
-            }
-        }
-    }
-    (0..n).map(|i| inv[i][i].sqrt()).collect()
-}
+use super::{fit, log_standard_errors, BgNbd, GammaGamma, Model, Summary, Triple};
 
 /// How many standard errors each estimate lies from the truth (on the log scale).
 fn distances<M: Model>(data: &[M::Obs], estimate: &[f64], truth: &[f64]) -> Vec<f64> {

@@ -12,8 +12,8 @@ pub(super) fn log_add_exp(a: f64, b: f64) -> f64 {
 }
 
 /// Terms summed at most: the series' terms shrink like z^k once k exceeds the parameters, so
-/// for z ≤ 0.999 the tail is below 1e-16 long before.
-const MAX_TERMS: usize = 100_000;
+/// for z ≤ 0.998 the tail is below 1e-16 long before.
+const MAX_TERMS: usize = 20_000;
 
 /// The Gaussian hypergeometric function 2F1(a, b; c; z) for 0 ≤ z < 1 (c not 0, −1, −2, …), by
 /// its power series Σ_k (a)_k (b)_k / ((c)_k k!) z^k, summed until a term no longer changes the

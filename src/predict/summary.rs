@@ -2,18 +2,19 @@
 //! BTYD summaries in days and minor units. A partition's summaries add key by key to any
 //! other's, so the triples, and with them the fit, do not depend on how customers were split.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use super::{Spend, Triple};
 
-/// One fit group's customers (those acquired by as_of).
+/// One fit group's customers (those acquired by as_of). Kept in hash maps while customers are
+/// added; a fit reads them in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Summary {
     /// (frequency x, recency t_x, age T) in days → customers.
-    triples: BTreeMap<(i64, i64, i64), u64>,
+    triples: FxHashMap<(i64, i64, i64), u64>,
     /// Repeat customers with a positive repeat revenue: (x, Σ revenue of the repeat purchase
     /// days in minor units) → customers.
-    spend: BTreeMap<(i64, i64), u64>,
+    spend: FxHashMap<(i64, i64), u64>,
 }
 
 impl Summary {
@@ -53,8 +54,9 @@ impl Summary {
 
     /// The triples in the model's time unit of `unit_days` days, in key order.
     pub(crate) fn triples(&self, unit_days: f64) -> Vec<Triple> {
-        self.triples
-            .iter()
+        let mut keys: Vec<(&(i64, i64, i64), &u64)> = self.triples.iter().collect();
+        keys.sort_unstable();
+        keys.into_iter()
             .map(|(&(x, t_x, t), &n)| Triple {
                 x: x as f64,
                 t_x: t_x as f64 / unit_days,
@@ -67,8 +69,9 @@ impl Summary {
     /// The repeaters' mean repeat-day values in currency units (minor units × `scale`), in key
     /// order.
     pub(crate) fn spend(&self, scale: f64) -> Vec<Spend> {
-        self.spend
-            .iter()
+        let mut keys: Vec<(&(i64, i64), &u64)> = self.spend.iter().collect();
+        keys.sort_unstable();
+        keys.into_iter()
             .map(|(&(x, revenue), &n)| Spend {
                 x: x as f64,
                 mean: revenue as f64 * scale / x as f64,
