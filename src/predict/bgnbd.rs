@@ -6,7 +6,7 @@
 use statrs::function::gamma::{digamma, ln_gamma};
 
 use super::special::{hyp2f1, log_add_exp};
-use super::{Model, Triple};
+use super::{sum_by_x, Model, Triple};
 
 /// The four parameters, all positive.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,7 +97,6 @@ impl Model for MbgNbd {
 /// The terms of ln L and its gradient that depend on x but not on t_x or T: customers with
 /// the same x share them (triples come sorted by x, so a fit computes them once per x).
 struct XTerms {
-    x: f64,
     /// ln A1 + ln A2.
     a12: f64,
     /// ln(a / (b+x+k−1)); −∞ without a dropout chance (BG/NBD, x = 0).
@@ -119,7 +118,6 @@ impl XTerms {
         let dropped = x + k > 0.0;
         let d_ab = digamma(a + b) - digamma(a + b + x + k);
         XTerms {
-            x,
             a12: ln_gamma(r + x) - ln_gamma(r)
                 + r * alpha.ln()
                 + ln_gamma(a + b)
@@ -164,21 +162,12 @@ fn log_likelihood(m: &BgNbd, xt: &XTerms, obs: &Triple) -> (f64, [f64; 4]) {
 
 /// Σ n ln L and its gradient over `obs`, the x terms computed once per run of equal x.
 fn log_likelihood_sum(m: &BgNbd, k: f64, obs: &[Triple]) -> (f64, [f64; 4]) {
-    let mut ll = 0.0;
-    let mut g = [0.0; 4];
-    let mut xt: Option<XTerms> = None;
-    for o in obs {
-        let terms = match &xt {
-            Some(t) if t.x == o.x => t,
-            _ => xt.insert(XTerms::new(m, k, o.x)),
-        };
-        let (l, d) = log_likelihood(m, terms, o);
-        ll += o.n * l;
-        for i in 0..4 {
-            g[i] += o.n * d[i];
-        }
-    }
-    (ll, g)
+    sum_by_x(
+        obs,
+        |o| (o.x, o.n),
+        |x| XTerms::new(m, k, x),
+        |t, o| log_likelihood(m, t, o),
+    )
 }
 
 /// P(alive at T | x, t_x, T) (FHL 2005, eq. 11; Batislam et al. 2007):

@@ -4,7 +4,7 @@
 
 use statrs::function::gamma::{digamma, ln_gamma};
 
-use super::Model;
+use super::{sum_by_x, Model};
 
 /// A repeat customer in a fit: x repeat purchases of mean value m̄ (> 0), shared by `n`
 /// customers.
@@ -51,28 +51,18 @@ impl Model for GammaGamma {
     }
 
     fn log_likelihood_sum(&self, obs: &[Spend]) -> (f64, [f64; 4]) {
-        let mut ll = 0.0;
-        let mut g = [0.0; 4];
-        let mut xt: Option<XTerms> = None;
-        for o in obs {
-            let terms = match &xt {
-                Some(t) if t.x == o.x => t,
-                _ => xt.insert(XTerms::new(self, o.x)),
-            };
-            let (l, d) = log_likelihood(self, terms, o);
-            ll += o.n * l;
-            for i in 0..3 {
-                g[i] += o.n * d[i];
-            }
-        }
-        (ll, g)
+        sum_by_x(
+            obs,
+            |o| (o.x, o.n),
+            |x| XTerms::new(self, x),
+            |t, o| log_likelihood(self, t, o),
+        )
     }
 }
 
 /// The terms that depend on x but not on m̄ (observations come sorted by x, so a fit computes
 /// them once per x).
 struct XTerms {
-    x: f64,
     /// lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln v + px ln x.
     base: f64,
     /// ψ(px+q) − ψ(px) + ln x and ψ(px+q) − ψ(q) + ln v.
@@ -85,7 +75,6 @@ impl XTerms {
         let GammaGamma { p, q, v } = *m;
         let px = p * x;
         XTerms {
-            x,
             base: ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * v.ln() + px * x.ln(),
             d_p: digamma(px + q) - digamma(px) + x.ln(),
             d_q: digamma(px + q) - digamma(q) + v.ln(),

@@ -69,6 +69,32 @@ pub(crate) trait Model: Sized + Copy + Send + Sync {
     }
 }
 
+/// Σ n ln L and its gradient over observations sorted by x, the terms that depend on x alone
+/// (`terms`) computed once per run of equal x; `x_n` gives an observation's x and count.
+fn sum_by_x<O, T>(
+    obs: &[O],
+    x_n: impl Fn(&O) -> (f64, f64),
+    terms: impl Fn(f64) -> T,
+    one: impl Fn(&T, &O) -> (f64, [f64; 4]),
+) -> (f64, [f64; 4]) {
+    let mut ll = 0.0;
+    let mut g = [0.0; 4];
+    let mut cached: Option<(f64, T)> = None;
+    for o in obs {
+        let (x, n) = x_n(o);
+        let t = match &cached {
+            Some((cx, t)) if *cx == x => t,
+            _ => &cached.insert((x, terms(x))).1,
+        };
+        let (l, d) = one(t, o);
+        ll += n * l;
+        for i in 0..4 {
+            g[i] += n * d[i];
+        }
+    }
+    (ll, g)
+}
+
 /// What a fit found.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fitted<M> {
