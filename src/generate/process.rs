@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 
-use crate::predict::BgNbd;
+use btyd::BgNbd;
 
 /// True parameters of one acquisition channel: BG/NBD (r, α in weeks, a, b) and Gamma-Gamma
 /// (p, q, v in currency units).
