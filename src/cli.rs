@@ -8,7 +8,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, ConfigError, Validated};
-use crate::generate::{self, GenFormat, GenerateOptions};
+use crate::generate::{self, GenFormat, GenerateOptions, Truth, DEFAULT_TRUTH};
 use crate::job::{self, RunOptions};
 use crate::time::Period;
 use crate::{schema, Result};
@@ -184,9 +184,9 @@ pub(crate) struct GenerateArgs {
     pub format: Option<GenFormat>,
     #[arg(long, default_value_t = 10_000, env = "CUSTOMER_VALUE_GEN_CUSTOMERS")]
     pub customers: u64,
-    /// Approximate number of rows (lines).
-    #[arg(long, default_value_t = 100_000, env = "CUSTOMER_VALUE_GEN_ROWS")]
-    pub rows: u64,
+    /// Approximate number of rows (lines): sets α (default 100000; not with --alpha).
+    #[arg(long, env = "CUSTOMER_VALUE_GEN_ROWS", conflicts_with = "alpha")]
+    pub rows: Option<u64>,
     #[arg(long, default_value_t = 42, env = "CUSTOMER_VALUE_GEN_SEED")]
     pub seed: u64,
     /// First month (YYYY-MM-DD).
@@ -211,6 +211,31 @@ pub(crate) struct GenerateArgs {
     /// Leave out the cost column.
     #[arg(long, env = "CUSTOMER_VALUE_GEN_NO_COST", value_parser = BoolishValueParser::new())]
     pub no_cost: bool,
+    /// True BG/NBD r (purchase-rate shape) of the `web` channel.
+    #[arg(long, default_value_t = DEFAULT_TRUTH.r, env = "CUSTOMER_VALUE_GEN_R")]
+    pub r: f64,
+    /// True BG/NBD α (purchase-rate scale, weeks) of the `web` channel (default: solved from --rows).
+    #[arg(long, env = "CUSTOMER_VALUE_GEN_ALPHA")]
+    pub alpha: Option<f64>,
+    /// True BG/NBD a (dropout Beta) of the `web` channel.
+    #[arg(long, default_value_t = DEFAULT_TRUTH.a, env = "CUSTOMER_VALUE_GEN_A")]
+    pub a: f64,
+    /// True BG/NBD b (dropout Beta) of the `web` channel.
+    #[arg(long, default_value_t = DEFAULT_TRUTH.b, env = "CUSTOMER_VALUE_GEN_B")]
+    pub b: f64,
+    /// True Gamma-Gamma p (order value shape) of the `web` channel.
+    #[arg(long, default_value_t = DEFAULT_TRUTH.p, env = "CUSTOMER_VALUE_GEN_P")]
+    pub p: f64,
+    /// True Gamma-Gamma q (shape of the customers' value scale; above 1) of the `web` channel.
+    #[arg(long, default_value_t = DEFAULT_TRUTH.q, env = "CUSTOMER_VALUE_GEN_Q")]
+    pub q: f64,
+    /// True Gamma-Gamma v (scale of the customers' value scale) of the `web` channel.
+    #[arg(long, default_value_t = DEFAULT_TRUTH.v, env = "CUSTOMER_VALUE_GEN_V")]
+    pub v: f64,
+    /// Every channel gets the flags' parameters (default: app buys more often, α × 0.6; store
+    /// drops out sooner, b × 0.5; partner spends more, v × 1.5).
+    #[arg(long, env = "CUSTOMER_VALUE_GEN_SAME_PARAMS", value_parser = BoolishValueParser::new())]
+    pub same_params: bool,
 }
 
 impl ConfigArgs {
@@ -474,7 +499,7 @@ fn execute(cli: Cli) -> Result<()> {
                 output: a.output.clone(),
                 format,
                 customers: a.customers,
-                rows: a.rows,
+                rows: a.rows.unwrap_or(100_000),
                 seed: a.seed,
                 start,
                 months: a.months,
@@ -482,6 +507,17 @@ fn execute(cli: Cli) -> Result<()> {
                 refund_rate: a.refunds,
                 multi_line_rate: a.multi_line,
                 cost: !a.no_cost,
+                truth: Truth {
+                    r: a.r,
+                    alpha: a.alpha.unwrap_or(DEFAULT_TRUTH.alpha),
+                    a: a.a,
+                    b: a.b,
+                    p: a.p,
+                    q: a.q,
+                    v: a.v,
+                },
+                alpha: a.alpha,
+                same_params: a.same_params,
             })?;
             println!(
                 "wrote {}: {} rows, {} orders, {} customers, {} bytes",
@@ -491,6 +527,12 @@ fn execute(cli: Cli) -> Result<()> {
                 report.customers,
                 report.bytes
             );
+            for (channel, t) in &report.truths {
+                println!(
+                    "true parameters of {channel} customers (weeks): r={} alpha={:.6} a={} b={} p={} q={} v={}",
+                    t.r, t.alpha, t.a, t.b, t.p, t.q, t.v
+                );
+            }
             Ok(())
         }
     }

@@ -16,7 +16,7 @@ use arrow::array::RecordBatch;
 use crate::metrics::predictions::{self, Fits};
 use crate::metrics::{self, cohorts, ltv, rejects, retention, rfm, Acc, Ctx, CustomerRow};
 use crate::orders::Orders;
-use crate::predict::Summary;
+use btyd::Summary;
 use crate::source::Reject;
 use crate::Result;
 

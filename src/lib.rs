@@ -18,7 +18,6 @@ mod generate;
 mod job;
 mod metrics;
 mod orders;
-mod predict;
 mod progress;
 mod schema;
 mod signals;

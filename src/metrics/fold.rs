@@ -41,7 +41,7 @@ pub(crate) struct CustomerRow {
     pub rfm_segment: Option<&'static str>,
     /// Set with the RFM scores, from the date's fits (None when predictions are off or the
     /// customer was never acquired).
-    pub prediction: Option<crate::predict::Prediction>,
+    pub prediction: Option<btyd::Prediction>,
 }
 
 /// `Acc::cohort_at` of a (slot, cohort) without customers.

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::config::{PredictConfig, TransactionModel};
-use crate::predict::{self, GroupFit, ModelKind, Predictor, Settings, Summary};
+use btyd::{GroupFit, ModelKind, Predictor, Settings, Summary};
 
 use super::{Ctx, CustomerRow};
 
@@ -102,7 +102,7 @@ impl Fits {
     pub(crate) fn new(summaries: &[Summary], p: &PredictCtx) -> Fits {
         let s = &p.settings;
         // `all` first: the segments start from its estimates.
-        let Some(all) = summaries.first().map(|a| predict::fit_group(a, s, None)) else {
+        let Some(all) = summaries.first().map(|a| btyd::fit_group(a, s, None)) else {
             return Fits {
                 groups: Vec::new(),
                 predictors: Vec::new(),
@@ -111,13 +111,13 @@ impl Fits {
         };
         let rest: Vec<GroupFit> = summaries[1..]
             .par_iter()
-            .map(|summary| predict::fit_group(summary, s, Some(&all)))
+            .map(|summary| btyd::fit_group(summary, s, Some(&all)))
             .collect();
         let groups: Vec<GroupFit> = std::iter::once(all).chain(rest).collect();
         let predictors = match groups.first() {
             Some(all) => groups
                 .iter()
-                .map(|g| predict::predictor(g, all, s))
+                .map(|g| btyd::predictor(g, all, s))
                 .collect(),
             None => Vec::new(),
         };
@@ -169,7 +169,7 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
     use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
 
     use super::arc;
-    use crate::predict::Transactions;
+    use btyd::Transactions;
 
     // (slot, transaction model row?)
     let rows: Vec<(usize, bool)> = ctx
@@ -199,7 +199,7 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
                 None => (false, None, None, None, [None; 7]),
                 Some(f) => {
                     let m = match f.model {
-                        Transactions::BgNbd(m) | Transactions::MbgNbd(predict::MbgNbd(m)) => m,
+                        Transactions::BgNbd(m) | Transactions::MbgNbd(btyd::MbgNbd(m)) => m,
                     };
                     let p = [
                         Some(m.r),

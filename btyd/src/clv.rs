@@ -4,11 +4,11 @@
 use super::{BgNbd, GammaGamma, MbgNbd};
 
 /// Days in a month of the CLV sum (365.25 / 12).
-pub(crate) const MONTH_DAYS: f64 = 30.4375;
+pub const MONTH_DAYS: f64 = 30.4375;
 
 /// A fitted transaction model.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Transactions {
+pub enum Transactions {
     BgNbd(BgNbd),
     MbgNbd(MbgNbd),
 }
@@ -31,23 +31,23 @@ impl Transactions {
 
 /// One customer's predictions.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Prediction {
-    pub(crate) p_alive: f64,
-    pub(crate) expected_purchases: f64,
+pub struct Prediction {
+    pub p_alive: f64,
+    pub expected_purchases: f64,
     /// None without a converged spend model (or one whose mean is infinite).
-    pub(crate) expected_avg_value: Option<f64>,
-    pub(crate) predicted_clv: Option<f64>,
+    pub expected_avg_value: Option<f64>,
+    pub predicted_clv: Option<f64>,
 }
 
 /// The models of a fit group and the settings that turn them into predictions.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Predictor {
-    pub(crate) transactions: Transactions,
-    pub(crate) spend: Option<GammaGamma>,
+pub struct Predictor {
+    pub transactions: Transactions,
+    pub spend: Option<GammaGamma>,
     /// The models' time unit in days.
-    pub(crate) unit_days: f64,
-    pub(crate) horizon_months: u32,
-    pub(crate) discount_rate_monthly: f64,
+    pub unit_days: f64,
+    pub horizon_months: u32,
+    pub discount_rate_monthly: f64,
 }
 
 impl Predictor {
@@ -56,7 +56,7 @@ impl Predictor {
     /// expected_purchases = E[X(HΔ)], expected_avg_value = E[M | x, m̄] (the population mean
     /// when x = 0), predicted_clv = margin × Σ_{k=1..H} value × (E[X(kΔ)] − E[X((k−1)Δ)]) /
     /// (1 + d)^k, Δ = one month in the model's unit.
-    pub(crate) fn predict(
+    pub fn predict(
         &self,
         frequency: i64,
         recency: i64,

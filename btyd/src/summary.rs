@@ -9,7 +9,7 @@ use super::{Spend, Triple};
 /// One fit group's customers (those acquired by as_of). Kept in hash maps while customers are
 /// added; a fit reads them in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Summary {
+pub struct Summary {
     /// (frequency x, recency t_x, age T) in days → customers.
     triples: FxHashMap<(i64, i64, i64), u64>,
     /// Repeat customers with a positive repeat revenue: (x, Σ revenue of the repeat purchase
@@ -20,7 +20,7 @@ pub(crate) struct Summary {
 impl Summary {
     /// Adds a customer: frequency, recency and T in days, and the revenue of their repeat
     /// purchase days (frequency × monetary_value) in minor units.
-    pub(crate) fn add(&mut self, frequency: i64, recency: i64, t: i64, repeat_revenue: i64) {
+    pub fn add(&mut self, frequency: i64, recency: i64, t: i64, repeat_revenue: i64) {
         *self.triples.entry((frequency, recency, t)).or_default() += 1;
         // Gamma-Gamma models positive spend: repeaters whose repeat days net to ≤ 0 (refunds)
         // have no place in it.
@@ -29,7 +29,7 @@ impl Summary {
         }
     }
 
-    pub(crate) fn merge(&mut self, other: &Summary) {
+    pub fn merge(&mut self, other: &Summary) {
         for (k, n) in &other.triples {
             *self.triples.entry(*k).or_default() += n;
         }
@@ -38,22 +38,22 @@ impl Summary {
         }
     }
 
-    pub(crate) fn customers(&self) -> u64 {
+    pub fn customers(&self) -> u64 {
         self.triples.values().sum()
     }
 
     /// Customers in the spend fit.
-    pub(crate) fn repeaters(&self) -> u64 {
+    pub fn repeaters(&self) -> u64 {
         self.spend.values().sum()
     }
 
     /// Unique triples (the size of a transaction-model fit).
-    pub(crate) fn unique_triples(&self) -> usize {
+    pub fn unique_triples(&self) -> usize {
         self.triples.len()
     }
 
     /// The triples in the model's time unit of `unit_days` days, in key order.
-    pub(crate) fn triples(&self, unit_days: f64) -> Vec<Triple> {
+    pub fn triples(&self, unit_days: f64) -> Vec<Triple> {
         let mut keys: Vec<(&(i64, i64, i64), &u64)> = self.triples.iter().collect();
         keys.sort_unstable();
         keys.into_iter()
@@ -68,7 +68,7 @@ impl Summary {
 
     /// The repeaters' mean repeat-day values in currency units (minor units × `scale`), in key
     /// order.
-    pub(crate) fn spend(&self, scale: f64) -> Vec<Spend> {
+    pub fn spend(&self, scale: f64) -> Vec<Spend> {
         let mut keys: Vec<(&(i64, i64), &u64)> = self.spend.iter().collect();
         keys.sort_unstable();
         keys.into_iter()

@@ -9,18 +9,18 @@ use super::{sum_by_x, Model};
 /// A repeat customer in a fit: x repeat purchases of mean value m̄ (> 0), shared by `n`
 /// customers.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Spend {
-    pub(crate) x: f64,
-    pub(crate) mean: f64,
-    pub(crate) n: f64,
+pub struct Spend {
+    pub x: f64,
+    pub mean: f64,
+    pub n: f64,
 }
 
 /// The three parameters, all positive.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct GammaGamma {
-    pub(crate) p: f64,
-    pub(crate) q: f64,
-    pub(crate) v: f64,
+pub struct GammaGamma {
+    pub p: f64,
+    pub q: f64,
+    pub v: f64,
 }
 
 impl Model for GammaGamma {
@@ -99,7 +99,7 @@ fn log_likelihood(g: &GammaGamma, xt: &XTerms, obs: &Spend) -> (f64, [f64; 4]) {
 impl GammaGamma {
     /// E[M | x, m̄] = p (v + x m̄) / (p x + q − 1): the population mean p v / (q − 1) shrunk
     /// towards the customer's own mean as x grows. None where q ≤ 1 makes the mean infinite.
-    pub(crate) fn expected_value(&self, x: f64, mean: f64) -> Option<f64> {
+    pub fn expected_value(&self, x: f64, mean: f64) -> Option<f64> {
         let GammaGamma { p, q, v } = *self;
         let d = p * x + q - 1.0;
         (d > 0.0 && q > 1.0).then(|| p * (v + x * mean) / d)
@@ -112,7 +112,7 @@ mod tests {
     use super::*;
 
     fn repeaters() -> Vec<Spend> {
-        include_str!("../../tests/data/cdnow_customers_summary.csv")
+        include_str!("../tests/data/cdnow_customers_summary.csv")
             .lines()
             .skip(1)
             .filter_map(|l| {

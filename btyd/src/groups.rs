@@ -6,40 +6,40 @@ use super::{fit_from, BgNbd, Fitted, GammaGamma, MbgNbd, Model, Predictor, Summa
 
 /// Which transaction model is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ModelKind {
+pub enum ModelKind {
     BgNbd,
     MbgNbd,
 }
 
 /// How groups are fitted and predicted (SPEC §5 `[predict]`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Settings {
-    pub(crate) model: ModelKind,
-    pub(crate) unit_days: f64,
-    pub(crate) penalizer: f64,
-    pub(crate) min_customers: u64,
-    pub(crate) horizon_months: u32,
-    pub(crate) discount_rate_monthly: f64,
+pub struct Settings {
+    pub model: ModelKind,
+    pub unit_days: f64,
+    pub penalizer: f64,
+    pub min_customers: u64,
+    pub horizon_months: u32,
+    pub discount_rate_monthly: f64,
     /// Minor units → currency units.
-    pub(crate) money_scale: f64,
+    pub money_scale: f64,
 }
 
 /// A group's fits: the rows of the models table.
 #[derive(Debug, Clone)]
-pub(crate) struct GroupFit {
-    pub(crate) customers: u64,
-    pub(crate) repeaters: u64,
-    pub(crate) unique_triples: usize,
+pub struct GroupFit {
+    pub customers: u64,
+    pub repeaters: u64,
+    pub unique_triples: usize,
     /// False: too few customers to fit; the group predicts with `all`'s fits.
-    pub(crate) fitted: bool,
-    pub(crate) transactions: Option<Fitted<Transactions>>,
-    pub(crate) spend: Option<Fitted<GammaGamma>>,
+    pub fitted: bool,
+    pub transactions: Option<Fitted<Transactions>>,
+    pub spend: Option<Fitted<GammaGamma>>,
 }
 
 /// Fits a group's transaction and spend models (none when it has fewer than
 /// `min_customers`). The `all` group (`all` = None) is always fitted when it has customers,
 /// from every parameter at 1; a segment starts from `all`'s converged estimates.
-pub(crate) fn fit_group(summary: &Summary, s: &Settings, all: Option<&GroupFit>) -> GroupFit {
+pub fn fit_group(summary: &Summary, s: &Settings, all: Option<&GroupFit>) -> GroupFit {
     let customers = summary.customers();
     let fitted = customers > 0 && (all.is_none() || customers >= s.min_customers);
     let start_t = all
@@ -88,7 +88,7 @@ fn wrap<M>(f: Fitted<M>, into: impl Fn(M) -> Transactions) -> Fitted<Transaction
 /// The predictor of a group's customers: the group's own converged fits, else `all`'s (per
 /// model: a group whose spend fit did not converge keeps its own transaction fit). None when
 /// no transaction fit converged, not even `all`'s.
-pub(crate) fn predictor(group: &GroupFit, all: &GroupFit, s: &Settings) -> Option<Predictor> {
+pub fn predictor(group: &GroupFit, all: &GroupFit, s: &Settings) -> Option<Predictor> {
     let converged = |g: &GroupFit| g.transactions.filter(|t| t.converged).map(|t| t.model);
     let transactions = converged(group).or_else(|| converged(all))?;
     let spend = |g: &GroupFit| g.spend.filter(|f| f.converged).map(|f| f.model);
@@ -121,7 +121,7 @@ mod tests {
     /// cents, or with every repeat purchase worth 25.00 when `flat`.
     fn cdnow(n: usize, flat: bool) -> Summary {
         let mut s = Summary::default();
-        let rows = include_str!("../../tests/data/cdnow_customers_summary.csv").lines();
+        let rows = include_str!("../tests/data/cdnow_customers_summary.csv").lines();
         for l in rows.skip(1).take(n) {
             let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
             let days = |w: f64| (w * 7.0).round() as i64;

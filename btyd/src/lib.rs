@@ -3,9 +3,8 @@
 //! expectations. The sums run over the observations in a fixed order, in fixed chunks, so a fit
 //! gives the same bits whatever the thread count or how customers were partitioned.
 //!
-//! The models and fits are tested against the published CDNOW results; the job does not call
-//! them yet (the `models` table, the customers and ltv columns and `[predict]` come next).
-#![allow(dead_code, unused_imports)]
+//! The models and fits are tested against the published CDNOW results (Fader, Hardie & Lee
+//! 2005; Batislam et al. 2007) and on data drawn from the models' own process.
 
 mod bgnbd;
 mod clv;
@@ -21,24 +20,24 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use rayon::prelude::*;
 
-pub(crate) use bgnbd::{BgNbd, MbgNbd};
-pub(crate) use clv::{Prediction, Predictor, Transactions, MONTH_DAYS};
-pub(crate) use gamma_gamma::{GammaGamma, Spend};
-pub(crate) use groups::{fit_group, predictor, GroupFit, ModelKind, Settings};
-pub(crate) use summary::Summary;
+pub use bgnbd::{BgNbd, MbgNbd};
+pub use clv::{Prediction, Predictor, Transactions, MONTH_DAYS};
+pub use gamma_gamma::{GammaGamma, Spend};
+pub use groups::{fit_group, predictor, GroupFit, ModelKind, Settings};
+pub use summary::Summary;
 
 /// Customers who share x repeat purchase periods, recency t_x and age T (in the model's time
 /// unit): `n` of them.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Triple {
-    pub(crate) x: f64,
-    pub(crate) t_x: f64,
-    pub(crate) t: f64,
-    pub(crate) n: f64,
+pub struct Triple {
+    pub x: f64,
+    pub t_x: f64,
+    pub t: f64,
+    pub n: f64,
 }
 
 /// A model fitted by maximum likelihood on log-parameters.
-pub(crate) trait Model: Sized + Copy + Send + Sync {
+pub trait Model: Sized + Copy + Send + Sync {
     /// What one observation (with its count) is.
     type Obs: Sync;
     /// Number of parameters (at most 4).
@@ -97,15 +96,15 @@ fn sum_by_x<O, T>(
 
 /// What a fit found.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Fitted<M> {
-    pub(crate) model: M,
+pub struct Fitted<M> {
+    pub model: M,
     /// Σ n ln L at the estimate (without the penalty).
-    pub(crate) log_likelihood: f64,
-    pub(crate) iterations: u64,
+    pub log_likelihood: f64,
+    pub iterations: u64,
     /// The optimizer stopped at a stationary point with every parameter finite and within
     /// e^±LOG_BOUND; false when it ran out of iterations or the parameters ran off (a
     /// likelihood without a finite maximum).
-    pub(crate) converged: bool,
+    pub converged: bool,
 }
 
 /// Observations summed per chunk, in order: the chunks' sums are then added in order, so the
@@ -210,7 +209,7 @@ impl<M: Model> Gradient for Objective<'_, M> {
 
 /// Standard errors of the log-parameters: √diag((−H)⁻¹), H the Hessian of Σ n ln L in the
 /// log-parameters, by central differences of the analytic gradient.
-pub(crate) fn log_standard_errors<M: Model>(data: &[M::Obs], logp: &[f64]) -> Vec<f64> {
+pub fn log_standard_errors<M: Model>(data: &[M::Obs], logp: &[f64]) -> Vec<f64> {
     let n = M::N;
     let objective = Objective::<M>::new(data, 1.0, 0.0);
     let grad = |p: &[f64]| objective.sums(p).1;
@@ -253,13 +252,13 @@ pub(crate) fn log_standard_errors<M: Model>(data: &[M::Obs], logp: &[f64]) -> Ve
 }
 
 /// Fits model `M` to `data` by L-BFGS on the log-parameters from 1 for every parameter.
-pub(crate) fn fit<M: Model>(data: &[M::Obs], penalizer: f64) -> Fitted<M> {
+pub fn fit<M: Model>(data: &[M::Obs], penalizer: f64) -> Fitted<M> {
     fit_from(data, penalizer, &[0.0; 4])
 }
 
 /// `fit` from the log-parameters `start` (e.g. another group's estimate, which a segment's
 /// usually lies near).
-pub(crate) fn fit_from<M: Model>(data: &[M::Obs], penalizer: f64, start: &[f64]) -> Fitted<M> {
+pub fn fit_from<M: Model>(data: &[M::Obs], penalizer: f64, start: &[f64]) -> Fitted<M> {
     let total: f64 = data.iter().map(M::weight).sum();
     let objective = Objective::<M>::new(data, total.max(1.0), penalizer);
     let start = start[..M::N].to_vec();

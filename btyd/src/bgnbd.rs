@@ -10,18 +10,18 @@ use super::{sum_by_x, Model, Triple};
 
 /// The four parameters, all positive.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct BgNbd {
-    pub(crate) r: f64,
-    pub(crate) alpha: f64,
-    pub(crate) a: f64,
-    pub(crate) b: f64,
+pub struct BgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
 }
 
 /// The MBG/NBD model (Batislam, Denizel & Filiztekin 2007): BG/NBD's parameters, but a
 /// customer may also drop out right after their first purchase, so one without repeat
 /// purchases is not certainly alive.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct MbgNbd(pub(crate) BgNbd);
+pub struct MbgNbd(pub BgNbd);
 
 fn from_log(p: &[f64]) -> BgNbd {
     BgNbd {
@@ -205,21 +205,21 @@ fn expected_purchases(m: &BgNbd, k: f64, h: f64, x: f64, t_x: f64, t: f64) -> f6
 }
 
 impl BgNbd {
-    pub(crate) fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
+    pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         p_alive(self, 0.0, x, t_x, t)
     }
 
-    pub(crate) fn expected_purchases(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+    pub fn expected_purchases(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
         expected_purchases(self, 0.0, h, x, t_x, t)
     }
 }
 
 impl MbgNbd {
-    pub(crate) fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
+    pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         p_alive(&self.0, 1.0, x, t_x, t)
     }
 
-    pub(crate) fn expected_purchases(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+    pub fn expected_purchases(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
         expected_purchases(&self.0, 1.0, h, x, t_x, t)
     }
 }
@@ -232,8 +232,8 @@ mod tests {
     /// The CDNOW summary published with the BG/NBD paper, as shipped in the `lifetimes` wheel
     /// (`cdnow_customers_summary_with_transactions.csv`): x, t_x, T in weeks as of 1997-09-30,
     /// and the mean value of the repeat transactions.
-    pub(crate) fn cdnow() -> Vec<(f64, f64, f64, f64)> {
-        include_str!("../../tests/data/cdnow_customers_summary.csv")
+    pub fn cdnow() -> Vec<(f64, f64, f64, f64)> {
+        include_str!("../tests/data/cdnow_customers_summary.csv")
             .lines()
             .skip(1)
             .map(|l| {
