@@ -16,9 +16,9 @@ use arrow::array::RecordBatch;
 use crate::metrics::predictions::{self, Fits};
 use crate::metrics::{self, cohorts, ltv, rejects, retention, rfm, Acc, Ctx, CustomerRow};
 use crate::orders::Orders;
-use btyd::Summary;
 use crate::source::Reject;
 use crate::Result;
+use btyd::Summary;
 
 /// Customer partitions, each of which can be built into orders (again, for the second pass).
 pub(crate) trait Partitions: Sync {
@@ -199,7 +199,7 @@ pub(crate) fn compute_dates(
         .map(|(ctx, s)| {
             let fits = ctx.predict.as_ref().map(|p| {
                 let started = std::time::Instant::now();
-                let fits = Fits::new(s, p);
+                let fits = Fits::new(s, p, ctx);
                 let ms = started.elapsed().as_millis() as u64;
                 tracing::info!(
                     groups = s.len(),

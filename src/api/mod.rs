@@ -268,7 +268,7 @@ impl Computation {
         let fits = ctx
             .predict
             .as_ref()
-            .map(|p| Fits::new(&predictions::summarize(&parts, &ctx), p));
+            .map(|p| Fits::new(&predictions::summarize(&parts, &ctx), p, &ctx));
         let sums = metrics::score_and_sum(&mut parts, &keys.scorer(), fits.as_ref(), &ctx);
         let rows = parts.pop().unwrap_or_default();
         let customers = metrics::customers::table(rows.iter().collect(), &ing, &ctx);

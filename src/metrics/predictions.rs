@@ -99,7 +99,7 @@ pub(crate) struct Fits {
 
 impl Fits {
     /// Fits every group of `summaries` (per slot), in parallel; each fit is deterministic.
-    pub(crate) fn new(summaries: &[Summary], p: &PredictCtx) -> Fits {
+    pub(crate) fn new(summaries: &[Summary], p: &PredictCtx, ctx: &Ctx) -> Fits {
         let s = &p.settings;
         // `all` first: the segments start from its estimates.
         let Some(all) = summaries.first().map(|a| btyd::fit_group(a, s, None)) else {
@@ -114,11 +114,9 @@ impl Fits {
             .map(|summary| btyd::fit_group(summary, s, Some(&all)))
             .collect();
         let groups: Vec<GroupFit> = std::iter::once(all).chain(rest).collect();
+        warn_unconverged(&groups, ctx);
         let predictors = match groups.first() {
-            Some(all) => groups
-                .iter()
-                .map(|g| btyd::predictor(g, all, s))
-                .collect(),
+            Some(all) => groups.iter().map(|g| btyd::predictor(g, all, s)).collect(),
             None => Vec::new(),
         };
         Fits {
@@ -145,6 +143,52 @@ impl Fits {
             };
             r.prediction =
                 Some(predictor.predict(x, recency, t, m / ctx.money_scale, margin(r, ctx)));
+        }
+    }
+}
+
+/// The transaction model's name in the models table.
+fn model_name(m: ModelKind) -> &'static str {
+    match m {
+        ModelKind::BgNbd => "bg_nbd",
+        ModelKind::MbgNbd => "mbg_nbd",
+    }
+}
+
+fn transaction_model_name(ctx: &Ctx) -> &'static str {
+    ctx.predict
+        .as_ref()
+        .map_or("bg_nbd", |p| model_name(p.settings.model))
+}
+
+/// Warns of every fitted model that did not converge: its group predicts with `all`'s (or,
+/// for `all`, without that model).
+fn warn_unconverged(groups: &[GroupFit], ctx: &Ctx) {
+    for (slot, g) in groups.iter().enumerate() {
+        let (segment_by, segment) = &ctx.slots.names[slot];
+        let models = [
+            (
+                transaction_model_name(ctx),
+                g.transactions.map(|f| f.converged),
+            ),
+            ("gamma_gamma", g.spend.map(|f| f.converged)),
+        ];
+        for (model, converged) in models {
+            if converged == Some(false) {
+                let fallback = if slot == 0 {
+                    "its predictions are null"
+                } else {
+                    "the segment uses the all fit"
+                };
+                tracing::warn!(
+                    segment_by = segment_by.as_str(),
+                    segment = segment.as_str(),
+                    model,
+                    customers = g.customers,
+                    "A prediction model did not converge (the data do not pin its parameters \
+                     down); {fallback}."
+                );
+            }
         }
     }
 }
@@ -180,10 +224,7 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
         .flat_map(|slot| [(slot, true), (slot, false)])
         .collect();
     let group = |slot: usize| &fits.groups[slot];
-    let name = match s.model {
-        ModelKind::BgNbd => "bg_nbd",
-        ModelKind::MbgNbd => "mbg_nbd",
-    };
+    let name = model_name(s.model);
     // (fitted, converged, iterations, log_likelihood, [r, α, a, b, p, q, v])
     type Fit = (
         bool,
@@ -201,15 +242,20 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
                     let m = match f.model {
                         Transactions::BgNbd(m) | Transactions::MbgNbd(btyd::MbgNbd(m)) => m,
                     };
-                    let p = [
-                        Some(m.r),
-                        Some(m.alpha),
-                        Some(m.a),
-                        Some(m.b),
-                        None,
-                        None,
-                        None,
-                    ];
+                    // A fit that did not converge has no estimate to show.
+                    let p = if f.converged {
+                        [
+                            Some(m.r),
+                            Some(m.alpha),
+                            Some(m.a),
+                            Some(m.b),
+                            None,
+                            None,
+                            None,
+                        ]
+                    } else {
+                        [None; 7]
+                    };
                     (
                         true,
                         Some(f.converged),
@@ -224,7 +270,11 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
                 None => (false, None, None, None, [None; 7]),
                 Some(f) => {
                     let m = f.model;
-                    let p = [None, None, None, None, Some(m.p), Some(m.q), Some(m.v)];
+                    let p = if f.converged {
+                        [None, None, None, None, Some(m.p), Some(m.q), Some(m.v)]
+                    } else {
+                        [None; 7]
+                    };
                     (
                         true,
                         Some(f.converged),
