@@ -122,6 +122,15 @@ fn customers_predictions_follow_the_models_table_of_their_fit_by_group() {
         "",
     );
     ws.run_ok("2024-12-31");
+    let m = ws.manifest("2024-12-31");
+    let stages: Vec<&str> = m["timings_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert!(stages.contains(&"predict"), "{stages:?}");
+    assert!(m["tables"]["models"].is_object(), "{m}");
     let (rows, params) = models(&ws.table("models", "2024-12-31"));
     let c = ws.table("customers", "2024-12-31");
 
