@@ -13,10 +13,12 @@
 
 use arrow::array::RecordBatch;
 
+use crate::metrics::predictions::{self, Fits};
 use crate::metrics::{self, cohorts, ltv, rejects, retention, rfm, Acc, Ctx, CustomerRow};
 use crate::orders::Orders;
 use crate::source::Reject;
 use crate::Result;
+use btyd::Summary;
 
 /// Customer partitions, each of which can be built into orders (again, for the second pass).
 pub(crate) trait Partitions: Sync {
@@ -56,6 +58,8 @@ impl Partitions for InMemory<'_> {
 pub(crate) struct Partial {
     pub acc: Acc,
     pub keys: rfm::Keys,
+    /// The fit groups' summaries (per slot; empty when predictions are off).
+    pub summaries: Vec<Summary>,
     pub rows: Vec<Vec<CustomerRow>>,
 }
 
@@ -78,7 +82,16 @@ pub(crate) fn fold(
     for part in &rows {
         keys.add(part);
     }
-    Partial { acc, keys, rows }
+    let summaries = match ctx.predict {
+        Some(_) => predictions::summarize(&rows, ctx),
+        None => Vec::new(),
+    };
+    Partial {
+        acc,
+        keys,
+        summaries,
+        rows,
+    }
 }
 
 /// One date's sums after the second pass: every table but customers follows from them.
@@ -86,24 +99,35 @@ pub(crate) struct Merged {
     pub acc: Acc,
     pub sums: ltv::Sums,
     pub n_customers: u64,
+    /// The date's fits (None when predictions are off).
+    pub fits: Option<Fits>,
+    /// Milliseconds the fits took.
+    pub fit_ms: Option<u64>,
 }
 
 impl Merged {
-    fn new(ctx: &Ctx) -> Self {
+    fn new(ctx: &Ctx, fits: Option<(Fits, u64)>) -> Self {
+        let (fits, fit_ms) = fits.unzip();
         Merged {
             acc: Acc::new(ctx),
             sums: ltv::Sums::new(ctx),
             n_customers: 0,
+            fits,
+            fit_ms,
         }
     }
 
-    /// Adds a partition's partial, scoring its rows against the whole base's `scorer`; the
-    /// scored rows stay in `partial`.
+    /// Adds a partition's partial, scoring its rows against the whole base's `scorer` and
+    /// predicting them with the date's fits; the scored rows stay in `partial`.
     pub(crate) fn add(&mut self, partial: &mut Partial, scorer: &rfm::Scorer, ctx: &Ctx) {
         let acc = std::mem::replace(&mut partial.acc, Acc::new(ctx));
         self.acc.merge(acc);
-        self.sums
-            .merge(&metrics::score_and_sum(&mut partial.rows, scorer, ctx));
+        self.sums.merge(&metrics::score_and_sum(
+            &mut partial.rows,
+            scorer,
+            self.fits.as_ref(),
+            ctx,
+        ));
         self.n_customers += partial.rows.iter().map(Vec::len).sum::<usize>() as u64;
     }
 
@@ -121,6 +145,10 @@ impl Merged {
             cohorts: cohorts::table(&self.acc, ctx),
             ltv: ltv::table_of(&self.sums.named(ctx), ctx),
             rejects: rejects::table(rejected),
+            models: match (&self.fits, &ctx.predict) {
+                (Some(f), Some(p)) => Some(predictions::models_table(f, ctx, &p.settings)),
+                _ => None,
+            },
             orders: self.acc.orders as u64,
             n_customers: self.n_customers,
         }
@@ -147,6 +175,7 @@ pub(crate) fn compute_dates(
     debug_assert!(cutoffs.is_sorted() && ctxs.len() == cutoffs.len());
     let count = parts.count();
     let mut keys: Vec<rfm::Keys> = ctxs.iter().map(|_| rfm::Keys::default()).collect();
+    let mut summaries: Vec<Vec<Summary>> = ctxs.iter().map(|_| Vec::new()).collect();
     // With one partition, its partials (rows included) wait for the scorer instead of being
     // folded again.
     let mut kept: Vec<Partial> = Vec::new();
@@ -154,6 +183,7 @@ pub(crate) fn compute_dates(
         for (d, k) in keys.iter_mut().enumerate() {
             let mut partial = fold(orders, cutoffs[d], &ctxs[d], p, count);
             k.merge(std::mem::take(&mut partial.keys));
+            predictions::merge(&mut summaries[d], &std::mem::take(&mut partial.summaries));
             if count == 1 {
                 kept.push(partial);
             }
@@ -162,7 +192,26 @@ pub(crate) fn compute_dates(
     })?;
     let scorers: Vec<rfm::Scorer> = keys.into_iter().map(rfm::Keys::scorer).collect();
 
-    let mut merged: Vec<Merged> = ctxs.iter().map(Merged::new).collect();
+    // The fits of every date, from the whole base's summaries.
+    let mut merged: Vec<Merged> = ctxs
+        .iter()
+        .zip(&summaries)
+        .map(|(ctx, s)| {
+            let fits = ctx.predict.as_ref().map(|p| {
+                let started = std::time::Instant::now();
+                let fits = Fits::new(s, p, ctx);
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(
+                    groups = s.len(),
+                    unique_triples = s.first().map_or(0, Summary::unique_triples),
+                    ms,
+                    "Fitted the prediction models."
+                );
+                (fits, ms)
+            });
+            Merged::new(ctx, fits)
+        })
+        .collect();
     let mut second = |p: usize, d: usize, mut partial: Partial| -> Result<()> {
         merged[d].add(&mut partial, &scorers[d], &ctxs[d]);
         let rows: Vec<&CustomerRow> = partial.rows.iter().flatten().collect();

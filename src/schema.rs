@@ -105,6 +105,10 @@ pub(crate) const CUSTOMERS: &[Col] = &[
     c("rfm_f", Ty::Int, true, "Frequency score 1–5 on orders."),
     c("rfm_m", Ty::Int, true, "Monetary score 1–5 on revenue."),
     c("rfm_segment", Ty::Str, true, "champions, loyal, promising, at_risk, hibernating or needs_attention (first rule that matches)."),
+    c("p_alive", Ty::Float, true, "Probability (0–1) that the customer is still alive at as_of, by the transaction model (predict.model) of their predict.fit_by group; null for the never-acquired or with predictions off."),
+    c("expected_purchases", Ty::Float, true, "Expected repeat purchases (purchase days) in the predict.horizon_months after as_of."),
+    c("expected_avg_value", Ty::Money, true, "Gamma-Gamma expected value of a purchase given the customer's repeat purchases (the population mean without any); null without a converged spend model."),
+    c("predicted_clv", Ty::Money, true, "margin × Σ over the horizon's months of expected_avg_value × the month's expected purchases, discounted by predict.discount_rate_monthly; null without a converged spend model."),
 ];
 
 pub(crate) const RETENTION: &[Col] = &[
@@ -223,6 +227,34 @@ pub(crate) const LTV: &[Col] = &[
     c("cac", Ty::Money, true, "Acquisition cost per new customer: spend / customers, from the [spend] file; null without spend for this segment (and cohort)."),
     c("ltv_to_cac", Ty::Float, true, "ltv / cac."),
     c("payback_months", Ty::Float, true, "cac / clv: customer-months of margin that pay back the acquisition cost."),
+    c("expected_alive_customers", Ty::Float, true, "Σ p_alive of the customers; null with predictions off."),
+    c("expected_purchases", Ty::Float, true, "Σ expected_purchases of the customers over the horizon."),
+    c("predicted_clv", Ty::Money, true, "Mean predicted_clv of the customers that have one."),
+];
+
+pub(crate) const MODELS: &[Col] = &[
+    SEGMENT_BY,
+    SEGMENT,
+    c("model", Ty::Str, false, "`bg_nbd` or `mbg_nbd` (the transaction model), or `gamma_gamma` (the spend model)."),
+    c("customers", Ty::Int, false, "Acquired customers of the group (the transaction model's fit)."),
+    c("repeaters", Ty::Int, false, "Customers with repeat purchases of positive value (the spend model's fit)."),
+    c("fitted", Ty::Bool, false, "False: the group has fewer than predict.min_customers customers (or no repeaters) and its customers use the `all` fit."),
+    c("converged", Ty::Bool, true, "The fit reached a maximum with every parameter identified; false: its customers use the `all` fit. Null when not fitted."),
+    c("iterations", Ty::Int, true, "Optimizer iterations."),
+    c("log_likelihood", Ty::Float, true, "Σ ln L at the estimate (without the penalty)."),
+    c("r", Ty::Float, true, "Purchase rate λ ~ Gamma(r, α): shape (transaction models)."),
+    c("alpha", Ty::Float, true, "Purchase rate λ ~ Gamma(r, α): rate, in the model's time unit."),
+    c("a", Ty::Float, true, "Dropout probability p ~ Beta(a, b) (BG/NBD, MBG/NBD)."),
+    c("b", Ty::Float, true, "Dropout probability p ~ Beta(a, b)."),
+    c("s", Ty::Float, true, "Pareto/NBD dropout rate shape (null: not available yet)."),
+    c("beta", Ty::Float, true, "Pareto/NBD dropout rate scale (null: not available yet)."),
+    c("p", Ty::Float, true, "Gamma-Gamma: shape of a purchase's value around the customer's mean."),
+    c("q", Ty::Float, true, "Gamma-Gamma: shape of the customers' spend scale ν ~ Gamma(q, v)."),
+    c("v", Ty::Float, true, "Gamma-Gamma: rate of ν ~ Gamma(q, v), in currency units."),
+    c("time_unit_days", Ty::Float, false, "The models' time unit in days (predict.time_unit_days)."),
+    c("holdout_customers", Ty::Int, true, "Holdout backtest (predict.holdout_days > 0; not available yet): customers."),
+    c("holdout_predicted_purchases", Ty::Float, true, "Holdout backtest: predicted repeat purchases in the last holdout_days."),
+    c("holdout_actual_purchases", Ty::Int, true, "Holdout backtest: actual repeat purchase days in them."),
 ];
 
 pub(crate) const REJECTS: &[Col] = &[
@@ -258,6 +290,7 @@ pub enum Table {
     Cohorts,
     Ltv,
     Rejects,
+    Models,
 }
 
 /// The Hive partition column of every table's folders (`as_of=YYYY-MM-DD`).
@@ -265,12 +298,13 @@ pub(crate) const PARTITION_COLUMN: &str = "as_of";
 
 impl Table {
     /// Every table, in publishing order.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Customers,
         Table::Retention,
         Table::Cohorts,
         Table::Ltv,
         Table::Rejects,
+        Table::Models,
     ];
 
     /// The table's name: its folder and its key in the manifest.
@@ -281,6 +315,7 @@ impl Table {
             Table::Cohorts => "cohorts",
             Table::Ltv => "ltv",
             Table::Rejects => "rejects",
+            Table::Models => "models",
         }
     }
 
@@ -297,6 +332,7 @@ impl Table {
             Table::Cohorts => "segment × cohort × period_offset",
             Table::Ltv => "segment (cohort null) and segment × cohort",
             Table::Rejects => "rejected input row",
+            Table::Models => "segment × model (predictions on)",
         }
     }
 
@@ -308,6 +344,7 @@ impl Table {
             Table::Cohorts => COHORTS,
             Table::Ltv => LTV,
             Table::Rejects => REJECTS,
+            Table::Models => MODELS,
         }
     }
 
@@ -319,6 +356,7 @@ impl Table {
             Table::Cohorts => &["segment_by", "segment", "cohort", "period_offset"],
             Table::Ltv => &["segment_by", "segment", "cohort"],
             Table::Rejects => &["source_file", "source_row"],
+            Table::Models => &["segment_by", "segment", "model"],
         }
     }
 

@@ -74,6 +74,7 @@ pub use partial::Partial;
 pub use wire::PartialBatches;
 
 use crate::config::Validated;
+use crate::metrics::predictions::{self, Fits};
 use crate::metrics::{self, rfm, Ctx, CustomerRow};
 use crate::source::{Dict, Ingested};
 use crate::time::date_to_local_micros;
@@ -126,10 +127,11 @@ pub struct Computation {
     cutoff: i64,
 }
 
-/// Every table of a computation, as Arrow, with the columns and order the CLI writes.
+/// Every table of a computation, as Arrow, with the columns and order the CLI writes (models:
+/// empty with predictions off).
 #[derive(Debug, Clone)]
 pub struct Tables {
-    batches: [RecordBatch; 5],
+    batches: [RecordBatch; 6],
 }
 
 impl Tables {
@@ -263,17 +265,31 @@ impl Computation {
         let mut keys = rfm::Keys::with_capacity(rows.len());
         keys.add(&rows);
         let mut parts = vec![rows];
-        let sums = metrics::score_and_sum(&mut parts, &keys.scorer(), &ctx);
+        let fits = ctx
+            .predict
+            .as_ref()
+            .map(|p| Fits::new(&predictions::summarize(&parts, &ctx), p, &ctx));
+        let sums = metrics::score_and_sum(&mut parts, &keys.scorer(), fits.as_ref(), &ctx);
         let rows = parts.pop().unwrap_or_default();
         let customers = metrics::customers::table(rows.iter().collect(), &ing, &ctx);
         let merged = compute::Merged {
             acc,
             sums,
             n_customers: rows.len() as u64,
+            fits,
+            fit_ms: None,
         };
         let t = merged.tables(&ctx, &[], customers);
         Ok(Tables {
-            batches: [t.customers, t.retention, t.cohorts, t.ltv, t.rejects],
+            batches: [
+                t.customers,
+                t.retention,
+                t.cohorts,
+                t.ltv,
+                t.rejects,
+                t.models
+                    .unwrap_or_else(|| RecordBatch::new_empty(Table::Models.schema(&[]))),
+            ],
         })
     }
 }

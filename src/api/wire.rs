@@ -275,6 +275,7 @@ impl Partial {
                 monetary: monetary.is_valid(i).then(|| monetary.value(i)),
                 rfm: None,
                 rfm_segment: None,
+                prediction: None,
             });
         }
         Ok(Partial {

@@ -174,6 +174,7 @@ impl Config {
                 o.lock_timeout_minutes
             ));
         }
+        problems.extend(self.predict.problems(&self.input.columns.segments));
         if self.engine.partitions > MAX_PARTITIONS {
             problems.push(format!(
                 "engine.partitions: {} is above the maximum of {MAX_PARTITIONS}",

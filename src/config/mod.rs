@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::time::Period;
 
 mod check;
+mod predict;
 
 pub(crate) use check::Validated;
 pub(crate) use check::{parse_as_of, parse_date};
+pub(crate) use predict::{PredictConfig, TransactionModel};
 
 /// Problems with the configuration. Each names the key (or file) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,9 @@ pub struct Config {
     /// customer partitions and processed one partition at a time.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// The buy-till-you-die models: p_alive, expected purchases and predicted CLV per customer.
+    #[serde(default)]
+    pub predict: PredictConfig,
     /// Problems found while parsing that serde would have stopped at (an unknown enum value):
     /// reported by `validate` together with every other problem.
     #[serde(skip)]
@@ -407,6 +412,7 @@ const ENUM_KEYS: &[(&[&str], &str, &[&str])] = &[
         "segment_assignment",
         &["first", "last", "most_frequent"],
     ),
+    (&["predict"], "model", &["bg_nbd", "mbg_nbd", "pareto_nbd"]),
 ];
 
 /// Removes every enum key whose value is not one of its variants, returning a problem for each.

@@ -55,7 +55,7 @@ pub(crate) struct RunOptions {
 pub(crate) struct TableSet(u8);
 
 impl TableSet {
-    pub(crate) const ALL: TableSet = TableSet(0b11111);
+    pub(crate) const ALL: TableSet = TableSet(0b111111);
 
     /// The set of these tables.
     pub(crate) fn of(tables: impl IntoIterator<Item = Table>) -> TableSet {

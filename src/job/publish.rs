@@ -96,6 +96,7 @@ pub(super) fn publish_computed(
             "segments": c.input.columns.segments,
             "amount_decimals": c.input.amount_decimals,
             "has_cost": ing.has_cost,
+            "predict": c.predict,
         }),
         inputs: view.files,
         rows_read: view.rows_read,

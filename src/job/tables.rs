@@ -180,13 +180,18 @@ pub(super) fn compute_dates(
         .map(|(((as_of, view), m), (ctx, (batch, files)))| {
             let customers =
                 batch.unwrap_or_else(|| metrics::customers::table(Vec::new(), ing, ctx));
+            // The fits are part of the metrics stage; their share is reported as `predict`.
+            let mut timings = timings.clone();
+            if let Some(ms) = m.fit_ms {
+                timings.0.push(("predict".into(), ms));
+            }
             Computed {
                 as_of,
                 tables: m.tables(ctx, &view.rejects, customers),
                 view,
                 selected,
                 customer_files: (count > 1).then_some(files),
-                timings: timings.clone(),
+                timings,
                 started,
                 t0,
             }

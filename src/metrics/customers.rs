@@ -106,6 +106,7 @@ fn build(
     let mut rfm = [ints(), ints(), ints()];
     let (mut revenue, mut refunds, mut cost, mut margin) = (floats(), floats(), floats(), floats());
     let (mut aov, mut per_month, mut ltv, mut monetary) = (floats(), floats(), floats(), floats());
+    let (mut alive, mut expected, mut value, mut clv) = (floats(), floats(), floats(), floats());
     let mut status = StringBuilder::with_capacity(n, n * 7);
     let mut segment = StringBuilder::with_capacity(n, n * 10);
     let money = |v: i64| ctx.money(v);
@@ -144,6 +145,11 @@ fn build(
             b.append_option(r.rfm.map(|s| s[k] as i64));
         }
         segment.append_option(r.rfm_segment);
+        let p = r.prediction.as_ref();
+        alive.append_option(p.map(|p| p.p_alive));
+        expected.append_option(p.map(|p| p.expected_purchases));
+        value.append_option(p.and_then(|p| p.expected_avg_value));
+        clv.append_option(p.and_then(|p| p.predicted_clv));
     }
     let mut cols: Vec<ArrayRef> = segs.iter_mut().map(|b| arc(b.finish())).collect();
     cols.extend([
@@ -168,6 +174,12 @@ fn build(
         arc(monetary.finish()),
     ]);
     cols.extend(rfm.iter_mut().map(|b| arc(b.finish())));
-    cols.push(arc(segment.finish()));
+    cols.extend([
+        arc(segment.finish()),
+        arc(alive.finish()),
+        arc(expected.finish()),
+        arc(value.finish()),
+        arc(clv.finish()),
+    ]);
     cols
 }

@@ -39,6 +39,9 @@ pub(crate) struct CustomerRow {
     pub monetary: Option<f64>,
     pub rfm: Option<[u8; 3]>,
     pub rfm_segment: Option<&'static str>,
+    /// Set with the RFM scores, from the date's fits (None when predictions are off or the
+    /// customer was never acquired).
+    pub prediction: Option<btyd::Prediction>,
 }
 
 /// `Acc::cohort_at` of a (slot, cohort) without customers.
@@ -332,6 +335,7 @@ pub(crate) fn fold_customer(
         monetary: None,
         rfm: None,
         rfm_segment: None,
+        prediction: None,
     };
     add_periods(orders, ctx, cells, acc, &mut row, periods);
     if !has_purchase {

@@ -18,6 +18,23 @@ pub(crate) struct LtvAcc {
     pub cost: i64,
     pub purchases: i64,
     pub lifespan_months: i64,
+    /// Predictions summed exactly, in units of 1e-9 (see `fixed`): Σ p_alive, Σ
+    /// expected_purchases, Σ predicted_clv, and how many customers had each.
+    pub alive: i128,
+    pub expected: i128,
+    pub clv: i128,
+    pub predicted: i64,
+    pub with_clv: i64,
+}
+
+/// A prediction as an integer number of 1e-9 units: sums of them are exact, so merging
+/// partitions in any order gives the same bits.
+fn fixed(v: f64) -> i128 {
+    (v * 1e9).round() as i128
+}
+
+fn unfixed(v: i128) -> f64 {
+    v as f64 / 1e9
 }
 
 /// The derived figures of one group (currency units).
@@ -98,6 +115,11 @@ impl Sums {
             a.cost += b.cost;
             a.purchases += b.purchases;
             a.lifespan_months += b.lifespan_months;
+            a.alive += b.alive;
+            a.expected += b.expected;
+            a.clv += b.clv;
+            a.predicted += b.predicted;
+            a.with_clv += b.with_clv;
         }
     }
 
@@ -123,6 +145,15 @@ impl Sums {
                     a.cost += r.cost;
                     a.purchases += r.purchases;
                     a.lifespan_months += r.lifespan_months.unwrap_or(0);
+                    if let Some(p) = &r.prediction {
+                        a.predicted += 1;
+                        a.alive += fixed(p.p_alive);
+                        a.expected += fixed(p.expected_purchases);
+                        if let Some(v) = p.predicted_clv {
+                            a.with_clv += 1;
+                            a.clv += fixed(v);
+                        }
+                    }
                 }
             }
         }
@@ -260,6 +291,30 @@ pub(crate) fn table_of(groups: &BTreeMap<Key, LtvAcc>, ctx: &Ctx) -> RecordBatch
                 cac.iter().map(|c| c.and_then(|c| c.2)).collect::<Vec<_>>(),
             )),
         ),
+        (
+            "expected_alive_customers",
+            arc(Float64Array::from(
+                figs.iter()
+                    .map(|f| (f.1.predicted > 0).then(|| unfixed(f.1.alive)))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "expected_purchases",
+            arc(Float64Array::from(
+                figs.iter()
+                    .map(|f| (f.1.predicted > 0).then(|| unfixed(f.1.expected)))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "predicted_clv",
+            arc(Float64Array::from(
+                figs.iter()
+                    .map(|f| (f.1.with_clv > 0).then(|| unfixed(f.1.clv) / f.1.with_clv as f64))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
     ];
     Table::Ltv.batch(&[], cols)
 }
@@ -278,6 +333,7 @@ mod tests {
             cost: 0,
             purchases: 36,
             lifespan_months: 36,
+            ..LtvAcc::default()
         };
         let f = a.figures(false, 1.0, 100.0);
         assert_eq!(f.s, Some(20.0)); // 720 / 36
@@ -298,6 +354,7 @@ mod tests {
             cost: 12_000,
             purchases: 6,
             lifespan_months: 6,
+            ..LtvAcc::default()
         };
         let f = a.figures(true, 1.0, 100.0);
         assert_eq!(f.p, Some(0.6));

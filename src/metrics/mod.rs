@@ -5,6 +5,7 @@ pub(crate) mod cohorts;
 pub(crate) mod customers;
 pub(crate) mod fold;
 pub(crate) mod ltv;
+pub(crate) mod predictions;
 pub(crate) mod rejects;
 pub(crate) mod retention;
 pub(crate) mod rfm;
@@ -46,6 +47,8 @@ pub(crate) struct Ctx {
     pub cells: Cells,
     /// Acquisition spend per (segment_by, segment, period), when configured.
     pub spend: Option<crate::source::spend::SpendByPeriod>,
+    /// The prediction settings; None when predictions are off.
+    pub predict: Option<predictions::PredictCtx>,
 }
 
 impl Ctx {
@@ -78,6 +81,8 @@ impl Ctx {
             .map(|(name, dict)| (name.clone(), dict.iter().map(str::to_string).collect()))
             .collect();
         let slots = Slots::new(&dims);
+        let money_scale = 10f64.powi(cfg.config.input.amount_decimals as i32);
+        let dim_names: Vec<String> = dims.iter().map(|d| d.0.clone()).collect();
         Ctx {
             frame: Frame::new(m.period, as_of, earliest),
             as_of_day: crate::time::date_to_days(as_of) as i64,
@@ -85,10 +90,11 @@ impl Ctx {
             window_us: m.churn_window_days as i64 * MICROS_PER_DAY,
             assignment: m.segment_assignment,
             n_dims: dims.len(),
-            dim_names: dims.iter().map(|d| d.0.clone()).collect(),
+            predict: predictions::PredictCtx::new(&cfg.config.predict, &dim_names, money_scale),
+            dim_names,
             has_cost: ingested.has_cost,
             margin: m.margin,
-            money_scale: 10f64.powi(cfg.config.input.amount_decimals as i32),
+            money_scale,
             cells: Cells::new(&dims, &slots),
             slots,
             spend: None,
@@ -234,6 +240,8 @@ pub(crate) struct Tables {
     pub cohorts: RecordBatch,
     pub ltv: RecordBatch,
     pub rejects: RecordBatch,
+    /// None when predictions are off.
+    pub models: Option<RecordBatch>,
     /// Orders before the cutoff (for the manifest).
     pub orders: u64,
     /// Customers as of the date (rows of the customers table, also when it is not built).
@@ -241,15 +249,19 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    /// (name, batch) in publishing order.
-    pub(crate) fn iter(&self) -> [(Table, &RecordBatch); 5] {
-        [
+    /// (name, batch) in publishing order; models only with predictions on.
+    pub(crate) fn iter(&self) -> Vec<(Table, &RecordBatch)> {
+        let mut out = vec![
             (Table::Customers, &self.customers),
             (Table::Retention, &self.retention),
             (Table::Cohorts, &self.cohorts),
             (Table::Ltv, &self.ltv),
             (Table::Rejects, &self.rejects),
-        ]
+        ];
+        if let Some(m) = &self.models {
+            out.push((Table::Models, m));
+        }
+        out
     }
 }
 
@@ -314,11 +326,12 @@ pub(crate) fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Ac
     (rows, acc.into_slots(ctx))
 }
 
-/// Scores the rows of every part against `scorer` (RFM ranks within the whole base) and adds
-/// them to the ltv group sums, part by part in parallel.
+/// Scores the rows of every part against `scorer` (RFM ranks within the whole base), sets their
+/// predictions from `fits`, and adds them to the ltv group sums, part by part in parallel.
 pub(crate) fn score_and_sum(
     parts: &mut [Vec<CustomerRow>],
     scorer: &rfm::Scorer,
+    fits: Option<&predictions::Fits>,
     ctx: &Ctx,
 ) -> ltv::Sums {
     parts
@@ -327,6 +340,9 @@ pub(crate) fn score_and_sum(
             || ltv::Sums::new(ctx),
             |mut sums, p| {
                 scorer.score(p);
+                if let Some(f) = fits {
+                    f.apply(p, ctx);
+                }
                 sums.add(p, ctx);
                 sums
             },

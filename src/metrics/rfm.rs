@@ -188,6 +188,7 @@ mod tests {
             monetary: Some(0.0),
             rfm: None,
             rfm_segment: None,
+            prediction: None,
         }
     }
 

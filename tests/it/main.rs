@@ -9,6 +9,7 @@ mod formats;
 mod input_order;
 mod kills;
 mod object_storage;
+mod predictions;
 mod reader;
 mod servers;
 mod spill;

@@ -11,7 +11,14 @@ use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Every output table's name, in publishing order (the job's `Table::ALL`, checked below).
-pub const TABLES: [&str; 5] = ["customers", "retention", "cohorts", "ltv", "rejects"];
+pub const TABLES: [&str; 6] = [
+    "customers",
+    "retention",
+    "cohorts",
+    "ltv",
+    "rejects",
+    "models",
+];
 
 /// Asserts that a run of the binary succeeded (its stderr in the message) and returns stderr.
 pub fn ok(o: &Output) -> String {
