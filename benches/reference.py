@@ -7,6 +7,7 @@ Two independent engines compute the same two tables so a benchmark can time them
     reference.py duckdb  INPUT_PATH AS_OF OUT_DIR     # DuckDB SQL (default threads)
     reference.py polars  INPUT_PATH AS_OF OUT_DIR     # Polars lazy API, streaming engine
     reference.py compare OUR_OUTPUT_DIR AS_OF REF_OUT_DIR
+    reference.py lifetimes OUR_OUTPUT_DIR AS_OF       # time `lifetimes` fitting our customers
 
 INPUT_PATH is one .csv or .parquet file with the columns of `customer-value generate`:
 customer_id, order_id, ts, amount, cost, channel, region. The engines write
@@ -546,10 +547,65 @@ def compare(ours_dir: str, as_of: dt.date, ref_dir: str) -> int:
     return 0
 
 
+def fit_lifetimes(ours_dir: str, as_of: dt.date) -> int:
+    """Times `lifetimes` (BetaGeoFitter, GammaGammaFitter) fitting the customers of our run's
+    customers table (segment `all`, weeks, as the job's default time unit), once as users call
+    it (one row per customer) and once with unique (x, t_x, T) rows and weights (lifetimes'
+    own compression), and prints its estimates next to ours from the models table."""
+    import time
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    part = f"as_of={as_of.isoformat()}"
+    c = pq.read_table(f"{ours_dir}/customers/{part}",
+                      columns=["frequency", "recency", "T", "monetary_value"]).to_pandas()
+    c = c[c["frequency"].notna()]
+    x = c["frequency"].to_numpy(dtype=float)
+    t_x = c["recency"].to_numpy(dtype=float) / 7.0
+    big_t = c["T"].to_numpy(dtype=float) / 7.0
+    print(f"customers: {len(c)}")
+
+    started = time.perf_counter()
+    bgf = BetaGeoFitter().fit(x, t_x, big_t)
+    bg_s = time.perf_counter() - started
+    triples = c.groupby(["frequency", "recency", "T"]).size().reset_index(name="n")
+    started = time.perf_counter()
+    BetaGeoFitter().fit(triples["frequency"].to_numpy(dtype=float),
+                        triples["recency"].to_numpy(dtype=float) / 7.0,
+                        triples["T"].to_numpy(dtype=float) / 7.0,
+                        weights=triples["n"].to_numpy())
+    bg_w = time.perf_counter() - started
+    rep = c[(c["frequency"] > 0) & (c["monetary_value"] > 0)]
+    started = time.perf_counter()
+    ggf = GammaGammaFitter().fit(rep["frequency"], rep["monetary_value"])
+    gg_s = time.perf_counter() - started
+
+    m = pq.read_table(f"{ours_dir}/models/{part}").to_pandas()
+    m = m[m["segment_by"] == "all"].set_index("model")
+    bg = m.loc["bg_nbd"]
+    gg = m.loc["gamma_gamma"]
+    print("BG/NBD      r        alpha    a        b")
+    print(f"  ours      {bg['r']:<8.4f} {bg['alpha']:<8.4f} {bg['a']:<8.4f} {bg['b']:<8.4f}")
+    p = bgf.params_
+    print(f"  lifetimes {p['r']:<8.4f} {p['alpha']:<8.4f} {p['a']:<8.4f} {p['b']:<8.4f}")
+    print("Gamma-Gamma p        q        v")
+    print(f"  ours      {gg['p']:<8.4f} {gg['q']:<8.4f} {gg['v']:<8.4f}")
+    p = ggf.params_
+    print(f"  lifetimes {p['p']:<8.4f} {p['q']:<8.4f} {p['v']:<8.4f}")
+    print(f"lifetimes fit seconds: BG/NBD {bg_s:.2f} (one row per customer), "
+          f"{bg_w:.2f} (unique triples, weights, {len(triples)} rows); Gamma-Gamma {gg_s:.2f}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[1] == "lifetimes":
+        return fit_lifetimes(argv[2], dt.date.fromisoformat(argv[3]))
     if len(argv) != 5 or argv[1] not in ("duckdb", "polars", "compare"):
         print("usage: reference.py {duckdb|polars} INPUT_PATH AS_OF OUT_DIR\n"
-              "       reference.py compare OUR_OUTPUT_DIR AS_OF REF_OUT_DIR", file=sys.stderr)
+              "       reference.py compare OUR_OUTPUT_DIR AS_OF REF_OUT_DIR\n"
+              "       reference.py lifetimes OUR_OUTPUT_DIR AS_OF", file=sys.stderr)
         return 2
     mode, a, as_of_text, b = argv[1:]
     as_of = dt.date.fromisoformat(as_of_text)

@@ -12,13 +12,13 @@
 //! and folded again (memory holds one partition at a time, two while the next is read ahead).
 
 use arrow::array::RecordBatch;
+use rayon::prelude::*;
 
-use crate::metrics::predictions::{self, Fits};
+use crate::metrics::predictions::{self, Fits, GroupSummary};
 use crate::metrics::{self, cohorts, ltv, rejects, retention, rfm, Acc, Ctx, CustomerRow};
 use crate::orders::Orders;
 use crate::source::Reject;
 use crate::Result;
-use btyd::Summary;
 
 /// Customer partitions, each of which can be built into orders (again, for the second pass).
 pub(crate) trait Partitions: Sync {
@@ -59,7 +59,7 @@ pub(crate) struct Partial {
     pub acc: Acc,
     pub keys: rfm::Keys,
     /// The fit groups' summaries (per slot; empty when predictions are off).
-    pub summaries: Vec<Summary>,
+    pub summaries: Vec<GroupSummary>,
     pub rows: Vec<Vec<CustomerRow>>,
 }
 
@@ -175,7 +175,7 @@ pub(crate) fn compute_dates(
     debug_assert!(cutoffs.is_sorted() && ctxs.len() == cutoffs.len());
     let count = parts.count();
     let mut keys: Vec<rfm::Keys> = ctxs.iter().map(|_| rfm::Keys::default()).collect();
-    let mut summaries: Vec<Vec<Summary>> = ctxs.iter().map(|_| Vec::new()).collect();
+    let mut summaries: Vec<Vec<GroupSummary>> = ctxs.iter().map(|_| Vec::new()).collect();
     // With one partition, its partials (rows included) wait for the scorer instead of being
     // folded again.
     let mut kept: Vec<Partial> = Vec::new();
@@ -193,8 +193,9 @@ pub(crate) fn compute_dates(
     let scorers: Vec<rfm::Scorer> = keys.into_iter().map(rfm::Keys::scorer).collect();
 
     // The fits of every date, from the whole base's summaries.
+    // Dates fit in parallel (and each date's segments too); every fit is deterministic.
     let mut merged: Vec<Merged> = ctxs
-        .iter()
+        .par_iter()
         .zip(&summaries)
         .map(|(ctx, s)| {
             let fits = ctx.predict.as_ref().map(|p| {
@@ -203,7 +204,7 @@ pub(crate) fn compute_dates(
                 let ms = started.elapsed().as_millis() as u64;
                 tracing::info!(
                     groups = s.len(),
-                    unique_triples = s.first().map_or(0, Summary::unique_triples),
+                    unique_triples = s.first().map_or(0, |g| g.fit.unique_triples()),
                     ms,
                     "Fitted the prediction models."
                 );

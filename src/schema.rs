@@ -252,9 +252,9 @@ pub(crate) const MODELS: &[Col] = &[
     c("q", Ty::Float, true, "Gamma-Gamma: shape of the customers' spend scale ν ~ Gamma(q, v)."),
     c("v", Ty::Float, true, "Gamma-Gamma: rate of ν ~ Gamma(q, v), in currency units."),
     c("time_unit_days", Ty::Float, false, "The models' time unit in days (predict.time_unit_days)."),
-    c("holdout_customers", Ty::Int, true, "Holdout backtest (predict.holdout_days > 0; not available yet): customers."),
-    c("holdout_predicted_purchases", Ty::Float, true, "Holdout backtest: predicted repeat purchases in the last holdout_days."),
-    c("holdout_actual_purchases", Ty::Int, true, "Holdout backtest: actual repeat purchase days in them."),
+    c("holdout_customers", Ty::Int, true, "Holdout backtest (predict.holdout_days = h > 0; transaction model rows): customers acquired by as_of − h, the calibration end."),
+    c("holdout_predicted_purchases", Ty::Float, true, "Holdout backtest: repeat purchases (purchase days) of those customers in the h days after the calibration end, expected by the model fitted on the data up to it (the group's own fit, else all's); null when no calibration fit converged."),
+    c("holdout_actual_purchases", Ty::Int, true, "Holdout backtest: their actual purchase days in those h days (orders as known at as_of).")
 ];
 
 pub(crate) const REJECTS: &[Col] = &[

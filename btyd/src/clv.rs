@@ -1,7 +1,7 @@
 //! A customer's predictions from fitted models (SPEC §4 "Predictions"): p_alive, expected
 //! purchases over the horizon, the expected value of a purchase, and the discounted CLV.
 
-use super::{BgNbd, GammaGamma, MbgNbd};
+use super::{BgNbd, GammaGamma, MbgNbd, Triple};
 
 /// Days in a month of the CLV sum (365.25 / 12).
 pub const MONTH_DAYS: f64 = 30.4375;
@@ -21,11 +21,21 @@ impl Transactions {
         }
     }
 
-    fn expected_purchases(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+    /// E[X(h) | x, t_x, T], everything in the model's time unit.
+    pub fn expected_purchases(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
         match self {
             Transactions::BgNbd(m) => m.expected_purchases(h, x, t_x, t),
             Transactions::MbgNbd(m) => m.expected_purchases(h, x, t_x, t),
         }
+    }
+
+    /// Σ n · E[X(h) | x, t_x, T] over `triples` (in their order, so the same bits every time):
+    /// the repeat purchases the model expects of those customers in the next `h` units.
+    pub fn expected_total(&self, h: f64, triples: &[Triple]) -> f64 {
+        triples
+            .iter()
+            .map(|o| o.n * self.expected_purchases(h, o.x, o.t_x, o.t))
+            .sum()
     }
 }
 
@@ -142,6 +152,34 @@ mod tests {
         assert!((got.expected_purchases - e2).abs() < 1e-12, "{got:?}");
         assert_eq!(got.expected_avg_value, Some(30.0));
         assert!((got.predicted_clv.unwrap() - want).abs() < 1e-12, "{got:?}");
+    }
+
+    #[test]
+    fn expected_total_of_a_holdout_by_hand() {
+        // The model of the test above, x = 0: E[X(h)] = 1.5 h / (α + T + h), α = 2, h = 4
+        // weeks. Three customers of T = 6: 3 × 1.5 × 4 / 12 = 1.5; one of T = 2:
+        // 1.5 × 4 / 8 = 0.75. Total 2.25.
+        let m = Transactions::BgNbd(BgNbd {
+            r: 1.5,
+            alpha: 2.0,
+            a: 2.0,
+            b: 0.5,
+        });
+        let triples = [
+            Triple {
+                x: 0.0,
+                t_x: 0.0,
+                t: 2.0,
+                n: 1.0,
+            },
+            Triple {
+                x: 0.0,
+                t_x: 0.0,
+                t: 6.0,
+                n: 3.0,
+            },
+        ];
+        assert!((m.expected_total(4.0, &triples) - 2.25).abs() < 1e-12);
     }
 
     #[test]

@@ -206,6 +206,31 @@ mod tests {
     }
 
     #[test]
+    fn a_fit_ends_where_the_line_search_would_search_forever() {
+        // Found by a random search: from this start the line search never met its conditions
+        // (the run hung in the partition property test). The evaluation budget ends it.
+        let spend = [
+            (1.0, 19624.225, 2.0),
+            (5.0, 18896.985, 2.0),
+            (3.0, 15913.706, 1.0),
+        ]
+        .into_iter()
+        .chain([(3.0, 13078.5125, 2.0)])
+        .map(|(x, mean, n)| Spend { x, mean, n })
+        .collect::<Vec<_>>();
+        let start = [
+            -2.4753887467074187,
+            -1.3740503916051972,
+            -3.3337245182639808,
+            -3.720164575352265,
+        ];
+        let started = std::time::Instant::now();
+        let f = super::super::fit_from::<GammaGamma>(&spend, 0.0, &start);
+        assert!(f.iterations <= super::super::MAX_ITERS, "{f:?}");
+        assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+    }
+
+    #[test]
     fn spend_without_heterogeneity_has_no_finite_optimum() {
         // Every customer's mean equals the same value: ν does not vary, so q and v run off
         // together (q/v fixed) and the fit must say it did not converge.

@@ -124,6 +124,10 @@ const MAX_LOG_STANDARD_ERROR: f64 = 5.0;
 /// Iterations before a fit gives up.
 const MAX_ITERS: u64 = 1000;
 
+/// Evaluations of the likelihood before a fit gives up: the line search has no limit of its
+/// own, and where the likelihood is infinite or flat in every direction it can search forever.
+const MAX_EVALUATIONS: u64 = 20 * MAX_ITERS;
+
 /// The negative mean log-likelihood plus lifetimes' L2 penalty (penalizer × Σ θ², θ the
 /// parameters themselves), and its gradient in the log-parameters.
 struct Objective<'a, M: Model> {
@@ -133,6 +137,8 @@ struct Objective<'a, M: Model> {
     /// The last point's sums: the line search asks for the cost and then the gradient at the
     /// same point, and one pass gives both.
     last: std::sync::Mutex<Option<Point>>,
+    /// Passes over the data so far (see MAX_EVALUATIONS).
+    evaluations: std::sync::atomic::AtomicU64,
 }
 
 /// Log-parameters with Σ n ln L and its gradient there.
@@ -145,20 +151,30 @@ impl<'a, M: Model> Objective<'a, M> {
             total,
             penalizer,
             last: std::sync::Mutex::new(None),
+            evaluations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// `sums`, remembered for the last point.
-    fn sums_at(&self, logp: &[f64]) -> (f64, [f64; 4]) {
+    /// `sums`, remembered for the last point; an error once the fit has used up its
+    /// evaluations.
+    fn sums_at(&self, logp: &[f64]) -> Result<(f64, [f64; 4]), argmin::core::Error> {
         let mut last = self.last.lock().expect("objective cache");
         if let Some((p, ll, g)) = last.as_ref() {
             if p.as_slice() == logp {
-                return (*ll, *g);
+                return Ok((*ll, *g));
             }
+        }
+        let n = self
+            .evaluations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n >= MAX_EVALUATIONS {
+            return Err(argmin::core::Error::msg(
+                "the likelihood was evaluated too often without convergence",
+            ));
         }
         let (ll, g) = self.sums(logp);
         *last = Some((logp.to_vec(), ll, g));
-        (ll, g)
+        Ok((ll, g))
     }
 
     /// Σ n ln L and its gradient, in fixed chunks added in order.
@@ -189,7 +205,7 @@ impl<M: Model> CostFunction for Objective<'_, M> {
         if logp.iter().any(|v| v.abs() > 2.0 * LOG_BOUND) {
             return Ok(f64::INFINITY);
         }
-        let (ll, _) = self.sums_at(logp);
+        let (ll, _) = self.sums_at(logp)?;
         let penalty: f64 = logp.iter().map(|v| (2.0 * v).exp()).sum();
         Ok(-ll / self.total + self.penalizer * penalty)
     }
@@ -200,7 +216,7 @@ impl<M: Model> Gradient for Objective<'_, M> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, logp: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let (_, g) = self.sums_at(logp);
+        let (_, g) = self.sums_at(logp)?;
         Ok((0..M::N)
             .map(|i| -g[i] / self.total + self.penalizer * 2.0 * (2.0 * logp[i]).exp())
             .collect())

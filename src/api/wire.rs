@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 
 use super::partial::{first_index, Head, Key, Partial, MEASURES};
 use super::ApiError;
+use crate::metrics::fold::Holdout;
 use crate::metrics::CustomerRow;
 use crate::source::normalize::MONEY_ABS_LIMIT;
 use crate::time::{date_to_days, days_to_date, Period};
@@ -123,6 +124,13 @@ impl Partial {
             monetary.append_option(r.monetary);
         }
         cols.push(Arc::new(monetary.finish()));
+        let h = |r: &CustomerRow, f: fn(&Holdout) -> i64| r.holdout.as_deref().map(f);
+        cols.extend([
+            ints(&|r| h(r, |h| h.frequency)),
+            ints(&|r| h(r, |h| h.recency)),
+            ints(&|r| h(r, |h| h.t)),
+            ints(&|r| h(r, |h| h.actual)),
+        ]);
         RecordBatch::try_new(rows_schema(&self.head.dims), cols)
             .expect("partial customer columns match their schema")
     }
@@ -221,6 +229,8 @@ impl Partial {
             column::<Int64Array>(customers, c + 13),
         );
         let monetary = column::<Float64Array>(customers, c + 14);
+        let holdout: [&Int64Array; 4] =
+            std::array::from_fn(|k| column::<Int64Array>(customers, c + 15 + k));
         let opt = |a: &Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
         let first = first_index(&head, earliest);
         let mut rows = Vec::with_capacity(n);
@@ -276,6 +286,15 @@ impl Partial {
                 rfm: None,
                 rfm_segment: None,
                 prediction: None,
+                holdout: match holdout.iter().all(|c| c.is_valid(i)) {
+                    true => Some(Box::new(Holdout {
+                        frequency: holdout[0].value(i),
+                        recency: holdout[1].value(i),
+                        t: holdout[2].value(i),
+                        actual: holdout[3].value(i),
+                    })),
+                    false => None,
+                },
             });
         }
         Ok(Partial {
@@ -322,6 +341,14 @@ fn rows_schema(dims: &[String]) -> SchemaRef {
         fields.push(Field::new(name, DataType::Int64, true));
     }
     fields.push(Field::new("monetary", DataType::Float64, true));
+    for name in [
+        "holdout_frequency",
+        "holdout_recency",
+        "holdout_t",
+        "holdout_actual",
+    ] {
+        fields.push(Field::new(name, DataType::Int64, true));
+    }
     Arc::new(Schema::new(fields))
 }
 

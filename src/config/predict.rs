@@ -30,7 +30,7 @@ pub struct PredictConfig {
     /// L2 penalty on the parameters (as lifetimes' penalizer_coef).
     #[serde(default)]
     pub penalizer: f64,
-    /// > 0: backtest the transaction model on the last N days (not available yet).
+    /// > 0: backtest the transaction model on the last N days (SPEC §4 models table).
     #[serde(default)]
     pub holdout_days: u32,
 }
@@ -124,10 +124,11 @@ impl PredictConfig {
                 self.penalizer
             ));
         }
-        if self.holdout_days > 0 {
-            out.push(
-                "predict.holdout_days: the holdout backtest is not available yet; set 0".into(),
-            );
+        if self.holdout_days > 36_600 {
+            out.push(format!(
+                "predict.holdout_days: {} is out of range (0–36600)",
+                self.holdout_days
+            ));
         }
         out
     }

@@ -42,6 +42,37 @@ pub(crate) struct CustomerRow {
     /// Set with the RFM scores, from the date's fits (None when predictions are off or the
     /// customer was never acquired).
     pub prediction: Option<btyd::Prediction>,
+    /// With `predict.holdout_days`: the customer as of the end of the calibration period, when
+    /// acquired by then (boxed: most runs have none).
+    pub holdout: Option<Box<Holdout>>,
+}
+
+/// A customer in the holdout backtest: their BTYD summary (days) as of the calibration end
+/// (as_of − holdout_days) and their purchase days after it, up to as_of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Holdout {
+    pub frequency: i64,
+    pub recency: i64,
+    pub t: i64,
+    pub actual: i64,
+}
+
+impl Holdout {
+    /// From a customer's purchase days (ascending, at least one) and the calibration's last
+    /// day; None when the first purchase is later.
+    pub(crate) fn of(days: &[(i64, i64)], end: i64) -> Option<Holdout> {
+        let first = days.first()?.0;
+        if first > end {
+            return None;
+        }
+        let calibration = days.partition_point(|d| d.0 <= end);
+        Some(Holdout {
+            frequency: calibration as i64 - 1,
+            recency: days[calibration - 1].0 - first,
+            t: end - first,
+            actual: (days.len() - calibration) as i64,
+        })
+    }
 }
 
 /// `Acc::cohort_at` of a (slot, cohort) without customers.
@@ -336,6 +367,7 @@ pub(crate) fn fold_customer(
         rfm: None,
         rfm_segment: None,
         prediction: None,
+        holdout: None,
     };
     add_periods(orders, ctx, cells, acc, &mut row, periods);
     if !has_purchase {
@@ -367,6 +399,9 @@ pub(crate) fn fold_customer(
     );
     set_measures(&mut row, ctx, cohort, runs, (first, last));
     set_btyd(&mut row, orders, ctx.as_of_day, days);
+    if let Some(end) = ctx.holdout_end_day {
+        row.holdout = Holdout::of(days, end).map(Box::new);
+    }
     row
 }
 

@@ -15,6 +15,8 @@ pub(crate) struct PredictCtx {
     pub(crate) settings: Settings,
     /// The dimension of `predict.fit_by`; None = `all`.
     pub(crate) fit_by: Option<usize>,
+    /// `predict.holdout_days` when a backtest is configured.
+    pub(crate) holdout_days: Option<u32>,
 }
 
 impl PredictCtx {
@@ -38,6 +40,7 @@ impl PredictCtx {
                 money_scale: 1.0 / money_scale,
             },
             fit_by: dims.iter().position(|d| *d == cfg.fit_by),
+            holdout_days: (cfg.holdout_days > 0).then_some(cfg.holdout_days),
         })
     }
 }
@@ -47,13 +50,32 @@ fn groups_of<'a>(r: &'a CustomerRow, ctx: &'a Ctx) -> impl Iterator<Item = usize
     std::iter::once(0).chain((0..ctx.n_dims).map(|d| (ctx.slots.base[d] + r.segs[d]) as usize))
 }
 
+/// What the fits of one group need, merged exactly across partitions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GroupSummary {
+    /// The customers acquired by as_of.
+    pub(crate) fit: Summary,
+    /// With a holdout backtest: the customers acquired by its calibration end, as of then.
+    pub(crate) calibration: Summary,
+    /// Their purchase days after the calibration end, up to as_of.
+    pub(crate) holdout_actual: u64,
+}
+
+impl GroupSummary {
+    fn merge(&mut self, other: &GroupSummary) {
+        self.fit.merge(&other.fit);
+        self.calibration.merge(&other.calibration);
+        self.holdout_actual += other.holdout_actual;
+    }
+}
+
 /// The summaries of every fit group (indexed by slot) over the acquired customers of `parts`.
-pub(crate) fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<Summary> {
+pub(crate) fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<GroupSummary> {
     let n = ctx.slots.len();
     parts
         .par_iter()
         .map(|rows| {
-            let mut out = vec![Summary::default(); n];
+            let mut out = vec![GroupSummary::default(); n];
             for r in rows {
                 let (Some(x), Some(recency), Some(t), Some(m)) =
                     (r.frequency, r.recency, r.t, r.monetary)
@@ -62,13 +84,19 @@ pub(crate) fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<Summary> {
                 };
                 let repeat = (m * x as f64).round() as i64;
                 for g in groups_of(r, ctx) {
-                    out[g].add(x, recency, t, repeat);
+                    out[g].fit.add(x, recency, t, repeat);
+                    if let Some(h) = &r.holdout {
+                        // The backtest needs no spend: repeat revenue 0 keeps its summary
+                        // out of the Gamma-Gamma fit.
+                        out[g].calibration.add(h.frequency, h.recency, h.t, 0);
+                        out[g].holdout_actual += h.actual as u64;
+                    }
                 }
             }
             out
         })
         .reduce(
-            || vec![Summary::default(); n],
+            || vec![GroupSummary::default(); n],
             |mut a, b| {
                 for (x, y) in a.iter_mut().zip(&b) {
                     x.merge(y);
@@ -79,13 +107,23 @@ pub(crate) fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<Summary> {
 }
 
 /// Merges `other` (another set of customers' summaries) into `into`.
-pub(crate) fn merge(into: &mut Vec<Summary>, other: &[Summary]) {
+pub(crate) fn merge(into: &mut Vec<GroupSummary>, other: &[GroupSummary]) {
     if into.is_empty() {
-        into.resize(other.len(), Summary::default());
+        into.resize(other.len(), GroupSummary::default());
     }
     for (a, b) in into.iter_mut().zip(other) {
         a.merge(b);
     }
+}
+
+/// A group's holdout backtest (SPEC §4): the customers acquired by the calibration end, the
+/// repeat purchases the calibration fit expects of them in the holdout days, and theirs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Backtest {
+    pub(crate) customers: u64,
+    /// None when no calibration fit converged (not even `all`'s).
+    pub(crate) predicted: Option<f64>,
+    pub(crate) actual: u64,
 }
 
 /// One date's fits: every group's models and the predictor its customers use.
@@ -93,35 +131,79 @@ pub(crate) fn merge(into: &mut Vec<Summary>, other: &[Summary]) {
 pub(crate) struct Fits {
     /// Per slot.
     pub(crate) groups: Vec<GroupFit>,
+    /// Per slot, with a holdout backtest.
+    pub(crate) backtests: Option<Vec<Backtest>>,
     predictors: Vec<Option<Predictor>>,
     fit_by: Option<usize>,
 }
 
+/// Every group's fits on `summaries` (per slot): `all` first, as the segments start from its
+/// estimates, then the segments in parallel; each fit is deterministic. Each fit's time is
+/// logged at debug level (`what` says which fits these are).
+fn fit_groups(summaries: &[&Summary], s: &Settings, ctx: &Ctx, what: &str) -> Vec<GroupFit> {
+    let fit = |slot: usize, all: Option<&GroupFit>| {
+        let started = std::time::Instant::now();
+        let g = btyd::fit_group(summaries[slot], s, all);
+        let (segment_by, segment) = &ctx.slots.names[slot];
+        tracing::debug!(
+            fits = what,
+            segment_by = segment_by.as_str(),
+            segment = segment.as_str(),
+            customers = g.customers,
+            unique_triples = g.unique_triples,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "Fitted a group."
+        );
+        g
+    };
+    if summaries.is_empty() {
+        return Vec::new();
+    }
+    let all = fit(0, None);
+    let rest: Vec<GroupFit> = (1..summaries.len())
+        .into_par_iter()
+        .map(|slot| fit(slot, Some(&all)))
+        .collect();
+    std::iter::once(all).chain(rest).collect()
+}
+
+/// The predictor of every group (per slot): its own fits or `all`'s.
+fn predictors(groups: &[GroupFit], s: &Settings) -> Vec<Option<Predictor>> {
+    match groups.first() {
+        Some(all) => groups.iter().map(|g| btyd::predictor(g, all, s)).collect(),
+        None => Vec::new(),
+    }
+}
+
 impl Fits {
-    /// Fits every group of `summaries` (per slot), in parallel; each fit is deterministic.
-    pub(crate) fn new(summaries: &[Summary], p: &PredictCtx, ctx: &Ctx) -> Fits {
+    /// Fits every group of `summaries` (per slot), and with a holdout backtest every group
+    /// again on its calibration summary.
+    pub(crate) fn new(summaries: &[GroupSummary], p: &PredictCtx, ctx: &Ctx) -> Fits {
         let s = &p.settings;
-        // `all` first: the segments start from its estimates.
-        let Some(all) = summaries.first().map(|a| btyd::fit_group(a, s, None)) else {
-            return Fits {
-                groups: Vec::new(),
-                predictors: Vec::new(),
-                fit_by: p.fit_by,
-            };
-        };
-        let rest: Vec<GroupFit> = summaries[1..]
-            .par_iter()
-            .map(|summary| btyd::fit_group(summary, s, Some(&all)))
-            .collect();
-        let groups: Vec<GroupFit> = std::iter::once(all).chain(rest).collect();
+        let fit: Vec<&Summary> = summaries.iter().map(|g| &g.fit).collect();
+        let groups = fit_groups(&fit, s, ctx, "as_of");
         warn_unconverged(&groups, ctx);
-        let predictors = match groups.first() {
-            Some(all) => groups.iter().map(|g| btyd::predictor(g, all, s)).collect(),
-            None => Vec::new(),
-        };
+        let backtests = p.holdout_days.map(|days| {
+            let calibration: Vec<&Summary> = summaries.iter().map(|g| &g.calibration).collect();
+            let calibration = fit_groups(&calibration, s, ctx, "holdout calibration");
+            let h = days as f64 / s.unit_days;
+            predictors(&calibration, s)
+                .iter()
+                .zip(summaries)
+                .map(|(predictor, g)| Backtest {
+                    customers: g.calibration.customers(),
+                    predicted: predictor.as_ref().map(|p| {
+                        p.transactions
+                            .expected_total(h, &g.calibration.triples(s.unit_days))
+                    }),
+                    actual: g.holdout_actual,
+                })
+                .collect()
+        });
         Fits {
+            predictors: predictors(&groups, s),
             groups,
-            predictors,
+            backtests,
             fit_by: p.fit_by,
         }
     }
@@ -287,13 +369,20 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
         }
     };
     let fits_: Vec<Fit> = rows.iter().map(fit_of).collect();
+    // The backtest is the transaction model's.
+    let backtest: Vec<Option<Backtest>> = rows
+        .iter()
+        .map(|&(slot, transactions)| {
+            let b = fits.backtests.as_ref()?;
+            transactions.then(|| b[slot])
+        })
+        .collect();
     let param = |i: usize| {
         arc(Float64Array::from(
             fits_.iter().map(|f| f.4[i]).collect::<Vec<_>>(),
         ))
     };
     let nulls_f = || arc(Float64Array::from(vec![None::<f64>; rows.len()]));
-    let nulls_i = || arc(Int64Array::from(vec![None::<i64>; rows.len()]));
     let cols = vec![
         (
             "segment_by",
@@ -366,9 +455,33 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
             "time_unit_days",
             arc(Float64Array::from(vec![s.unit_days; rows.len()])),
         ),
-        ("holdout_customers", nulls_i()),
-        ("holdout_predicted_purchases", nulls_f()),
-        ("holdout_actual_purchases", nulls_i()),
+        (
+            "holdout_customers",
+            arc(Int64Array::from(
+                backtest
+                    .iter()
+                    .map(|b| b.map(|b| b.customers as i64))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "holdout_predicted_purchases",
+            arc(Float64Array::from(
+                backtest
+                    .iter()
+                    .map(|b| b.and_then(|b| b.predicted))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "holdout_actual_purchases",
+            arc(Int64Array::from(
+                backtest
+                    .iter()
+                    .map(|b| b.map(|b| b.actual as i64))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
     ];
     crate::schema::Table::Models.batch(&[], cols)
 }

@@ -189,6 +189,7 @@ mod tests {
             rfm: None,
             rfm_segment: None,
             prediction: None,
+            holdout: None,
         }
     }
 

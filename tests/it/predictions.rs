@@ -404,3 +404,88 @@ fn bad_predict_settings_are_exit_2_naming_the_key() {
         );
     }
 }
+
+/// The holdout columns of the transaction-model row of a group: (customers, predicted,
+/// actual); the Gamma-Gamma row's are null.
+fn backtest(t: &Table, by: &str, seg: &str) -> (Option<i64>, Option<f64>, Option<i64>) {
+    let gg = t.find(&[
+        ("segment_by", by),
+        ("segment", seg),
+        ("model", "gamma_gamma"),
+    ]);
+    assert_eq!(t.int("holdout_customers", gg), None);
+    assert_eq!(t.f64("holdout_predicted_purchases", gg), None);
+    let i = t.find(&[("segment_by", by), ("segment", seg), ("model", "bg_nbd")]);
+    (
+        t.int("holdout_customers", i),
+        t.f64("holdout_predicted_purchases", i),
+        t.int("holdout_actual_purchases", i),
+    )
+}
+
+#[test]
+fn holdout_backtest_of_fixture_a_by_hand() {
+    // holdout_days 30, as_of 2024-04-15: the calibration ends 2024-03-16. Acquired by then: a
+    // (01-10), b (01-20), c (03-03), f (01-05); e's first purchase is 04-01. Purchase days in
+    // 03-17..04-15: f's 03-25 (a's 04-20 is after as_of) → actual 1. Per channel: web {a} 0,
+    // app {b} 0, store {c} 0, __unknown__ {f} 1. Four customers with one repeat purchase
+    // between them pin no model down, so no calibration fit converges: predicted is null.
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    ws.config(
+        &["tx.csv"],
+        DEFAULT_COLUMNS,
+        "period = \"month\"\n[predict]\nholdout_days = 30",
+        "",
+    );
+    ws.run_ok("2024-04-15");
+    let t = ws.table("models", "2024-04-15");
+    assert_eq!(backtest(&t, "all", "__all__"), (Some(4), None, Some(1)));
+    assert_eq!(backtest(&t, "channel", "web"), (Some(1), None, Some(0)));
+    assert_eq!(backtest(&t, "channel", "app"), (Some(1), None, Some(0)));
+    assert_eq!(backtest(&t, "channel", "store"), (Some(1), None, Some(0)));
+    assert_eq!(
+        backtest(&t, "channel", "__unknown__"),
+        (Some(1), None, Some(1))
+    );
+}
+
+#[test]
+fn holdout_backtest_on_customers_drawn_from_the_model_predicts_their_purchases() {
+    // Generated customers follow BG/NBD, so a model fitted on all but the last 120 days
+    // should expect about the purchase days they then make. The customers in the backtest are
+    // those acquired 120 days before as_of: T ≥ 120 days in the customers table.
+    let ws = Workspace::new();
+    ws.generate(
+        "tx.csv",
+        &["--customers", "6000", "--rows", "60000", "--seed", "11"],
+    );
+    ws.config(
+        &["tx.csv"],
+        GEN_COLUMNS,
+        "period = \"month\"\n[predict]\nholdout_days = 120",
+        "",
+    );
+    ws.run_ok("2024-12-31");
+    let c = ws.table("customers", "2024-12-31");
+    let acquired = (0..c.rows())
+        .filter(|&i| c.int("T", i).is_some_and(|t| t >= 120))
+        .count() as i64;
+    let t = ws.table("models", "2024-12-31");
+    let (customers, predicted, actual) = backtest(&t, "all", "__all__");
+    assert_eq!(customers, Some(acquired));
+    let (predicted, actual) = (predicted.unwrap(), actual.unwrap() as f64);
+    assert!(actual > 1000.0, "{actual} purchase days in the holdout");
+    let ratio = predicted / actual;
+    assert!(
+        (0.85..1.15).contains(&ratio),
+        "predicted {predicted} / actual {actual} = {ratio}"
+    );
+    // Without a backtest the columns are null.
+    let ws2 = Workspace::new();
+    ws2.write("tx.csv", std::fs::read(ws.path("tx.csv")).unwrap());
+    ws2.config(&["tx.csv"], GEN_COLUMNS, "period = \"month\"", "");
+    ws2.run_ok("2024-12-31");
+    let t2 = ws2.table("models", "2024-12-31");
+    assert_eq!(backtest(&t2, "all", "__all__"), (None, None, None));
+}
