@@ -489,3 +489,57 @@ fn holdout_backtest_on_customers_drawn_from_the_model_predicts_their_purchases()
     let t2 = ws2.table("models", "2024-12-31");
     assert_eq!(backtest(&t2, "all", "__all__"), (None, None, None));
 }
+
+#[test]
+fn generated_customers_give_back_their_true_parameters() {
+    // 50,000 customers drawn by `generate` from BG/NBD r 1.5, α 10 (weeks), a 1.2, b 6 and
+    // Gamma-Gamma p 6.25, q 3.74, v 15.44 (every channel alike), through the whole job (per-day
+    // purchase merging, refunds, multi-line orders). Seed 3 lands at r 1.477, α 10.51 (purchases
+    // merged per day look like slower buyers), a 1.314, b 6.555 (their ratio, the mean dropout
+    // a / (a + b) = 0.1670 against 0.1667, is what the data pin down; a and b move together), p
+    // 5.80, q 3.75, v 16.85 (p and v trade off; the mean purchase p v / (q − 1) is 35.61 against
+    // 35.22). The btyd crate checks recovery within standard errors on the models' own
+    // summaries; here the bounds are relative.
+    let ws = Workspace::new();
+    ws.generate(
+        "tx.parquet",
+        &[
+            "--customers",
+            "50000",
+            "--alpha",
+            "10",
+            "--same-params",
+            "--seed",
+            "3",
+        ],
+    );
+    ws.config(&["tx.parquet"], GEN_COLUMNS, "period = \"month\"", "");
+    ws.run_ok("2024-12-31");
+    let (rows, params) = models(&ws.table("models", "2024-12-31"));
+    let all = ("all".to_string(), "__all__".to_string());
+    assert_eq!(
+        rows[&(all.0.clone(), all.1.clone(), "bg_nbd".into())].1,
+        Some(true)
+    );
+    let p = params[&all];
+    let near = |got: f64, want: f64, rel: f64, what: &str| {
+        assert!(
+            (got / want - 1.0).abs() < rel,
+            "{what}: {got} against {want}"
+        );
+    };
+    near(p.r, 1.5, 0.05, "r");
+    near(p.alpha, 10.0, 0.10, "alpha");
+    near(p.a / (p.a + p.b), 1.2 / 7.2, 0.03, "a / (a + b)");
+    near(p.a, 1.2, 0.15, "a");
+    near(p.b, 6.0, 0.15, "b");
+    near(
+        p.p * p.v / (p.q - 1.0),
+        6.25 * 15.44 / 2.74,
+        0.03,
+        "p v / (q − 1)",
+    );
+    near(p.p, 6.25, 0.15, "p");
+    near(p.q, 3.74, 0.10, "q");
+    near(p.v, 15.44, 0.15, "v");
+}
