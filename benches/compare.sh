@@ -3,7 +3,7 @@
 # computed by a hand-written DuckDB SQL script and by Python Polars (benches/reference.py), on the
 # same generated files, in one run. Checks that all three agree before reporting any time, then
 # prints wall time, CPU time and peak RSS for each, and the ratios, as a markdown table
-# (benches/RESULTS.md keeps the current figures).
+# (benches/RESULTS.md keeps the current figures). Our run has `[predict]` off.
 #
 # Usage: benches/compare.sh [ROWS] [FORMATS]     e.g. benches/compare.sh 10000000 "parquet csv"
 set -euo pipefail
@@ -23,8 +23,9 @@ as_of=2025-12-31
 results=()
 for fmt in $formats; do
   input=$(bench_input "$rows" "$fmt")
+  # Predictions off: the references compute no models (benches/predict.sh measures them).
   sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_$fmt\"#" \
-    config/default.toml > "$work/config_$fmt.toml"
+    -e "s#^enabled = true#enabled = false#" config/default.toml > "$work/config_$fmt.toml"
   warm "$input"
   ours=$(measure "ours_$fmt" "$bin" run --config "$work/config_$fmt.toml" --as-of $as_of --no-progress)
   warm "$input"

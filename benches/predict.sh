@@ -16,14 +16,14 @@ source benches/common.sh
 input=$(bench_input "$rows" parquet)
 as_of=2025-12-31
 
-config() { # name, [predict] lines
+config() { # name, enabled, fit_by
   sed -e "s#^paths = .*#paths = [\"$input\"]#" -e "s#^path = \"out\"#path = \"$work/out_predict_$1\"#" \
-    -e "s#^max_staleness_days = .*#max_staleness_days = 0#" -e "s#^fit_by = .*#$2#" \
-    config/default.toml > "$work/config_predict_$1.toml"
+    -e "s#^max_staleness_days = .*#max_staleness_days = 0#" -e "s#^enabled = true#enabled = $2#" \
+    -e "s#^fit_by = .*#fit_by = \"$3\"#" config/default.toml > "$work/config_predict_$1.toml"
+  grep -q "^enabled = $2" "$work/config_predict_$1.toml"
 }
-config on 'fit_by = "channel"'
-config off 'enabled = false'
-grep -q '^enabled = false' "$work/config_predict_off.toml"
+config on true channel
+config off false all
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 export CUSTOMER_VALUE_LOG="info,customer_value::metrics::predictions=debug"
@@ -34,6 +34,7 @@ for i in $(seq "$pairs"); do
     warm "$input"
     read -r w _ _ <<< "$(measure "predict_$which" "$bin" run --config "$work/config_predict_$which.toml" \
       --as-of "$as_of" --no-progress)"
+    [[ "$w" =~ ^[0-9.]+$ ]] || { echo "predictions $which: the run failed"; tail -3 "$work/predict_$which.log"; exit 1; }
     echo "$w" >> "$work/predict_$which.wall"
   done
 done
@@ -48,7 +49,7 @@ echo "Fits of the last run with predictions on (debug log):"
 echo "| group | customers | unique triples | fit ms |"
 echo "|---|---|---|---|"
 grep 'Fitted a group' "$work/predict_on.log" | sed -E \
-  's/.*segment_by="?([^" ]+)"? segment="?([^" ]+)"? customers=([0-9]+) unique_triples=([0-9]+) ms=([0-9.]+).*/| \1=\2 | \3 | \4 | \5 |/'
+  's/.*segment_by="?([^" ]+)"? segment="?([^" ]+)"? customers=([0-9]+) unique_triples=([0-9]+) ms=([0-9]+)(\.[0-9])?.*/| \1=\2 | \3 | \4 | \5\6 |/'
 grep 'Fitted the prediction models' "$work/predict_on.log" | sed -E 's/.*groups/all groups:/'
 ours=$(grep 'Fitted a group' "$work/predict_on.log" | grep 'segment_by="\?all' | sed -E 's/.*ms=([0-9.]+).*/\1/')
 
