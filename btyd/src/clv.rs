@@ -90,21 +90,28 @@ impl Predictor {
             };
             g.expected_value(x, mean)
         });
-        let predicted_clv = value.map(|value| {
-            let mut clv = 0.0;
-            let mut before = 0.0;
-            let mut discount = 1.0;
-            for k in 1..=self.horizon_months {
-                let upto = m.expected_purchases(k as f64 * month, x, t_x, t);
-                discount /= 1.0 + self.discount_rate_monthly;
-                clv += value * (upto - before) * discount;
-                before = upto;
+        // The CLV sum's last month ends at the horizon: its E[X] is expected_purchases.
+        let (expected_purchases, predicted_clv) = match value {
+            None => (
+                m.expected_purchases(self.horizon_months as f64 * month, x, t_x, t),
+                None,
+            ),
+            Some(value) => {
+                let mut clv = 0.0;
+                let mut before = 0.0;
+                let mut discount = 1.0;
+                for k in 1..=self.horizon_months {
+                    let upto = m.expected_purchases(k as f64 * month, x, t_x, t);
+                    discount /= 1.0 + self.discount_rate_monthly;
+                    clv += value * (upto - before) * discount;
+                    before = upto;
+                }
+                (before, Some(margin * clv))
             }
-            margin * clv
-        });
+        };
         Prediction {
             p_alive: m.p_alive(x, t_x, t),
-            expected_purchases: m.expected_purchases(self.horizon_months as f64 * month, x, t_x, t),
+            expected_purchases,
             expected_avg_value: value,
             predicted_clv,
         }

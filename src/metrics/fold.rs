@@ -399,7 +399,7 @@ pub(crate) fn fold_customer(
     );
     set_measures(&mut row, ctx, cohort, runs, (first, last));
     set_btyd(&mut row, orders, ctx.as_of_day, days);
-    if let Some(end) = ctx.holdout_end_day {
+    if let Some(end) = ctx.holdout_end_day() {
         row.holdout = Holdout::of(days, end).map(Box::new);
     }
     row

@@ -49,9 +49,6 @@ pub(crate) struct Ctx {
     pub spend: Option<crate::source::spend::SpendByPeriod>,
     /// The prediction settings; None when predictions are off.
     pub predict: Option<predictions::PredictCtx>,
-    /// The last day (local day number) of the holdout backtest's calibration period, as_of −
-    /// predict.holdout_days; None without a backtest.
-    pub holdout_end_day: Option<i64>,
 }
 
 impl Ctx {
@@ -86,14 +83,9 @@ impl Ctx {
         let slots = Slots::new(&dims);
         let money_scale = 10f64.powi(cfg.config.input.amount_decimals as i32);
         let dim_names: Vec<String> = dims.iter().map(|d| d.0.clone()).collect();
-        let as_of_day = crate::time::date_to_days(as_of) as i64;
-        let p = &cfg.config.predict;
-        let holdout_end_day =
-            (p.enabled && p.holdout_days > 0).then(|| as_of_day - p.holdout_days as i64);
         Ctx {
             frame: Frame::new(m.period, as_of, earliest),
-            as_of_day,
-            holdout_end_day,
+            as_of_day: crate::time::date_to_days(as_of) as i64,
             zone: Zone::new(cfg.tz),
             window_us: m.churn_window_days as i64 * MICROS_PER_DAY,
             assignment: m.segment_assignment,
@@ -107,6 +99,13 @@ impl Ctx {
             slots,
             spend: None,
         }
+    }
+
+    /// The last day (local day number) of the holdout backtest's calibration period, as_of −
+    /// predict.holdout_days; None without a backtest.
+    pub(crate) fn holdout_end_day(&self) -> Option<i64> {
+        let days = self.predict.as_ref()?.holdout_days?;
+        Some(self.as_of_day - i64::from(days))
     }
 
     /// Minor units → currency.

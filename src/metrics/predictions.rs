@@ -98,9 +98,7 @@ pub(crate) fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<GroupSumma
         .reduce(
             || vec![GroupSummary::default(); n],
             |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    x.merge(y);
-                }
+                merge(&mut a, &b);
                 a
             },
         )
@@ -182,7 +180,7 @@ impl Fits {
         let s = &p.settings;
         let fit: Vec<&Summary> = summaries.iter().map(|g| &g.fit).collect();
         let groups = fit_groups(&fit, s, ctx, "as_of");
-        warn_unconverged(&groups, ctx);
+        warn_unconverged(&groups, s.model, ctx);
         let backtests = p.holdout_days.map(|days| {
             let calibration: Vec<&Summary> = summaries.iter().map(|g| &g.calibration).collect();
             let calibration = fit_groups(&calibration, s, ctx, "holdout calibration");
@@ -237,22 +235,13 @@ fn model_name(m: ModelKind) -> &'static str {
     }
 }
 
-fn transaction_model_name(ctx: &Ctx) -> &'static str {
-    ctx.predict
-        .as_ref()
-        .map_or("bg_nbd", |p| model_name(p.settings.model))
-}
-
 /// Warns of every fitted model that did not converge: its group predicts with `all`'s (or,
 /// for `all`, without that model).
-fn warn_unconverged(groups: &[GroupFit], ctx: &Ctx) {
+fn warn_unconverged(groups: &[GroupFit], model: ModelKind, ctx: &Ctx) {
     for (slot, g) in groups.iter().enumerate() {
         let (segment_by, segment) = &ctx.slots.names[slot];
         let models = [
-            (
-                transaction_model_name(ctx),
-                g.transactions.map(|f| f.converged),
-            ),
+            (model_name(model), g.transactions.map(|f| f.converged)),
             ("gamma_gamma", g.spend.map(|f| f.converged)),
         ];
         for (model, converged) in models {
