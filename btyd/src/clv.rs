@@ -1,7 +1,7 @@
 //! A customer's predictions from fitted models (SPEC §4 "Predictions"): p_alive, expected
 //! purchases over the horizon, the expected value of a purchase, and the discounted CLV.
 
-use super::{BgNbd, GammaGamma, MbgNbd, Triple};
+use super::{BgNbd, GammaGamma, MbgNbd, ParetoNbd, Triple};
 
 /// Days in a month of the CLV sum (365.25 / 12).
 pub const MONTH_DAYS: f64 = 30.4375;
@@ -11,6 +11,7 @@ pub const MONTH_DAYS: f64 = 30.4375;
 pub enum Transactions {
     BgNbd(BgNbd),
     MbgNbd(MbgNbd),
+    ParetoNbd(ParetoNbd),
 }
 
 impl Transactions {
@@ -18,6 +19,7 @@ impl Transactions {
         match self {
             Transactions::BgNbd(m) => m.p_alive(x, t_x, t),
             Transactions::MbgNbd(m) => m.p_alive(x, t_x, t),
+            Transactions::ParetoNbd(m) => m.p_alive(x, t_x, t),
         }
     }
 
@@ -26,6 +28,7 @@ impl Transactions {
         match self {
             Transactions::BgNbd(m) => m.expected_purchases(h, x, t_x, t),
             Transactions::MbgNbd(m) => m.expected_purchases(h, x, t_x, t),
+            Transactions::ParetoNbd(m) => m.expected_purchases(h, x, t_x, t),
         }
     }
 

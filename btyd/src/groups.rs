@@ -2,13 +2,16 @@
 //! fallback rule: a group with fewer than `min_customers` customers, or whose fit does not
 //! converge, predicts with the `all` fit.
 
-use super::{fit_from, BgNbd, Fitted, GammaGamma, MbgNbd, Model, Predictor, Summary, Transactions};
+use super::{
+    fit_from, BgNbd, Fitted, GammaGamma, MbgNbd, Model, ParetoNbd, Predictor, Summary, Transactions,
+};
 
 /// Which transaction model is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelKind {
     BgNbd,
     MbgNbd,
+    ParetoNbd,
 }
 
 /// How groups are fitted and predicted (SPEC §5 `[predict]`).
@@ -47,6 +50,7 @@ pub fn fit_group(summary: &Summary, s: &Settings, all: Option<&GroupFit>) -> Gro
         .map_or([0.0; 4], |f| match f.model {
             Transactions::BgNbd(m) => m.to_log(),
             Transactions::MbgNbd(m) => m.to_log(),
+            Transactions::ParetoNbd(m) => m.to_log(),
         });
     let start_s = all
         .and_then(|a| a.spend.filter(|f| f.converged))
@@ -61,6 +65,10 @@ pub fn fit_group(summary: &Summary, s: &Settings, all: Option<&GroupFit>) -> Gro
             ModelKind::MbgNbd => wrap(
                 fit_from::<MbgNbd>(&triples, s.penalizer, &start_t),
                 Transactions::MbgNbd,
+            ),
+            ModelKind::ParetoNbd => wrap(
+                fit_from::<ParetoNbd>(&triples, s.penalizer, &start_t),
+                Transactions::ParetoNbd,
             ),
         }
     });

@@ -4,12 +4,13 @@
 //! gives the same bits whatever the thread count or how customers were partitioned.
 //!
 //! The models and fits are tested against the published CDNOW results (Fader, Hardie & Lee
-//! 2005; Batislam et al. 2007) and on data drawn from the models' own process.
+//! 2005; Batislam et al. 2007; Fader & Hardie's Pareto/NBD note) and on data drawn from the models' own process.
 
 mod bgnbd;
 mod clv;
 mod gamma_gamma;
 mod groups;
+mod pareto;
 #[cfg(test)]
 mod recovery;
 mod special;
@@ -24,6 +25,7 @@ pub use bgnbd::{BgNbd, MbgNbd};
 pub use clv::{Prediction, Predictor, Transactions, MONTH_DAYS};
 pub use gamma_gamma::{GammaGamma, Spend};
 pub use groups::{fit_group, predictor, GroupFit, ModelKind, Settings};
+pub use pareto::ParetoNbd;
 pub use summary::Summary;
 
 /// Customers who share x repeat purchase periods, recency t_x and age T (in the model's time

@@ -1,4 +1,4 @@
-//! Parameter recovery: customers drawn from the models' own generative process with known
+//! Parameter recovery: customers drawn from the models' own generative processes with known
 //! parameters, summarized as the job does (times in whole days), and fitted again. Each
 //! estimate must land within 3 standard errors (from the observed information, the Hessian of
 //! the log-likelihood at the estimate) of the truth.
@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 
-use super::{fit, log_standard_errors, BgNbd, GammaGamma, Model, Summary, Triple};
+use super::{fit, log_standard_errors, BgNbd, GammaGamma, Model, ParetoNbd, Summary, Triple};
 
 /// How many standard errors each estimate lies from the truth (on the log scale).
 fn distances<M: Model>(data: &[M::Obs], estimate: &[f64], truth: &[f64]) -> Vec<f64> {
@@ -140,4 +140,51 @@ fn daily_summaries_recover_the_parameters_of_slow_buyers() {
         summary.repeaters()
     );
     assert!(far.iter().all(|d| *d < 3.0), "{g:?} {far:?}");
+}
+
+#[test]
+fn pareto_nbd_recovers_its_parameters_from_exact_times() {
+    // 50 000 customers acquired uniformly over two years (weeks): purchase rate
+    // λ ~ Gamma(r 0.6, α 4), lifetime ~ Exp(μ) with μ ~ Gamma(s 0.8, β 12), purchases a
+    // Poisson process while alive and before T.
+    let truth = ParetoNbd {
+        r: 0.6,
+        alpha: 4.0,
+        s: 0.8,
+        beta: 12.0,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let rates = Gamma::new(truth.r, 1.0 / truth.alpha).unwrap();
+    let deaths = Gamma::new(truth.s, 1.0 / truth.beta).unwrap();
+    let exact: Vec<Triple> = (0..50_000)
+        .map(|_| {
+            let t: f64 = rng.random_range(0.0..104.0);
+            let life = Exp::new(deaths.sample(&mut rng)).unwrap().sample(&mut rng);
+            let gaps = Exp::new(rates.sample(&mut rng)).unwrap();
+            let (mut now, mut x, mut last) = (0.0, 0.0, 0.0);
+            loop {
+                now += gaps.sample(&mut rng);
+                if now >= t.min(life) {
+                    break;
+                }
+                (x, last) = (x + 1.0, now);
+            }
+            Triple {
+                x,
+                t_x: last,
+                t,
+                n: 1.0,
+            }
+        })
+        .collect();
+    let fitted = fit::<ParetoNbd>(&exact, 0.0);
+    assert!(fitted.converged, "{fitted:?}");
+    let m = fitted.model;
+    let far = distances::<ParetoNbd>(
+        &exact,
+        &[m.r, m.alpha, m.s, m.beta],
+        &[truth.r, truth.alpha, truth.s, truth.beta],
+    );
+    eprintln!("Pareto/NBD on exact times: {m:?}, standard errors from the truth {far:.2?}");
+    assert!(far.iter().all(|d| *d < 3.0), "{fitted:?} {far:?}");
 }

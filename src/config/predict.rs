@@ -9,7 +9,7 @@ pub struct PredictConfig {
     /// False: no predictions (their columns are null) and no models table.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Transaction model: `bg_nbd`, `mbg_nbd` (or `pareto_nbd`, not available yet).
+    /// Transaction model: `bg_nbd`, `mbg_nbd` or `pareto_nbd`.
     #[serde(default)]
     pub model: TransactionModel,
     /// `all` or a segment column: whose fit a customer's predictions use.
@@ -86,11 +86,6 @@ impl PredictConfig {
     /// segment columns.
     pub(crate) fn problems(&self, segments: &[String]) -> Vec<String> {
         let mut out = Vec::new();
-        if self.model == TransactionModel::ParetoNbd {
-            out.push(
-                "predict.model: pareto_nbd is not available yet; use bg_nbd or mbg_nbd".into(),
-            );
-        }
         if self.fit_by != "all" && !segments.contains(&self.fit_by) {
             out.push(format!(
                 "predict.fit_by: '{}' is neither \"all\" nor a column of input.columns.segments",

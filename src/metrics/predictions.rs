@@ -28,9 +28,9 @@ impl PredictCtx {
         Some(PredictCtx {
             settings: Settings {
                 model: match cfg.model {
+                    TransactionModel::BgNbd => ModelKind::BgNbd,
                     TransactionModel::MbgNbd => ModelKind::MbgNbd,
-                    // pareto_nbd is refused by the config check.
-                    TransactionModel::BgNbd | TransactionModel::ParetoNbd => ModelKind::BgNbd,
+                    TransactionModel::ParetoNbd => ModelKind::ParetoNbd,
                 },
                 unit_days: cfg.time_unit_days,
                 penalizer: cfg.penalizer,
@@ -232,6 +232,7 @@ fn model_name(m: ModelKind) -> &'static str {
     match m {
         ModelKind::BgNbd => "bg_nbd",
         ModelKind::MbgNbd => "mbg_nbd",
+        ModelKind::ParetoNbd => "pareto_nbd",
     }
 }
 
@@ -296,36 +297,38 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
         .collect();
     let group = |slot: usize| &fits.groups[slot];
     let name = model_name(s.model);
-    // (fitted, converged, iterations, log_likelihood, [r, α, a, b, p, q, v])
+    // (fitted, converged, iterations, log_likelihood, [r, α, a, b, s, β, p, q, v])
     type Fit = (
         bool,
         Option<bool>,
         Option<i64>,
         Option<f64>,
-        [Option<f64>; 7],
+        [Option<f64>; 9],
     );
     let fit_of = |&(slot, transactions): &(usize, bool)| -> Fit {
         let g = group(slot);
         if transactions {
             match &g.transactions {
-                None => (false, None, None, None, [None; 7]),
+                None => (false, None, None, None, [None; 9]),
                 Some(f) => {
-                    let m = match f.model {
-                        Transactions::BgNbd(m) | Transactions::MbgNbd(btyd::MbgNbd(m)) => m,
-                    };
                     // A fit that did not converge has no estimate to show.
-                    let p = if f.converged {
-                        [
-                            Some(m.r),
-                            Some(m.alpha),
-                            Some(m.a),
-                            Some(m.b),
-                            None,
-                            None,
-                            None,
-                        ]
-                    } else {
-                        [None; 7]
+                    let p = match f.model {
+                        _ if !f.converged => [None; 9],
+                        Transactions::BgNbd(m) | Transactions::MbgNbd(btyd::MbgNbd(m)) => {
+                            let p = [m.r, m.alpha, m.a, m.b];
+                            std::array::from_fn(|i| p.get(i).copied())
+                        }
+                        Transactions::ParetoNbd(m) => {
+                            let p = [
+                                Some(m.r),
+                                Some(m.alpha),
+                                None,
+                                None,
+                                Some(m.s),
+                                Some(m.beta),
+                            ];
+                            std::array::from_fn(|i| p.get(i).copied().flatten())
+                        }
                     };
                     (
                         true,
@@ -338,13 +341,23 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
             }
         } else {
             match &g.spend {
-                None => (false, None, None, None, [None; 7]),
+                None => (false, None, None, None, [None; 9]),
                 Some(f) => {
                     let m = f.model;
                     let p = if f.converged {
-                        [None, None, None, None, Some(m.p), Some(m.q), Some(m.v)]
+                        [
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            Some(m.p),
+                            Some(m.q),
+                            Some(m.v),
+                        ]
                     } else {
-                        [None; 7]
+                        [None; 9]
                     };
                     (
                         true,
@@ -371,7 +384,6 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
             fits_.iter().map(|f| f.4[i]).collect::<Vec<_>>(),
         ))
     };
-    let nulls_f = || arc(Float64Array::from(vec![None::<f64>; rows.len()]));
     let cols = vec![
         (
             "segment_by",
@@ -435,11 +447,11 @@ pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array
         ("alpha", param(1)),
         ("a", param(2)),
         ("b", param(3)),
-        ("s", nulls_f()),
-        ("beta", nulls_f()),
-        ("p", param(4)),
-        ("q", param(5)),
-        ("v", param(6)),
+        ("s", param(4)),
+        ("beta", param(5)),
+        ("p", param(6)),
+        ("q", param(7)),
+        ("v", param(8)),
         (
             "time_unit_days",
             arc(Float64Array::from(vec![s.unit_days; rows.len()])),
