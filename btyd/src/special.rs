@@ -1,6 +1,9 @@
-//! The few special functions the models need beyond `statrs` (ln Γ, ψ): a stable log-sum-exp
-//! and the Gaussian hypergeometric series 2F1, which no maintained pure-Rust crate offers (the
-//! bindings that do need the C GSL or BLAS/LAPACK).
+//! The few special functions the models need beyond `statrs` (ln Γ, ψ): a stable log-sum-exp,
+//! the Gaussian hypergeometric series 2F1, which no maintained pure-Rust crate offers (the
+//! bindings that do need the C GSL or BLAS/LAPACK), and a 16-point Gauss–Legendre rule (the
+//! crate that offers one brings nalgebra along for sixteen constants).
+
+use std::sync::OnceLock;
 
 /// ln(e^a + e^b) without overflow.
 pub(super) fn log_add_exp(a: f64, b: f64) -> f64 {
@@ -9,6 +12,37 @@ pub(super) fn log_add_exp(a: f64, b: f64) -> f64 {
         return hi;
     }
     hi + (lo - hi).exp().ln_1p()
+}
+
+/// Nodes and weights of the 16-point Gauss–Legendre rule on [−1, 1], which integrates
+/// polynomials up to degree 31 exactly: the roots of the Legendre polynomial P₁₆ by Newton's
+/// method from Tricomi's first guesses cos(π(k − ¼)/(n + ½)), and w = 2 / ((1 − x²) P₁₆'(x)²).
+pub(super) fn gauss_legendre_16() -> &'static [(f64, f64); 16] {
+    static RULE: OnceLock<[(f64, f64); 16]> = OnceLock::new();
+    RULE.get_or_init(|| {
+        const N: usize = 16;
+        let mut rule = [(0.0, 0.0); N];
+        for (k, slot) in rule.iter_mut().enumerate() {
+            let mut x = (std::f64::consts::PI * (k as f64 + 0.75) / (N as f64 + 0.5)).cos();
+            let mut derivative = 0.0;
+            for _ in 0..100 {
+                // P_n(x) by the three-term recurrence, and P_n'(x) from P_n and P_{n−1}.
+                let (mut p0, mut p1) = (1.0, x);
+                for j in 2..=N {
+                    let j = j as f64;
+                    (p0, p1) = (p1, ((2.0 * j - 1.0) * x * p1 - (j - 1.0) * p0) / j);
+                }
+                derivative = N as f64 * (x * p1 - p0) / (x * x - 1.0);
+                let step = p1 / derivative;
+                x -= step;
+                if step.abs() < 1e-16 {
+                    break;
+                }
+            }
+            *slot = (x, 2.0 / ((1.0 - x * x) * derivative * derivative));
+        }
+        rule
+    })
 }
 
 /// Terms summed at most: the series' terms shrink like z^k once k exceeds the parameters, so
@@ -41,6 +75,8 @@ pub(super) fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
 /// derivatives in b, c and z: [F, ∂F/∂b, ∂F/∂c, ∂F/∂z]. With b < c every term is smaller than
 /// the last, so the sum stops at the first term that no longer changes any of the four.
 /// Term k's derivatives are term × Σ_{j<k} 1/(b+j), −term × Σ_{j<k} 1/(c+j) and k × term / z.
+/// The Pareto/NBD tests check its quadrature against this closed form.
+#[cfg(test)]
 pub(super) fn hyp2f1_unit(b: f64, c: f64, z: f64) -> [f64; 4] {
     debug_assert!((0.0..1.0).contains(&z) && b > 0.0 && b < c);
     // Term k without its last factor z (so ∂/∂z needs no division by z).
@@ -72,6 +108,7 @@ pub(super) fn hyp2f1_unit(b: f64, c: f64, z: f64) -> [f64; 4] {
 
 /// Terms of `hyp2f1_unit` summed at most: its terms shrink at least like z^k, and faster by
 /// k^(b−c); at z = 0.999 and c − b = 1 that takes ~45,000 terms to reach 1e-17.
+#[cfg(test)]
 const MAX_UNIT_TERMS: usize = 200_000;
 
 #[cfg(test)]
@@ -95,6 +132,26 @@ mod tests {
         let (b, c, z) = (1.5, 4.0, 0.5);
         let want = 1.0 - 2.0 * b * z / c + b * (b + 1.0) * z * z / (c * (c + 1.0));
         assert!((hyp2f1(-2.0, b, c, z) - want).abs() < 1e-15);
+    }
+
+    #[test]
+    fn gauss_legendre_integrates_polynomials_to_degree_31() {
+        let rule = gauss_legendre_16();
+        // ∫_{−1}^{1} x^k dx = 2 / (k + 1) for even k, 0 for odd k.
+        for k in 0..32 {
+            let got: f64 = rule.iter().map(|(x, w)| w * x.powi(k)).sum();
+            let want = if k % 2 == 0 {
+                2.0 / f64::from(k + 1)
+            } else {
+                0.0
+            };
+            assert!((got - want).abs() < 1e-14, "x^{k}: {got} vs {want}");
+        }
+        // Distinct nodes inside (−1, 1), positive weights.
+        for pair in rule.windows(2) {
+            assert!(pair[0].0 > pair[1].0, "{pair:?}");
+        }
+        assert!(rule.iter().all(|(x, w)| x.abs() < 1.0 && *w > 0.0));
     }
 
     #[test]

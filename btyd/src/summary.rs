@@ -85,7 +85,7 @@ impl Summary {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::{fit, BgNbd, GammaGamma};
+    use super::super::{fit, BgNbd, GammaGamma, ParetoNbd};
     use super::*;
 
     /// (frequency, recency, T, repeat revenue) of a customer, consistent with each other.
@@ -129,6 +129,7 @@ mod tests {
                 pool.install(|| {
                     (
                         bits(&fit::<BgNbd>(&merged.triples(7.0), 0.0)),
+                        bits(&fit::<ParetoNbd>(&merged.triples(7.0), 0.0)),
                         bits(&fit::<GammaGamma>(&merged.spend(0.01), 0.0)),
                     )
                 })
