@@ -70,8 +70,19 @@ pub(super) fn publish_computed(
             Table::from_name(name).is_some_and(|t| !selected.has(t))
         })
     };
+    // A selected table without rows here (models with predictions off) loses the partition an
+    // earlier run of this date wrote, so no reader finds fits the manifest does not list.
+    let retired: Vec<Table> = Table::ALL
+        .into_iter()
+        .filter(|t| selected.has(*t) && !data.iter().any(|(name, _)| name == t))
+        .collect();
     let staged = timings.time("write", || {
-        sink::stage(&prep.output, &publish_options(cfg, &as_of_s, run_id), &data)
+        sink::stage(
+            &prep.output,
+            &publish_options(cfg, &as_of_s, run_id),
+            &data,
+            &retired,
+        )
     })?;
     timings
         .0

@@ -62,18 +62,22 @@ pub(crate) enum Staged {
 }
 
 /// Writes every table to the output (local: staged and swapped in; object store: uploaded under
-/// run-scoped names). Nothing is complete until [`Staged::finish`] writes the manifest.
+/// run-scoped names), and takes out the partition of this date of each `retired` table (one this
+/// run has no rows for and does not keep, e.g. `models` after predictions were turned off), so
+/// no reader sees a table the manifest does not list. Nothing is complete until
+/// [`Staged::finish`] writes the manifest.
 pub(crate) fn stage(
     output: &Location,
     opts: &PublishOptions<'_>,
     tables: &[(Table, TableData<'_>)],
+    retired: &[Table],
 ) -> Result<Staged, SinkError> {
     match output {
         Location::Local(root) => Ok(Staged::Local(
             root.clone(),
-            publish::publish(root, opts, tables)?,
+            publish::publish(root, opts, tables, retired)?,
         )),
-        Location::Remote(r) => Ok(Staged::Remote(remote::upload(r, opts, tables)?)),
+        Location::Remote(r) => Ok(Staged::Remote(remote::upload(r, opts, tables, retired)?)),
     }
 }
 

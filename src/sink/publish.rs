@@ -2,7 +2,8 @@
 //! (readers skip `_`-prefixed folders), then a journal naming the run, the date and the tables is
 //! written there, then each table's staged partition folder is swapped with the live
 //! `{table}/as_of=D` folder by an atomic `renameat2(RENAME_EXCHANGE)` (plain rename when the
-//! partition is new), then the manifest is written, then the replaced folders are deleted. A
+//! partition is new), a retired table's partition (one the run has no rows for) is moved into
+//! staging, then the manifest is written, then the replaced folders are deleted. A
 //! failure before the manifest swaps every table back, so readers see either the old partition
 //! set or the new one, never a half-written folder. A process killed between the first swap and
 //! the manifest (SIGKILL, a second SIGTERM, a crash) leaves its journal: the next run, once it
@@ -32,6 +33,10 @@ struct Journal {
     /// Partition folders relative to the output root (`customers/as_of=D`); the staged one is
     /// the same path under the run's staging folder.
     partitions: Vec<String>,
+    /// Partition folders the run takes out (tables it retires), moved to the same path under
+    /// its staging folder.
+    #[serde(default)]
+    retired: Vec<String>,
 }
 
 /// Called by `lock::acquire` with the lock held, so no other run can be writing: finishes or
@@ -109,6 +114,13 @@ fn finish_interrupted(root: &Path, staging: &Path, j: &Journal) -> Result<(), Si
         result.map_err(|e| super::io(&live, e))?;
         restored += 1;
     }
+    for partition in &j.retired {
+        let (live, staged) = (root.join(partition), staging.join(partition));
+        if staged.exists() && !live.exists() {
+            std::fs::rename(&staged, &live).map_err(|e| super::io(&live, e))?;
+            restored += 1;
+        }
+    }
     warn!(run_id = %j.run_id, as_of = %j.as_of, tables = restored, "Rolled back the publish of a run killed before writing its manifest: the previous partitions are live again.");
     Ok(())
 }
@@ -119,6 +131,8 @@ pub(crate) struct Published {
     staging: PathBuf,
     /// (live partition, staged folder that now holds the old one, whether an old one existed).
     swapped: Vec<(PathBuf, PathBuf, bool)>,
+    /// (live partition taken out, the staged folder that now holds it).
+    retired: Vec<(PathBuf, PathBuf)>,
     pub tables: Vec<(String, TableEntry)>,
 }
 
@@ -128,12 +142,14 @@ pub(crate) fn publish(
     root: &Path,
     opts: &PublishOptions<'_>,
     tables: &[(crate::schema::Table, TableData<'_>)],
+    retired: &[crate::schema::Table],
 ) -> Result<Published, SinkError> {
     let staging = root.join(STAGING).join(opts.run_id);
     std::fs::create_dir_all(&staging).map_err(|e| super::io(&staging, e))?;
     let mut published = Published {
         staging: staging.clone(),
         swapped: Vec::new(),
+        retired: Vec::new(),
         tables: Vec::new(),
     };
     let partition = format!("as_of={}", opts.as_of);
@@ -189,6 +205,10 @@ pub(crate) fn publish(
             .iter()
             .map(|(name, _)| format!("{name}/{partition}"))
             .collect(),
+        retired: retired
+            .iter()
+            .map(|name| format!("{name}/{partition}"))
+            .collect(),
     };
     if let Err(e) = write_journal(&staging, &journal) {
         published.rollback();
@@ -209,8 +229,24 @@ pub(crate) fn publish(
             }
         }
     }
+    for rel in &journal.retired {
+        let (live, staged) = (root.join(rel), staging.join(rel));
+        if !live.exists() {
+            continue;
+        }
+        let result = std::fs::create_dir_all(staged.parent().unwrap_or(&staging))
+            .and_then(|_| std::fs::rename(&live, &staged))
+            .map_err(|e| super::io(&live, e));
+        match result {
+            Ok(()) => published.retired.push((live, staged)),
+            Err(e) => {
+                published.rollback();
+                return Err(e);
+            }
+        }
+    }
     crate::testhook::hold(&format!("publish:swapped:{}", published.swapped.len()));
-    info!(tables = published.tables.len(), partition = %partition, "Swapped partitions into place.");
+    info!(tables = published.tables.len(), retired = published.retired.len(), partition = %partition, "Swapped partitions into place.");
     Ok(published)
 }
 
@@ -238,8 +274,13 @@ impl Published {
         remove_if_empty(self.staging.parent());
     }
 
-    /// Puts every swapped table back as it was, then deletes the staging folder.
+    /// Puts every swapped or retired table back as it was, then deletes the staging folder.
     pub(crate) fn rollback(mut self) {
+        for (live, staged) in self.retired.drain(..) {
+            if let Err(e) = std::fs::rename(&staged, &live) {
+                warn!(path = %live.display(), error = %e, "Could not restore the previous partition.");
+            }
+        }
         for (live, staged, existed) in self.swapped.drain(..).rev() {
             let result = if existed {
                 exchange(&staged, &live).map(|_| ())

@@ -34,7 +34,8 @@ struct Journal {
     as_of: String,
     /// Keys relative to the output root of every file the run uploads.
     files: Vec<String>,
-    /// Partition prefixes relative to the output root (`customers/as_of=D`).
+    /// Partition prefixes relative to the output root (`customers/as_of=D`), the retired ones
+    /// included: the files there that the run's manifest does not list go once it is written.
     partitions: Vec<String>,
 }
 
@@ -128,6 +129,8 @@ pub(crate) struct Uploaded {
     as_of: String,
     uploaded: Vec<ObjPath>,
     pub tables: Vec<(String, TableEntry)>,
+    /// Partitions of tables this run retires: emptied once the manifest is written.
+    retired: Vec<String>,
 }
 
 fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::Error) -> SinkError {
@@ -142,6 +145,7 @@ pub(crate) fn upload(
     remote: &Remote,
     opts: &PublishOptions<'_>,
     tables: &[(crate::schema::Table, TableData<'_>)],
+    retired: &[crate::schema::Table],
 ) -> Result<Uploaded, SinkError> {
     let tmp = tempfile::tempdir().map_err(|e| super::io(&std::env::temp_dir(), e))?;
     let mut up = Uploaded {
@@ -150,6 +154,10 @@ pub(crate) fn upload(
         as_of: opts.as_of.to_string(),
         uploaded: Vec::new(),
         tables: Vec::new(),
+        retired: retired
+            .iter()
+            .map(|name| format!("{name}/as_of={}", opts.as_of))
+            .collect(),
     };
     let partition = format!("as_of={}", opts.as_of);
     let journal = Journal {
@@ -171,6 +179,7 @@ pub(crate) fn upload(
         partitions: tables
             .iter()
             .map(|(name, _)| format!("{name}/{partition}"))
+            .chain(up.retired.iter().cloned())
             .collect(),
     };
     let jkey = journal_key(remote, opts.run_id);
@@ -361,12 +370,14 @@ impl Uploaded {
         }
     }
 
-    /// Deletes the files of each partition that the new manifest does not list.
+    /// Deletes the files of each partition that the new manifest does not list, and the files
+    /// of the retired partitions.
     fn remove_replaced(&self) {
         let partitions: Vec<String> = self
             .tables
             .iter()
             .map(|(_, e)| e.partition.clone())
+            .chain(self.retired.iter().cloned())
             .collect();
         remove_unlisted(&self.remote, &partitions, &self.uploaded);
     }

@@ -189,6 +189,18 @@ fn s3_to_s3_equals_local_with_globs_and_hive() {
         manifest["inputs"][0]["size"],
         std::fs::metadata(ws.path("tx.csv")).unwrap().len()
     );
+    // Rerun with predictions off: the date's models files go with the publish.
+    let models = format!("out/models/as_of={AS_OF}");
+    assert!(!list(&store, &models).is_empty());
+    ok(&run(
+        &ws,
+        "s3://cv-test/in/tx.csv",
+        "s3://cv-test/out",
+        &s3_env(&moto),
+        "[predict]\nenabled = false\n",
+    ));
+    assert_eq!(list(&store, &models), vec![]);
+    assert!(self::manifest(&store)["tables"].get("models").is_none());
 
     // The same rows split by region into Hive folders, read by glob and by prefix: region comes
     // from the folder names, so the all-segment tables equal the local run's.

@@ -362,6 +362,56 @@ fn predictions_off_means_null_columns_and_no_models_table() {
     assert!(m["tables"].get("models").is_none(), "{m}");
 }
 
+/// FIXTURE_A run as of 2024-04-15 with predictions on, then the config switched to `off`.
+fn fixture_a_published_with_predictions_then_switched_off() -> Workspace {
+    let ws = Workspace::new();
+    ws.write("tx.csv", FIXTURE_A);
+    ws.config(&["tx.csv"], DEFAULT_COLUMNS, "period = \"month\"", "");
+    ws.run_ok("2024-04-15");
+    assert!(ws.path("out/models/as_of=2024-04-15").exists());
+    assert!(ws.manifest("2024-04-15")["tables"].get("models").is_some());
+    ws.config(
+        &["tx.csv"],
+        DEFAULT_COLUMNS,
+        "period = \"month\"\n[predict]\nenabled = false",
+        "",
+    );
+    ws
+}
+
+#[test]
+fn rerunning_a_date_with_predictions_off_takes_its_models_out() {
+    // The rerun has no models rows; the earlier fits of the date must not stay where readers
+    // look, unlisted and contradicting the customers' null predictions.
+    let ws = fixture_a_published_with_predictions_then_switched_off();
+    ws.run_ok("2024-04-15");
+    assert!(!ws.path("out/models/as_of=2024-04-15").exists());
+    assert!(ws.manifest("2024-04-15")["tables"].get("models").is_none());
+    crate::util::assert_manifests_cover_the_files(&ws.path("out"));
+    // Killed after taking it out but before its manifest: the next run puts the date back
+    // as the previous manifest lists it, models included.
+    let ws = fixture_a_published_with_predictions_then_switched_off();
+    let before = ws.manifest("2024-04-15");
+    let args = [
+        "run",
+        "--config",
+        "config.toml",
+        "--as-of",
+        "2024-04-15",
+        "--no-progress",
+    ];
+    crate::util::Held::start(&ws, &args, &[], "publish:swapped:5").kill();
+    assert!(
+        !ws.path("out/models/as_of=2024-04-15").exists(),
+        "taken out"
+    );
+    let o = ws.run_ok("2024-03-31");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Rolled back the publish"));
+    assert_eq!(ws.manifest("2024-04-15"), before);
+    assert!(ws.path("out/models/as_of=2024-04-15").exists());
+    crate::util::assert_manifests_cover_the_files(&ws.path("out"));
+}
+
 #[test]
 fn bad_predict_settings_are_exit_2_naming_the_key() {
     let cases = [
