@@ -52,6 +52,13 @@ impl Model for BgNbd {
         obs.n
     }
 
+    fn scaled(obs: &Triple, factor: f64) -> Triple {
+        Triple {
+            n: obs.n * factor,
+            ..*obs
+        }
+    }
+
     /// ln L of one customer (FHL 2005, eq. 6):
     /// L = B(a, b+x)/B(a, b) · Γ(r+x)/Γ(r) · α^r / (α+T)^(r+x) plus, when x > 0,
     /// B(a+1, b+x−1)/B(a, b) · Γ(r+x)/Γ(r) · α^r / (α+t_x)^(r+x),
@@ -79,6 +86,13 @@ impl Model for MbgNbd {
 
     fn weight(obs: &Triple) -> f64 {
         obs.n
+    }
+
+    fn scaled(obs: &Triple, factor: f64) -> Triple {
+        Triple {
+            n: obs.n * factor,
+            ..*obs
+        }
     }
 
     /// ln L of one customer (Batislam et al. 2007):

@@ -43,6 +43,13 @@ impl Model for GammaGamma {
         obs.n
     }
 
+    fn scaled(obs: &Spend, factor: f64) -> Spend {
+        Spend {
+            n: obs.n * factor,
+            ..*obs
+        }
+    }
+
     /// ln L of one customer's mean value (the density of m̄ given x):
     /// lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln v + (px−1) ln m̄ + px ln x − (px+q) ln(v + x m̄),
     /// and its gradient in (ln p, ln q, ln v).
