@@ -88,7 +88,7 @@ pub(crate) fn write(
     let props = props
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(meta.row_group_rows)
+        .set_max_row_group_row_count(Some(meta.row_group_rows))
         .set_sorting_columns((!sorting.is_empty()).then_some(sorting))
         .set_created_by(format!("customer-value {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![
