@@ -1,7 +1,7 @@
 # Shared by the benchmark scripts (sourced after `cd` to the repository root): where things go,
 # the release build, the generated input, and the timing helper.
 cache="${CUSTOMER_VALUE_CACHE:-$HOME/.cache/customer-value}"
-target="${CARGO_TARGET_DIR:-$cache/target-release}"
+target="${CARGO_TARGET_DIR:-$cache/target}"  # the same build cache as .ci/run: no second polars build
 work="${CUSTOMER_VALUE_BENCH_DIR:-benches/work}"
 mkdir -p "$work"
 CARGO_TARGET_DIR="$target" cargo build --release --quiet
