@@ -52,13 +52,6 @@ impl Model for BgNbd {
         obs.n
     }
 
-    fn scaled(obs: &Triple, factor: f64) -> Triple {
-        Triple {
-            n: obs.n * factor,
-            ..*obs
-        }
-    }
-
     /// ln L of one customer (FHL 2005, eq. 6):
     /// L = B(a, b+x)/B(a, b) · Γ(r+x)/Γ(r) · α^r / (α+T)^(r+x) plus, when x > 0,
     /// B(a+1, b+x−1)/B(a, b) · Γ(r+x)/Γ(r) · α^r / (α+t_x)^(r+x),
@@ -86,13 +79,6 @@ impl Model for MbgNbd {
 
     fn weight(obs: &Triple) -> f64 {
         obs.n
-    }
-
-    fn scaled(obs: &Triple, factor: f64) -> Triple {
-        Triple {
-            n: obs.n * factor,
-            ..*obs
-        }
     }
 
     /// ln L of one customer (Batislam et al. 2007):
@@ -240,29 +226,8 @@ impl MbgNbd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{assert_gradient, fit};
+    use super::super::{assert_gradient, cdnow_triples, fit};
     use super::*;
-
-    /// The CDNOW summary published with the BG/NBD paper, as shipped in the `lifetimes` wheel
-    /// (`cdnow_customers_summary_with_transactions.csv`): x, t_x, T in weeks as of 1997-09-30,
-    /// and the mean value of the repeat transactions.
-    pub fn cdnow() -> Vec<(f64, f64, f64, f64)> {
-        include_str!("../tests/data/cdnow_customers_summary.csv")
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
-                (f[1], f[2], f[3], f[4])
-            })
-            .collect()
-    }
-
-    fn triples() -> Vec<Triple> {
-        cdnow()
-            .into_iter()
-            .map(|(x, t_x, t, _)| Triple { x, t_x, t, n: 1.0 })
-            .collect()
-    }
 
     const PUBLISHED: BgNbd = BgNbd {
         r: 0.243,
@@ -275,7 +240,7 @@ mod tests {
     fn cdnow_log_likelihood_at_the_published_parameters_is_the_published_one() {
         // FHL 2005, section 5: LL = −9582.4 at r 0.243, α 4.414, a 0.793, b 2.426 (the
         // parameters rounded to 3 decimals move it by less than 0.05).
-        let ll: f64 = triples()
+        let ll: f64 = cdnow_triples()
             .iter()
             .map(|c| PUBLISHED.log_likelihood(c).0)
             .sum();
@@ -284,7 +249,7 @@ mod tests {
 
     #[test]
     fn cdnow_fit_is_the_published_maximum() {
-        let data = triples();
+        let data = cdnow_triples();
         let fitted = fit::<BgNbd>(&data, 0.0);
         assert!(fitted.converged, "{fitted:?}");
         let m = fitted.model;
@@ -426,7 +391,7 @@ mod tests {
         // lifetimes 0.11.3's ModifiedBetaGeoFitter: on the CDNOW summary it finds r 0.524838,
         // α 6.182988, a 0.891356, b 1.614000; with params_ set to r 0.25, α 4.5, a 0.8, b 2.5
         // it gives these (x, t_x, T, h, E[purchases in h], P(alive)).
-        let fitted = fit::<MbgNbd>(&triples(), 0.0);
+        let fitted = fit::<MbgNbd>(&cdnow_triples(), 0.0);
         assert!(fitted.converged, "{fitted:?}");
         let MbgNbd(m) = fitted.model;
         for (got, want) in [

@@ -15,6 +15,15 @@ pub struct Spend {
     pub n: f64,
 }
 
+impl super::Scaled for Spend {
+    fn scaled(&self, factor: f64) -> Self {
+        Spend {
+            n: self.n * factor,
+            ..*self
+        }
+    }
+}
+
 /// The three parameters, all positive.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GammaGamma {
@@ -41,13 +50,6 @@ impl Model for GammaGamma {
 
     fn weight(obs: &Spend) -> f64 {
         obs.n
-    }
-
-    fn scaled(obs: &Spend, factor: f64) -> Spend {
-        Spend {
-            n: obs.n * factor,
-            ..*obs
-        }
     }
 
     /// ln L of one customer's mean value (the density of m̄ given x):
@@ -115,21 +117,14 @@ impl GammaGamma {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{assert_gradient, fit};
+    use super::super::{assert_gradient, cdnow, fit};
     use super::*;
 
     fn repeaters() -> Vec<Spend> {
-        include_str!("../tests/data/cdnow_customers_summary.csv")
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
-                (f[1] > 0.0).then_some(Spend {
-                    x: f[1],
-                    mean: f[4],
-                    n: 1.0,
-                })
-            })
+        cdnow()
+            .into_iter()
+            .filter(|&(x, ..)| x > 0.0)
+            .map(|(x, _, _, mean)| Spend { x, mean, n: 1.0 })
             .collect()
     }
 

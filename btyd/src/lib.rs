@@ -38,10 +38,24 @@ pub struct Triple {
     pub n: f64,
 }
 
+/// An observation that can stand for `factor` times as many customers (a fit's sample).
+pub trait Scaled: Copy {
+    fn scaled(&self, factor: f64) -> Self;
+}
+
+impl Scaled for Triple {
+    fn scaled(&self, factor: f64) -> Self {
+        Triple {
+            n: self.n * factor,
+            ..*self
+        }
+    }
+}
+
 /// A model fitted by maximum likelihood on log-parameters.
 pub trait Model: Sized + Copy + Send + Sync {
     /// What one observation (with its count) is.
-    type Obs: Sync;
+    type Obs: Sync + Scaled;
     /// Number of parameters (at most 4).
     const N: usize;
     fn from_log(p: &[f64]) -> Self;
@@ -49,8 +63,6 @@ pub trait Model: Sized + Copy + Send + Sync {
     fn to_log(&self) -> [f64; 4];
     /// How many customers the observation stands for.
     fn weight(obs: &Self::Obs) -> f64;
-    /// The observation standing for `factor` times as many customers.
-    fn scaled(obs: &Self::Obs, factor: f64) -> Self::Obs;
     /// ln L of one customer of the observation, and its gradient in the log-parameters (the
     /// first `N` entries).
     fn log_likelihood(&self, obs: &Self::Obs) -> (f64, [f64; 4]);
@@ -286,21 +298,12 @@ pub fn fit_from<M: Model>(data: &[M::Obs], penalizer: f64, start: &[f64]) -> Fit
         return fit_exactly(data, penalizer, start);
     }
     let k = data.len() / SAMPLE;
-    let sample: Vec<M::Obs> = data
-        .iter()
-        .step_by(k)
-        .map(|o| M::scaled(o, k as f64))
-        .collect();
+    let sample: Vec<M::Obs> = data.iter().step_by(k).map(|o| o.scaled(k as f64)).collect();
     let rough = fit_exactly::<M>(&sample, penalizer, start);
-    let moved = rough.log_likelihood.is_finite()
-        && rough.model.to_log()[..M::N]
-            .iter()
-            .all(|v| v.abs() < LOG_BOUND);
-    if moved {
-        fit_exactly(data, penalizer, &rough.model.to_log())
-    } else {
-        fit_exactly(data, penalizer, start)
-    }
+    let rough_start = rough.model.to_log();
+    let moved =
+        rough.log_likelihood.is_finite() && rough_start[..M::N].iter().all(|v| v.abs() < LOG_BOUND);
+    fit_exactly(data, penalizer, if moved { &rough_start } else { start })
 }
 
 /// Observations above which `fit_from` starts from a sample's estimate, and the sample's size.
@@ -355,6 +358,30 @@ fn fit_exactly<M: Model>(data: &[M::Obs], penalizer: f64, start: &[f64]) -> Fitt
         iterations,
         converged: stopped && flat && identified,
     }
+}
+
+/// The CDNOW summary published with the BG/NBD paper, as shipped in the `lifetimes` wheel
+/// (`cdnow_customers_summary_with_transactions.csv`): x, t_x, T in weeks as of 1997-09-30,
+/// and the mean value of the repeat transactions.
+#[cfg(test)]
+fn cdnow() -> Vec<(f64, f64, f64, f64)> {
+    include_str!("../tests/data/cdnow_customers_summary.csv")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
+            (f[1], f[2], f[3], f[4])
+        })
+        .collect()
+}
+
+/// CDNOW's customers as (x, t_x, T) triples of one customer each.
+#[cfg(test)]
+fn cdnow_triples() -> Vec<Triple> {
+    cdnow()
+        .into_iter()
+        .map(|(x, t_x, t, _)| Triple { x, t_x, t, n: 1.0 })
+        .collect()
 }
 
 /// Checks a model's analytic gradient at `logp` against central differences of its

@@ -38,13 +38,6 @@ impl Model for ParetoNbd {
         obs.n
     }
 
-    fn scaled(obs: &Triple, factor: f64) -> Triple {
-        Triple {
-            n: obs.n * factor,
-            ..*obs
-        }
-    }
-
     fn log_likelihood(&self, obs: &Triple) -> (f64, [f64; 4]) {
         self.terms(&XTerms::new(self, obs.x), obs).ll
     }

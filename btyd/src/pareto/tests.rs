@@ -1,25 +1,9 @@
 //! Pareto/NBD against the published CDNOW fit, lifetimes, its closed form and the integral.
 
 use super::super::special::hyp2f1_unit;
-use super::super::{assert_gradient, fit};
+use super::super::{assert_gradient, cdnow_triples, fit};
 use super::*;
 use proptest::prelude::*;
-
-fn cdnow() -> Vec<Triple> {
-    include_str!("../../tests/data/cdnow_customers_summary.csv")
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
-            Triple {
-                x: f[1],
-                t_x: f[2],
-                t: f[3],
-                n: 1.0,
-            }
-        })
-        .collect()
-}
 
 const PUBLISHED: ParetoNbd = ParetoNbd {
     r: 0.553,
@@ -40,13 +24,16 @@ const ALPHA_ABOVE_BETA: ParetoNbd = ParetoNbd {
 fn cdnow_log_likelihood_at_the_published_parameters_is_the_published_one() {
     // Fader & Hardie's note and FHL 2005: LL = −9595.0 at r 0.553, α 10.58, s 0.606,
     // β 11.67 on all 2,357 customers.
-    let ll: f64 = cdnow().iter().map(|c| PUBLISHED.log_likelihood(c).0).sum();
+    let ll: f64 = cdnow_triples()
+        .iter()
+        .map(|c| PUBLISHED.log_likelihood(c).0)
+        .sum();
     assert!((ll - -9595.0).abs() < 0.05, "{ll}");
 }
 
 #[test]
 fn cdnow_fit_is_the_published_maximum() {
-    let fitted = fit::<ParetoNbd>(&cdnow(), 0.0);
+    let fitted = fit::<ParetoNbd>(&cdnow_triples(), 0.0);
     assert!(fitted.converged, "{fitted:?}");
     let m = fitted.model;
     // At least as good as the published optimum and the same one to its digits;
