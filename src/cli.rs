@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use clap::builder::BoolishValueParser;
+use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, ConfigError, Validated};
@@ -124,9 +124,15 @@ pub(crate) struct PublishArgs {
     /// Remove another run's lock on the output before starting (only when it is known dead).
     #[arg(long, env = "CUSTOMER_VALUE_FORCE_UNLOCK", value_parser = BoolishValueParser::new())]
     pub force_unlock: bool,
-    /// Tables to write, comma-separated (default: all five). The partitions of the others are
+    /// Tables to write, comma-separated (default: all six). The partitions of the others are
     /// left as they are for each date, and its manifest keeps listing them.
-    #[arg(long, value_enum, value_delimiter = ',', env = "CUSTOMER_VALUE_TABLES")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "CUSTOMER_VALUE_TABLES",
+        value_parser = PossibleValuesParser::new(crate::schema::Table::ALL.map(|t| t.name()))
+            .map(|name| crate::schema::Table::from_name(&name).expect("a listed table name"))
+    )]
     pub tables: Vec<crate::schema::Table>,
 }
 

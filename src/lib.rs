@@ -1,25 +1,20 @@
 //! customer-value: transaction exports in, customer-value tables (customers, retention, cohorts,
-//! ltv, rejects) and a run manifest out. The modules follow the pipeline:
-//! config → source (read + normalize) → orders → metrics (one file per table) → sink.
+//! ltv, rejects, models) and a run manifest out. This crate is the command-line job: it finds
+//! and reads the inputs (source: polars, object stores), runs the computation of
+//! `customer-value-core` (config, orders, metrics, compute) and publishes the tables (sink).
 //!
-//! The public surface is the engine-agnostic [`api`]: fold Arrow lines of one customer partition
-//! into a [`Partial`], merge partials, finish the tables. Everything else is the command-line
-//! job and private to the crate.
+//! The public surface is the core's engine-agnostic [`api`], re-exported: fold Arrow lines of
+//! one customer partition into a [`Partial`], merge partials, finish the tables. Everything
+//! else is private to the crate.
 
 #![warn(unreachable_pub)]
 
-pub mod api;
 mod cancel;
 mod cli;
-mod compute;
-mod config;
 mod error;
 mod generate;
 mod job;
-mod metrics;
-mod orders;
 mod progress;
-mod schema;
 mod signals;
 mod sink;
 mod source;
@@ -27,9 +22,12 @@ mod storage;
 mod testhook;
 #[cfg(test)]
 mod tests;
-mod time;
 
-pub use api::{ApiError, Computation, Config, ConfigError, Partial, PartialBatches, Table, Tables};
+pub use customer_value_core::api;
+use customer_value_core::{compute, config, metrics, orders, schema, time};
+pub use customer_value_core::{
+    ApiError, Computation, Config, ConfigError, Partial, PartialBatches, Table, Tables,
+};
 use error::{Error, Result};
 
 /// The `customer-value` binary's entry point (`src/main.rs` adds only the allocator).

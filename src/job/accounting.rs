@@ -29,7 +29,11 @@ pub(super) struct DateView {
 
 /// Row accounting of every date (cutoffs ascending) in one pass over the lines: each line is
 /// counted at the first date whose cutoff is after it, then counts accumulate over the dates.
-pub(super) fn date_views(ing: &Ingested, cutoffs: &[i64]) -> Vec<DateView> {
+pub(super) fn date_views(
+    ing: &Ingested,
+    spill: Option<&source::spill::Spill>,
+    cutoffs: &[i64],
+) -> Vec<DateView> {
     let n_files = ing.stats.files.len();
     // used[file][k]: lines of `file` first seen at date k (counted as they were spilled, when
     // they were: the spill was given the same cutoffs).
@@ -37,7 +41,7 @@ pub(super) fn date_views(ing: &Ingested, cutoffs: &[i64]) -> Vec<DateView> {
     let mut newest = vec![None; cutoffs.len()];
     // Every line kept is before the last cutoff, and the earliest is before any cutoff a
     // line is before: one earliest serves every date that has lines.
-    let earliest = match &ing.spill {
+    let earliest = match spill {
         Some(spill) => {
             for (u, s) in used.iter_mut().zip(&spill.used) {
                 u.copy_from_slice(s);
@@ -146,7 +150,7 @@ pub(super) fn check(cfg: &Validated, ing: &Ingested, as_of: NaiveDate, v: &DateV
     if let Some((file, row)) = &ing.money_overflow_at {
         return Err(Error::Quality(format!(
             "input file {file}: row {row}: the absolute amounts and costs of the rows up to it add up to more than {} minor units, beyond what money sums can hold exactly; check the amounts and input.amount_decimals",
-            source::normalize::MONEY_ABS_LIMIT
+            source::MONEY_ABS_LIMIT
         )));
     }
     if v.reject_ratio > cfg.config.input.max_reject_ratio {

@@ -65,7 +65,7 @@ pub(crate) fn backfill(
         .map(|d| date_to_local_micros(*d + Duration::days(1)))
         .collect();
     let mut prep = prepare(cfg, &cutoffs, opts.progress)?;
-    let views = date_views(&prep.ingested, &cutoffs);
+    let views = date_views(&prep.ingested, prep.spill.as_ref(), &cutoffs);
     check_all(cfg, &prep, dates, &views)?;
     build_orders(&mut prep, &cutoffs);
     crate::cancel::check()?;
@@ -80,7 +80,7 @@ pub(crate) fn backfill(
         Ok(summary)
     };
     let work = dates.iter().copied().zip(views);
-    let out = if prep.ingested.spill.is_some() {
+    let out = if prep.spill.is_some() {
         spilled(cfg, &prep, work, &run_id, opts, &publish)?
     } else {
         pipelined(cfg, &prep, work, &run_id, opts, &publish)?

@@ -117,6 +117,9 @@ impl Timings {
 struct Prepared {
     pub(super) output: Location,
     pub(super) ingested: Ingested,
+    /// Where the lines went when the input is larger than memory (`ingested.lines` is then
+    /// empty).
+    pub(super) spill: Option<source::spill::Spill>,
     /// Orders built once for the last date; every date sees them `at` its own cutoff.
     pub(super) orders: orders::Orders,
     pub(super) spend: Option<source::spend::Spend>,
@@ -151,7 +154,7 @@ pub(crate) fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
     info!(as_of_source, "Starting run.");
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let mut prep = prepare(cfg, &[cutoff], opts.progress)?;
-    let view = date_views(&prep.ingested, &[cutoff]).remove(0);
+    let view = date_views(&prep.ingested, prep.spill.as_ref(), &[cutoff]).remove(0);
     check(cfg, &prep.ingested, as_of, &view)?;
     build_orders(&mut prep, &[cutoff]);
     crate::cancel::check()?;
@@ -173,7 +176,7 @@ pub(crate) fn run(cfg: &Validated, opts: &RunOptions) -> Result<RunSummary> {
 /// are taken before this.
 fn build_orders(prep: &mut Prepared, cutoffs: &[i64]) {
     let ing = &prep.ingested;
-    if ing.spill.is_some() {
+    if prep.spill.is_some() {
         // Spilled lines are built into orders one partition at a time, per date.
         return;
     }
@@ -213,7 +216,7 @@ pub(crate) fn validate(cfg: &Validated, as_of: Option<NaiveDate>) -> Result<Vali
     let as_of = as_of.unwrap_or_else(|| default_as_of(cfg.tz));
     let cutoff = date_to_local_micros(as_of + Duration::days(1));
     let prep = prepare(cfg, &[cutoff], false)?;
-    let view = date_views(&prep.ingested, &[cutoff]).remove(0);
+    let view = date_views(&prep.ingested, prep.spill.as_ref(), &[cutoff]).remove(0);
     check(cfg, &prep.ingested, as_of, &view)?;
     Ok(Validation {
         as_of,

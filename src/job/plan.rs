@@ -96,7 +96,7 @@ pub(super) fn read_all(
     cutoffs: &[i64],
     partitions: usize,
     opts: IngestOptions,
-) -> Result<source::Ingested, source::SourceError> {
+) -> Result<(source::Ingested, Option<source::spill::Spill>), source::SourceError> {
     let spill_dir = (partitions > 1).then(|| {
         let dir = match cfg.config.engine.spill_dir.as_str() {
             "" => std::env::temp_dir(),
@@ -145,7 +145,8 @@ pub(super) fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Resul
         zone: Zone::new(cfg.tz),
         progress,
     };
-    let ingested = timings.time("read", || read_all(cfg, &files, cutoffs, partitions, opts))?;
+    let (ingested, spill) =
+        timings.time("read", || read_all(cfg, &files, cutoffs, partitions, opts))?;
     let st = &ingested.stats;
     info!(
         rows_read = st.rows_read,
@@ -157,6 +158,7 @@ pub(super) fn prepare(cfg: &Validated, cutoffs: &[i64], progress: bool) -> Resul
     Ok(Prepared {
         output,
         ingested,
+        spill,
         orders: orders::Orders::default(),
         spend,
         timings,

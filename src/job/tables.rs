@@ -41,6 +41,8 @@ pub(super) struct SpilledParts<'a> {
 }
 
 impl compute::Partitions for SpilledParts<'_> {
+    type Error = crate::Error;
+
     fn count(&self) -> usize {
         self.spill.partitions()
     }
@@ -48,8 +50,8 @@ impl compute::Partitions for SpilledParts<'_> {
     fn each(
         &self,
         cutoffs: &[i64],
-        f: &mut (dyn FnMut(usize, &orders::Orders) -> Result<()> + Send),
-    ) -> Result<()> {
+        f: &mut compute::EachPartition<'_, Self::Error>,
+    ) -> Result<(), Self::Error> {
         let n = self.count();
         crate::cancel::check()?;
         let read = |p: usize| self.spill.read(p).map_err(source::SourceError::Spill);
@@ -95,19 +97,19 @@ pub(super) fn compute_dates(
     let started = Utc::now();
     let t0 = Instant::now();
     let mut timings = prep.timings.clone();
-    let spilled = ing.spill.as_ref().map(|spill| SpilledParts {
+    let spilled = prep.spill.as_ref().map(|spill| SpilledParts {
         spill,
         n_local: ing.customers.len().div_ceil(spill.partitions()),
         n_dims: ing.segments.len(),
         seg_rank: ing.segment_ranks(),
     });
-    let in_memory = compute::InMemory(&prep.orders);
-    let parts: &dyn compute::Partitions = match &spilled {
+    let in_memory = compute::InMemory::new(&prep.orders);
+    let parts: &dyn compute::Partitions<Error = crate::Error> = match &spilled {
         Some(s) => s,
         None => &in_memory,
     };
     // An order's time is its earliest line's, so the earliest order is the earliest line.
-    let earliest = match &ing.spill {
+    let earliest = match &prep.spill {
         Some(spill) => spill.earliest,
         None => prep.orders.earliest,
     };
@@ -141,7 +143,7 @@ pub(super) fn compute_dates(
         }
         let opts = publish_options(cfg, &as_of_s[d], run_id);
         let batch = metrics::customers::table(rows, ing, &ctxs[d]);
-        let spill = ing.spill.as_ref().expect("partitions come from a spill");
+        let spill = prep.spill.as_ref().expect("partitions come from a spill");
         let path = spill
             .dir()
             .join(format!("customers-{}-{p:05}.parquet", as_of_s[d]));

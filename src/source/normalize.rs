@@ -24,11 +24,6 @@ use super::{
 /// Lines held in memory before they are moved to the spill (about 60 bytes each).
 pub(crate) const SPILL_CHUNK: usize = 1 << 22;
 
-/// Sum of |amount| + |cost| over all lines that every money sum of the job stays within: any
-/// sum the tables hold (an order, a customer, a period, a segment) adds a subset of those lines,
-/// so none can overflow the i64 minor units it is kept in.
-pub(crate) const MONEY_ABS_LIMIT: u128 = i64::MAX as u128;
-
 /// Rows of a local Parquet file, from its footer; None for other files, and when the footer
 /// cannot be read (the scan then reports the file's problem).
 fn parquet_rows(file: &InputFile) -> Option<usize> {
@@ -40,7 +35,7 @@ fn parquet_rows(file: &InputFile) -> Option<usize> {
     usize::try_from(reader.metadata().file_metadata().num_rows()).ok()
 }
 
-/// Reads every file and returns the normalized lines, rejects and accounting.
+/// Reads every file and returns the normalized lines, rejects and accounting, and the spill.
 ///
 /// With a `spill`, lines are moved to it in chunks of [`SPILL_CHUNK`] as they are read, so
 /// memory holds one chunk besides the dictionaries; the returned `lines` are then empty.
@@ -49,16 +44,17 @@ pub(crate) fn ingest(
     cfg: &Validated,
     opts: IngestOptions,
     spill: Option<Spill>,
-) -> Result<Ingested, SourceError> {
+) -> Result<(Ingested, Option<Spill>), SourceError> {
     let n_dims = cfg.config.input.columns.segments.len();
     let n_files = files.len();
     let state = Arc::new(Mutex::new(State {
         out: Ingested {
             segments: (0..n_dims).map(|_| Dict::default()).collect(),
             has_cost: cfg.config.input.columns.cost.is_some(),
-            spill,
+            spilled: spill.is_some(),
             ..Default::default()
         },
+        spill,
         error: None,
     }));
     {
@@ -67,7 +63,7 @@ pub(crate) fn ingest(
         // outgrew its block (100M lines: a quarter of the read stage's page faults were such
         // copies).
         let mut st = state.lock().expect("ingest state");
-        if st.out.spill.is_none() {
+        if st.spill.is_none() {
             let rows: usize = files.iter().filter_map(parquet_rows).sum();
             let columns = &cfg.config.input.columns;
             st.out.lines.reserve(
@@ -91,8 +87,8 @@ pub(crate) fn ingest(
         })?
         .into_inner()
         .expect("ingest state");
-    let mut out = st.out;
-    if let Some(spill) = out.spill.as_mut() {
+    let (mut out, mut spill) = (st.out, st.spill);
+    if let Some(spill) = spill.as_mut() {
         spill
             .flush(&mut out.lines, n_files, n_dims)
             .and_then(|_| spill.finish())
@@ -113,7 +109,7 @@ pub(crate) fn ingest(
         s.rows_read,
         s.rows_used + s.rows_rejected + s.rows_after_as_of
     );
-    Ok(out)
+    Ok((out, spill))
 }
 
 /// Reads file number `fi` into the state, batch by batch.
@@ -224,7 +220,7 @@ fn on_batch(
         return false;
     }
     let out = &mut st.out;
-    if let Some(spill) = out.spill.as_mut() {
+    if let Some(spill) = st.spill.as_mut() {
         if out.lines.len() >= SPILL_CHUNK {
             if let Err(e) = spill.flush(&mut out.lines, n_files, kinds.n_dims) {
                 st.error = Some(SourceError::Spill(e));
@@ -242,6 +238,7 @@ fn on_batch(
 
 struct State {
     out: Ingested,
+    spill: Option<Spill>,
     error: Option<SourceError>,
 }
 
@@ -263,10 +260,10 @@ fn process_batch(
     let (stretches, outcomes) = classify(&pieces, kinds, ctx);
     // Merge: rejects and counts first; customer and order ids are interned in parallel per
     // customer shard; then the appends.
-    let State { out, .. } = st;
+    let State { out, spill, .. } = st;
     let used = account(out, &pieces, &stretches, &outcomes, ctx)?;
     // Lines already spilled count too: keys of lines without an order_id stay unique.
-    let first_line = out.spill.as_ref().map_or(0, |s| s.lines) + out.lines.cust.len() as u64;
+    let first_line = spill.as_ref().map_or(0, |s| s.lines) + out.lines.cust.len() as u64;
     let ids = intern(&mut out.customers, &pieces, &used, first_line);
     append(out, &pieces, &used, ids, kinds, ctx);
     debug!(rows = n, pieces = pieces.len(), "Normalized batch.");
@@ -346,7 +343,7 @@ fn account(
             Outcome::Used(u) => {
                 fstats.rows_used += 1;
                 out.money_abs += u.amount.unsigned_abs() as u128 + u.cost.unsigned_abs() as u128;
-                if out.money_abs > MONEY_ABS_LIMIT && out.money_overflow_at.is_none() {
+                if out.money_abs > super::MONEY_ABS_LIMIT && out.money_overflow_at.is_none() {
                     out.money_overflow_at = Some((
                         ctx.file_name.clone(),
                         ctx.records.line_of(piece.row_number(j)),

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use polars::prelude::*;
-use rustc_hash::FxHashMap;
 
 use super::parse::parse_money;
 use super::SourceError;
@@ -16,8 +15,7 @@ pub(crate) struct Spend {
     pub rows: Vec<(String, String, NaiveDate, i64)>,
 }
 
-/// Spend summed per (segment_by, segment, period position) of a frame.
-pub(crate) type SpendByPeriod = FxHashMap<(String, String, usize), i64>;
+pub(crate) use customer_value_core::source::SpendByPeriod;
 
 const COLUMNS: [&str; 4] = ["segment_by", "segment", "period_start", "spend"];
 
@@ -57,7 +55,7 @@ pub(crate) fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
         cols.push(s);
     }
     let mut out = Spend::default();
-    // Bounded like the lines' money (see `normalize::MONEY_ABS_LIMIT`): no sum of spend can
+    // Bounded like the lines' money (see `source::MONEY_ABS_LIMIT`): no sum of spend can
     // overflow.
     let mut abs_total: u128 = 0;
     for i in 0..df.height() {
@@ -72,10 +70,10 @@ pub(crate) fn read(path: &Path, decimals: u32) -> Result<Spend, SourceError> {
         let money = parse_money(get(3), decimals)
             .map_err(|_| err(format!("row {row}: spend '{}' is not a number", get(3))))?;
         abs_total += money.unsigned_abs() as u128;
-        if abs_total > super::normalize::MONEY_ABS_LIMIT {
+        if abs_total > super::MONEY_ABS_LIMIT {
             return Err(err(format!(
                 "row {row}: the spend up to this row adds up to more than {} minor units",
-                super::normalize::MONEY_ABS_LIMIT
+                super::MONEY_ABS_LIMIT
             )));
         }
         if get(0).is_empty() || get(1).is_empty() {

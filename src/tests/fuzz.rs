@@ -109,7 +109,7 @@ fn read(
         progress: false,
     };
     match source::ingest(&files, &cfg, opts, None) {
-        Ok(ing) => {
+        Ok((ing, _)) => {
             let s = &ing.stats;
             prop_assert_eq!(
                 s.rows_read,

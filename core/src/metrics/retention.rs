@@ -10,7 +10,7 @@ use super::{arc, Acc, Ctx};
 
 /// One retention row (counts and money in minor units) — also used by tests and proptests.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct RetentionRow {
+pub struct RetentionRow {
     pub slot: usize,
     pub period: usize,
     pub start: i64,
@@ -24,24 +24,24 @@ pub(crate) struct RetentionRow {
 
 impl RetentionRow {
     /// (E − N) / S × 100, null when S = 0.
-    pub(crate) fn crr(&self) -> Option<f64> {
+    pub fn crr(&self) -> Option<f64> {
         rate(self.end - self.new, self.start)
     }
-    pub(crate) fn strict_retention(&self) -> Option<f64> {
+    pub fn strict_retention(&self) -> Option<f64> {
         rate(self.start - self.churned, self.start)
     }
-    pub(crate) fn churn_rate(&self) -> Option<f64> {
+    pub fn churn_rate(&self) -> Option<f64> {
         rate(self.churned, self.start)
     }
 }
 
 /// a / b × 100, or None when b = 0.
-pub(crate) fn rate(a: i64, b: i64) -> Option<f64> {
+pub fn rate(a: i64, b: i64) -> Option<f64> {
     (b != 0).then(|| a as f64 / b as f64 * 100.0)
 }
 
 /// All rows in grain-key order (segment_by, segment, period); slots without customers are left out.
-pub(crate) fn rows(acc: &Acc, ctx: &Ctx) -> Vec<RetentionRow> {
+pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<RetentionRow> {
     let np = ctx.frame.n_periods;
     let mut out = Vec::new();
     for slot in ctx.slots.sorted() {
@@ -68,7 +68,7 @@ pub(crate) fn rows(acc: &Acc, ctx: &Ctx) -> Vec<RetentionRow> {
 }
 
 /// Builds the retention table.
-pub(crate) fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
+pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
     let rows = rows(acc, ctx);
     let f = &ctx.frame;
     let ints =

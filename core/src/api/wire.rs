@@ -15,7 +15,7 @@ use super::partial::{first_index, Head, Key, Partial, MEASURES};
 use super::ApiError;
 use crate::metrics::fold::Holdout;
 use crate::metrics::CustomerRow;
-use crate::source::normalize::MONEY_ABS_LIMIT;
+use crate::source::MONEY_ABS_LIMIT;
 use crate::time::{date_to_days, days_to_date, Period};
 
 /// A [`Partial`] as Arrow: its sums and its customer rows.

@@ -15,7 +15,7 @@ use crate::time::date_to_days;
 use super::{arc, Ctx, CustomerRow};
 
 /// Builds the customers table of `rows`.
-pub(crate) fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
+pub fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
     // Rows come from the fold in the orders' layout, which is customer_id order for a run held
     // in memory; the rows of one partition of a spilled run are in customer id order and are
     // sorted by rank (computed once per input and shared by every date of a backfill).
@@ -72,7 +72,7 @@ pub(crate) fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx)
 /// order from the sorted array of all ids (the whole array when every customer has a row); a
 /// spilled run, which keeps no such array, looks each one up.
 fn customer_ids(rows: &[&CustomerRow], ingested: &Ingested, rank: &[u32]) -> ArrayRef {
-    if ingested.spill.is_some() {
+    if ingested.spilled {
         return arc(StringArray::from_iter_values(
             rows.iter().map(|r| ingested.customers.get(r.cust)),
         ));

@@ -15,7 +15,7 @@ use group::Grouping;
 
 /// One order of one customer. Money in minor units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Zeroable)]
-pub(crate) struct Order {
+pub struct Order {
     pub ts_local: i64,
     pub ts_utc: i64,
     /// Net value: sum of its line amounts.
@@ -27,7 +27,7 @@ pub(crate) struct Order {
 
 impl Order {
     /// A purchase is an order with value > 0 (SPEC §2).
-    pub(crate) fn is_purchase(&self) -> bool {
+    pub fn is_purchase(&self) -> bool {
         self.value > 0
     }
 }
@@ -44,7 +44,7 @@ impl Order {
 /// with a layout, customers are laid out in customer_id text order, so the fold yields the
 /// customers table's rows in its order and reads them back sequentially.
 #[derive(Debug, Default)]
-pub(crate) struct Orders {
+pub struct Orders {
     /// Customer id at each position; empty when positions are the ids.
     pub ids: Vec<u32>,
     pub start: Vec<usize>,
@@ -65,7 +65,7 @@ pub(crate) struct Orders {
 
 /// One line of an order whose lines have different times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LateLine {
+pub struct LateLine {
     pub ts_local: i64,
     pub amount: i64,
     pub cost: i64,
@@ -73,12 +73,12 @@ pub(crate) struct LateLine {
 
 impl Orders {
     /// Number of positions (customers).
-    pub(crate) fn n_customers(&self) -> usize {
+    pub fn n_customers(&self) -> usize {
         self.start.len().saturating_sub(1)
     }
 
     /// Customer id at position `c`.
-    pub(crate) fn id(&self, c: usize) -> u32 {
+    pub fn id(&self, c: usize) -> u32 {
         if self.ids.is_empty() {
             c as u32
         } else {
@@ -87,19 +87,19 @@ impl Orders {
     }
 
     /// Orders of customer `c`.
-    pub(crate) fn of(&self, c: usize) -> &[Order] {
+    pub fn of(&self, c: usize) -> &[Order] {
         &self.orders[self.start[c]..self.start[c + 1]]
     }
 
     #[cfg(test)]
     /// Segment ids of customer `c`'s orders (`n_dims` per order).
-    pub(crate) fn seg_of(&self, c: usize) -> &[u32] {
+    pub fn seg_of(&self, c: usize) -> &[u32] {
         &self.seg[self.start[c] * self.n_dims..self.start[c + 1] * self.n_dims]
     }
 
     /// The orders as of `cutoff` (local µs): only lines before it count. `cutoff` must be one
     /// of those the orders were built for (`build_at`), or later than every line.
-    pub(crate) fn at(&self, cutoff: i64) -> AsOf<'_> {
+    pub fn at(&self, cutoff: i64) -> AsOf<'_> {
         AsOf {
             orders: self,
             cutoff,
@@ -109,29 +109,29 @@ impl Orders {
 
 /// The orders as seen at a cutoff (see `Orders`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct AsOf<'a> {
+pub struct AsOf<'a> {
     pub orders: &'a Orders,
     pub cutoff: i64,
 }
 
 impl<'a> AsOf<'a> {
-    pub(crate) fn n_customers(&self) -> usize {
+    pub fn n_customers(&self) -> usize {
         self.orders.n_customers()
     }
 
     /// Customer id at position `c`.
-    pub(crate) fn id(&self, c: usize) -> u32 {
+    pub fn id(&self, c: usize) -> u32 {
         self.orders.id(c)
     }
 
     /// Whether customer `c` has an order before the cutoff (`of(c)` is not empty).
-    pub(crate) fn exists(&self, c: usize) -> bool {
+    pub fn exists(&self, c: usize) -> bool {
         self.orders.first[c] < self.cutoff
     }
 
     /// Customer `c`'s orders before the cutoff (values as of the cutoff) and their segment ids.
     /// Empty when the customer has no line before the cutoff.
-    pub(crate) fn of(&self, c: usize) -> (Cow<'a, [Order]>, &'a [u32]) {
+    pub fn of(&self, c: usize) -> (Cow<'a, [Order]>, &'a [u32]) {
         let o = self.orders;
         let all = o.of(c);
         let n = all.partition_point(|x| x.ts_local < self.cutoff);
@@ -162,13 +162,13 @@ impl<'a> AsOf<'a> {
 
     #[cfg(test)]
     /// Local time of the earliest order before the cutoff (the earliest of all, if before it).
-    pub(crate) fn earliest(&self) -> Option<i64> {
+    pub fn earliest(&self) -> Option<i64> {
         self.orders.earliest.filter(|&t| t < self.cutoff)
     }
 
     #[cfg(test)]
     /// Number of orders before the cutoff.
-    pub(crate) fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         (0..self.n_customers())
             .map(|c| {
                 self.orders
@@ -184,7 +184,7 @@ const SHARD: usize = 4096;
 
 #[cfg(test)]
 /// Builds the orders of `n_customers` customers from their lines.
-pub(crate) fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
+pub fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders {
     build_for(lines, n_customers, n_dims, &[], i64::MAX, &[], None)
 }
 
@@ -193,7 +193,7 @@ pub(crate) fn build(lines: &Lines, n_customers: usize, n_dims: usize) -> Orders 
 /// its last line, which is rare (most multi-line orders span seconds), so the extra memory is
 /// small. With a `layout` (the customer ids in the order to lay them out), customers are laid
 /// out in that order; it is computed while the lines are sorted by customer.
-pub(crate) fn build_at<'l>(
+pub fn build_at<'l>(
     lines: &Lines,
     n_customers: usize,
     n_dims: usize,
@@ -216,7 +216,7 @@ pub(crate) fn build_at<'l>(
 /// them: lines at or after the last cutoff (local µs) are not seen, so an order's value is the
 /// sum of its lines before it (SPEC §2: history as of an earlier date cannot change), and
 /// customers without lines before it get no orders.
-pub(crate) fn build_until(
+pub fn build_until(
     lines: &Lines,
     n_customers: usize,
     n_dims: usize,

@@ -11,9 +11,9 @@ use crate::time::Period;
 mod check;
 mod predict;
 
-pub(crate) use check::Validated;
-pub(crate) use check::{parse_as_of, parse_date};
-pub(crate) use predict::{PredictConfig, TransactionModel};
+pub use check::Validated;
+pub use check::{parse_as_of, parse_date};
+pub use predict::{PredictConfig, TransactionModel};
 
 /// Problems with the configuration. Each names the key (or file) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -345,18 +345,18 @@ fn default_lock_timeout() -> u64 {
 
 /// Shortest lock lease: the holder renews every quarter of it, so a lease shorter than a
 /// minute would be lost to one slow write to an object store.
-pub(crate) const MIN_LOCK_TIMEOUT_MINUTES: u64 = 1;
+pub const MIN_LOCK_TIMEOUT_MINUTES: u64 = 1;
 
 /// Earliest and latest as_of dates (and backfill ends): transactions before 1900 are rejected,
 /// and dates after 9999 are beyond Parquet readers' calendars.
-pub(crate) const FIRST_YEAR: i32 = 1900;
-pub(crate) const LAST_YEAR: i32 = 9999;
+pub const FIRST_YEAR: i32 = 1900;
+pub const LAST_YEAR: i32 = 9999;
 fn default_row_group_rows() -> usize {
     1 << 20
 }
 
 /// Most customer partitions a run may spill to (each holds one open file while reading).
-pub(crate) const MAX_PARTITIONS: usize = 1024;
+pub const MAX_PARTITIONS: usize = 1024;
 
 impl Config {
     /// Reads and parses a TOML file (unknown keys are errors).
@@ -391,7 +391,7 @@ impl Config {
 }
 
 /// A user's value shown in an error: at most 60 characters, on one line.
-pub(crate) fn short(text: &str) -> String {
+pub fn short(text: &str) -> String {
     let one = one_line(text);
     match one.char_indices().nth(60) {
         Some((i, _)) => format!("{}…", &one[..i]),
@@ -445,7 +445,7 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -478,7 +478,7 @@ amount = "a"
 
     #[test]
     fn default_config_file_parses_and_validates() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml");
         let cfg = Config::from_file(&path).expect("config/default.toml parses");
         cfg.validate().expect("config/default.toml is valid");
     }

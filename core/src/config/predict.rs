@@ -84,7 +84,7 @@ impl Default for PredictConfig {
 impl PredictConfig {
     /// The problems of these settings, each naming its key; `segments` are the configured
     /// segment columns.
-    pub(crate) fn problems(&self, segments: &[String]) -> Vec<String> {
+    pub fn problems(&self, segments: &[String]) -> Vec<String> {
         let mut out = Vec::new();
         if self.fit_by != "all" && !segments.contains(&self.fit_by) {
             out.push(format!(

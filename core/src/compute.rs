@@ -18,10 +18,15 @@ use crate::metrics::predictions::{self, Fits, GroupSummary};
 use crate::metrics::{self, cohorts, ltv, rejects, retention, rfm, Acc, Ctx, CustomerRow};
 use crate::orders::Orders;
 use crate::source::Reject;
-use crate::Result;
+
+/// Receives each partition's number and orders (see [`Partitions::each`]).
+pub type EachPartition<'a, E> = dyn FnMut(usize, &Orders) -> Result<(), E> + Send + 'a;
 
 /// Customer partitions, each of which can be built into orders (again, for the second pass).
-pub(crate) trait Partitions: Sync {
+/// Building them may fail with the caller's `Error` (reading a spilled partition back).
+pub trait Partitions: Sync {
+    type Error;
+
     /// Number of partitions.
     fn count(&self) -> usize;
 
@@ -31,14 +36,23 @@ pub(crate) trait Partitions: Sync {
     fn each(
         &self,
         cutoffs: &[i64],
-        f: &mut (dyn FnMut(usize, &Orders) -> Result<()> + Send),
-    ) -> Result<()>;
+        f: &mut EachPartition<'_, Self::Error>,
+    ) -> Result<(), Self::Error>;
 }
 
-/// Every customer in one partition whose orders are already built.
-pub(crate) struct InMemory<'a>(pub &'a Orders);
+/// Every customer in one partition whose orders are already built. Never fails; `E` is the
+/// error of the caller's customers sink.
+pub struct InMemory<'a, E>(&'a Orders, std::marker::PhantomData<fn() -> E>);
 
-impl Partitions for InMemory<'_> {
+impl<'a, E> InMemory<'a, E> {
+    pub fn new(orders: &'a Orders) -> Self {
+        InMemory(orders, std::marker::PhantomData)
+    }
+}
+
+impl<E> Partitions for InMemory<'_, E> {
+    type Error = E;
+
     fn count(&self) -> usize {
         1
     }
@@ -46,8 +60,8 @@ impl Partitions for InMemory<'_> {
     fn each(
         &self,
         _cutoffs: &[i64],
-        f: &mut (dyn FnMut(usize, &Orders) -> Result<()> + Send),
-    ) -> Result<()> {
+        f: &mut EachPartition<'_, Self::Error>,
+    ) -> Result<(), Self::Error> {
         f(0, self.0)
     }
 }
@@ -55,7 +69,7 @@ impl Partitions for InMemory<'_> {
 /// What one partition contributes to one date's tables before RFM scoring: the retention and
 /// cohort sums, its customers' RFM measures and (kept only when needed) its customer rows,
 /// unscored, in the parallel fold's pieces.
-pub(crate) struct Partial {
+pub struct Partial {
     pub acc: Acc,
     pub keys: rfm::Keys,
     /// The fit groups' summaries (per slot; empty when predictions are off).
@@ -65,13 +79,7 @@ pub(crate) struct Partial {
 
 /// Folds the customers of one partition as of `ctx`'s date (the orders viewed at `cutoff`),
 /// numbering them back into the whole base (see [`Partitions::each`]).
-pub(crate) fn fold(
-    orders: &Orders,
-    cutoff: i64,
-    ctx: &Ctx,
-    partition: usize,
-    count: usize,
-) -> Partial {
+pub fn fold(orders: &Orders, cutoff: i64, ctx: &Ctx, partition: usize, count: usize) -> Partial {
     let (mut rows, acc) = metrics::fold_parts(&orders.at(cutoff), ctx);
     if count > 1 {
         for r in rows.iter_mut().flatten() {
@@ -95,7 +103,7 @@ pub(crate) fn fold(
 }
 
 /// One date's sums after the second pass: every table but customers follows from them.
-pub(crate) struct Merged {
+pub struct Merged {
     pub acc: Acc,
     pub sums: ltv::Sums,
     pub n_customers: u64,
@@ -119,7 +127,7 @@ impl Merged {
 
     /// Adds a partition's partial, scoring its rows against the whole base's `scorer` and
     /// predicting them with the date's fits; the scored rows stay in `partial`.
-    pub(crate) fn add(&mut self, partial: &mut Partial, scorer: &rfm::Scorer, ctx: &Ctx) {
+    pub fn add(&mut self, partial: &mut Partial, scorer: &rfm::Scorer, ctx: &Ctx) {
         let acc = std::mem::replace(&mut partial.acc, Acc::new(ctx));
         self.acc.merge(acc);
         self.sums.merge(&metrics::score_and_sum(
@@ -133,12 +141,7 @@ impl Merged {
 
     /// The tables of the date; customers empty (its rows went to the caller partition by
     /// partition, see [`compute_dates`]).
-    pub(crate) fn tables(
-        self,
-        ctx: &Ctx,
-        rejected: &[Reject],
-        customers: RecordBatch,
-    ) -> metrics::Tables {
+    pub fn tables(self, ctx: &Ctx, rejected: &[Reject], customers: RecordBatch) -> metrics::Tables {
         metrics::Tables {
             customers,
             retention: retention::table(&self.acc, ctx),
@@ -156,8 +159,8 @@ impl Merged {
 }
 
 /// Receives the scored customer rows of (date, partition).
-pub(crate) type CustomersSink<'a> =
-    dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Result<()> + Send + 'a;
+pub type CustomersSink<'a, E> =
+    dyn FnMut(usize, usize, Vec<&CustomerRow>) -> Result<(), E> + Send + 'a;
 
 /// Computes the sums of every date (`ctxs[d]` as of `cutoffs[d]`, ascending) over every
 /// partition, in two passes however many dates. `customers(d, p, rows)` receives each
@@ -165,13 +168,13 @@ pub(crate) type CustomersSink<'a> =
 /// `with_customers` is false. The first pass holds every date's RFM measures
 /// ([`KEY_BYTES_PER_CUSTOMER_AND_DATE`] per customer and date), so callers size the batch of
 /// dates to their memory.
-pub(crate) fn compute_dates(
-    parts: &dyn Partitions,
+pub fn compute_dates<E>(
+    parts: &dyn Partitions<Error = E>,
     ctxs: &[Ctx],
     cutoffs: &[i64],
     with_customers: bool,
-    customers: &mut CustomersSink<'_>,
-) -> Result<Vec<Merged>> {
+    customers: &mut CustomersSink<'_, E>,
+) -> Result<Vec<Merged>, E> {
     debug_assert!(cutoffs.is_sorted() && ctxs.len() == cutoffs.len());
     let count = parts.count();
     let mut keys: Vec<rfm::Keys> = ctxs.iter().map(|_| rfm::Keys::default()).collect();
@@ -213,7 +216,7 @@ pub(crate) fn compute_dates(
             Merged::new(ctx, fits)
         })
         .collect();
-    let mut second = |p: usize, d: usize, mut partial: Partial| -> Result<()> {
+    let mut second = |p: usize, d: usize, mut partial: Partial| -> Result<(), E> {
         merged[d].add(&mut partial, &scorers[d], &ctxs[d]);
         let rows: Vec<&CustomerRow> = partial.rows.iter().flatten().collect();
         if with_customers {
@@ -238,4 +241,4 @@ pub(crate) fn compute_dates(
 
 /// Bytes the first pass of [`compute_dates`] holds per customer and date: the three RFM
 /// measures.
-pub(crate) const KEY_BYTES_PER_CUSTOMER_AND_DATE: u64 = 24;
+pub const KEY_BYTES_PER_CUSTOMER_AND_DATE: u64 = 24;

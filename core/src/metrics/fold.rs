@@ -15,7 +15,7 @@ use super::Ctx;
 
 /// One row of the customers table before RFM scoring. Money in minor units.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct CustomerRow {
+pub struct CustomerRow {
     pub cust: u32,
     /// Assigned segment value id per dimension.
     pub segs: Box<[u32]>,
@@ -50,7 +50,7 @@ pub(crate) struct CustomerRow {
 /// A customer in the holdout backtest: their BTYD summary (days) as of the calibration end
 /// (as_of − holdout_days) and their purchase days after it, up to as_of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Holdout {
+pub struct Holdout {
     pub frequency: i64,
     pub recency: i64,
     pub t: i64,
@@ -60,7 +60,7 @@ pub(crate) struct Holdout {
 impl Holdout {
     /// From a customer's purchase days (ascending, at least one) and the calibration's last
     /// day; None when the first purchase is later.
-    pub(crate) fn of(days: &[(i64, i64)], end: i64) -> Option<Holdout> {
+    pub fn of(days: &[(i64, i64)], end: i64) -> Option<Holdout> {
         let first = days.first()?.0;
         if first > end {
             return None;
@@ -76,11 +76,11 @@ impl Holdout {
 }
 
 /// `Acc::cohort_at` of a (slot, cohort) without customers.
-pub(crate) const NO_COHORT: u32 = u32::MAX;
+pub const NO_COHORT: u32 = u32::MAX;
 
 /// Additive accumulators of one customer shard; shards merge by addition.
 #[derive(Debug, Clone)]
-pub(crate) struct Acc {
+pub struct Acc {
     pub n_periods: usize,
     /// Orders folded (all customers).
     pub orders: i64,
@@ -103,7 +103,7 @@ pub(crate) struct Acc {
 
 /// One cohort of one segment; vectors are indexed by period offset k.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CohortAcc {
+pub struct CohortAcc {
     pub size: i64,
     /// Customers with a purchase in period k.
     pub active: Vec<i64>,
@@ -119,7 +119,7 @@ pub(crate) struct CohortAcc {
 }
 
 impl CohortAcc {
-    pub(crate) fn new(len: usize) -> Self {
+    pub fn new(len: usize) -> Self {
         CohortAcc {
             size: 0,
             active: vec![0; len],
@@ -150,17 +150,17 @@ fn add(a: &mut [i64], b: &[i64]) {
 
 impl Acc {
     /// Accumulators per slot (what the tables read).
-    pub(crate) fn new(ctx: &Ctx) -> Self {
+    pub fn new(ctx: &Ctx) -> Self {
         Self::sized(ctx.slots.len(), ctx.frame.n_periods)
     }
 
     /// Accumulators per cell of `ctx.cells` (what the fold writes; see `into_slots`).
-    pub(crate) fn for_cells(ctx: &Ctx) -> Self {
+    pub fn for_cells(ctx: &Ctx) -> Self {
         Self::sized(ctx.cells.len(), ctx.frame.n_periods)
     }
 
     /// The per-slot accumulators of per-cell ones: every cell added into each of its slots.
-    pub(crate) fn into_slots(self, ctx: &Ctx) -> Acc {
+    pub fn into_slots(self, ctx: &Ctx) -> Acc {
         let Some(slots_of) = ctx.cells.slots_of() else {
             return self;
         };
@@ -221,7 +221,7 @@ impl Acc {
         }
     }
 
-    pub(crate) fn merge(&mut self, o: Acc) {
+    pub fn merge(&mut self, o: Acc) {
         self.orders += o.orders;
         add(&mut self.slot_customers, &o.slot_customers);
         add(&mut self.active_diff, &o.active_diff);
@@ -247,7 +247,7 @@ impl Acc {
     }
 
     /// The accumulators of (slot, cohort position), if that cohort has customers in the slot.
-    pub(crate) fn cohort(&self, slot: usize, cohort: usize) -> Option<&CohortAcc> {
+    pub fn cohort(&self, slot: usize, cohort: usize) -> Option<&CohortAcc> {
         match self.cohort_at[slot * self.n_periods + cohort] {
             NO_COHORT => None,
             i => Some(&self.cohort_accs[i as usize]),
@@ -255,7 +255,7 @@ impl Acc {
     }
 
     /// Customers active at each boundary 0..=n_periods for a slot.
-    pub(crate) fn active_at_boundaries(&self, slot: usize) -> Vec<i64> {
+    pub fn active_at_boundaries(&self, slot: usize) -> Vec<i64> {
         let p = self.n_periods;
         let diff = &self.active_diff[slot * (p + 2)..(slot + 1) * (p + 2)];
         let mut run = 0;
@@ -310,7 +310,7 @@ fn assign(
 
 /// Buffers one fold worker reuses from customer to customer (no allocation per customer).
 #[derive(Debug, Default)]
-pub(crate) struct Scratch {
+pub struct Scratch {
     cells: Vec<usize>,
     runs: Vec<(usize, usize)>,
     days: Vec<(i64, i64)>,
@@ -318,7 +318,7 @@ pub(crate) struct Scratch {
 }
 
 /// Folds one customer's time-ordered orders into their row and the accumulators.
-pub(crate) fn fold_customer(
+pub fn fold_customer(
     cust: u32,
     orders: &[Order],
     segs: &[u32],

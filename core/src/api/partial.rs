@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use super::ApiError;
 use crate::metrics::fold::{Acc, CohortAcc, NO_COHORT};
 use crate::metrics::{Ctx, CustomerRow};
-use crate::source::normalize::MONEY_ABS_LIMIT;
+use crate::source::MONEY_ABS_LIMIT;
 use crate::time::{date_to_days, days_to_date, local_micros_to_date, Period};
 
 /// What is summed under a key. Period measures are keyed by the start of their period (for
@@ -22,7 +22,7 @@ use crate::time::{date_to_days, days_to_date, local_micros_to_date, Period};
 /// period start and the offset from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
-pub(crate) enum Measure {
+pub enum Measure {
     /// Orders before the cutoff (all customers; keyed to the `all` segment).
     Orders = 0,
     /// Customers assigned to the segment.
@@ -63,19 +63,19 @@ pub(super) const MEASURES: [Measure; 15] = [
 
 /// One sum's key. `period` is a period start (days since 1970-01-01), `offset` a cohort offset.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Key {
-    pub(crate) slot: (String, String),
-    pub(crate) measure: Measure,
-    pub(crate) period: Option<i32>,
-    pub(crate) offset: Option<i64>,
+pub struct Key {
+    pub slot: (String, String),
+    pub measure: Measure,
+    pub period: Option<i32>,
+    pub offset: Option<i64>,
 }
 
 /// The fixed facts every partial of one computation shares; partials that differ cannot merge.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Head {
-    pub(crate) as_of: NaiveDate,
-    pub(crate) period: Period,
-    pub(crate) dims: Vec<String>,
+pub struct Head {
+    pub as_of: NaiveDate,
+    pub period: Period,
+    pub dims: Vec<String>,
 }
 
 /// One partition's (or several merged partitions') contribution to one as_of date's tables.
@@ -85,25 +85,25 @@ pub(crate) struct Head {
 /// [`Computation::finish`](super::Computation::finish).
 #[derive(Debug, Clone)]
 pub struct Partial {
-    pub(crate) head: Head,
+    pub head: Head,
     /// Local time (µs) of the earliest order before the cutoff.
-    pub(crate) earliest: Option<i64>,
+    pub earliest: Option<i64>,
     /// Σ |amount| + |cost| of the lines, in minor units: at most `MONEY_ABS_LIMIT`, so no sum
     /// overflows.
-    pub(crate) money_abs: u128,
-    pub(crate) sums: BTreeMap<Key, i64>,
+    pub money_abs: u128,
+    pub sums: BTreeMap<Key, i64>,
     /// customer_id of each row of `rows` (a row's `cust` is its position).
-    pub(crate) customer_ids: Vec<String>,
+    pub customer_ids: Vec<String>,
     /// Per segment column, the values the rows' `segs` point into.
-    pub(crate) values: Vec<Vec<String>>,
+    pub values: Vec<Vec<String>>,
     /// Customer rows before RFM scoring; `cohort` is a position from `first_index`.
-    pub(crate) rows: Vec<CustomerRow>,
+    pub rows: Vec<CustomerRow>,
 }
 
 impl Partial {
     /// The partial of one folded partition: `acc` per slot of `ctx`, `rows` numbered by
     /// `customer_ids` and holding value ids of `ctx`'s segment dictionaries.
-    pub(crate) fn new(
+    pub fn new(
         head: Head,
         ctx: &Ctx,
         acc: &Acc,
@@ -138,7 +138,7 @@ impl Partial {
     }
 
     /// Index of the first period of the frame this partial's row cohorts count from.
-    pub(crate) fn first_index(&self) -> i64 {
+    pub fn first_index(&self) -> i64 {
         first_index(&self.head, self.earliest)
     }
 
@@ -215,7 +215,7 @@ impl Partial {
     }
 
     /// The accumulators of the sums laid out for `ctx` (whose frame and segments cover them).
-    pub(crate) fn acc(&self, ctx: &Ctx) -> Result<Acc, ApiError> {
+    pub fn acc(&self, ctx: &Ctx) -> Result<Acc, ApiError> {
         let slot_of: HashMap<(&str, &str), usize> = ctx
             .slots
             .names

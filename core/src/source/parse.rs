@@ -180,7 +180,7 @@ fn plain_decimal(b: &[u8], decimals: u32) -> Option<i64> {
 }
 
 /// Converts a binary float amount to minor units, rounding half away from zero.
-pub(crate) fn money_from_f64(f: f64, decimals: u32) -> Result<i64, MoneyError> {
+pub fn money_from_f64(f: f64, decimals: u32) -> Result<i64, MoneyError> {
     if !f.is_finite() {
         return Err(MoneyError::NonFinite);
     }
@@ -192,7 +192,7 @@ pub(crate) fn money_from_f64(f: f64, decimals: u32) -> Result<i64, MoneyError> {
 }
 
 /// Converts an integer amount (whole currency units) to minor units.
-pub(crate) fn money_from_i64(v: i64, decimals: u32) -> Result<i64, MoneyError> {
+pub fn money_from_i64(v: i64, decimals: u32) -> Result<i64, MoneyError> {
     v.checked_mul(POW10[decimals as usize])
         .ok_or(MoneyError::OutOfRange)
 }
@@ -290,7 +290,7 @@ fn digits(b: &[u8]) -> Option<u32> {
 
 /// Parses with a chrono strftime format: with an offset specifier the value is an instant,
 /// otherwise a local date-time, or a local date when the format has no time fields.
-pub(crate) fn parse_ts_format(text: &str, format: &str) -> Option<Ts> {
+pub fn parse_ts_format(text: &str, format: &str) -> Option<Ts> {
     let s = text.trim();
     if let Ok(dt) = DateTime::parse_from_str(s, format) {
         return Some(Ts::Utc(dt.timestamp_micros()));

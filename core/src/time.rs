@@ -13,7 +13,7 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-pub(crate) const MICROS_PER_DAY: i64 = 86_400_000_000;
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Calendar period of the retention and cohort tables.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,28 +84,28 @@ fn ymd(year: i64, month: u32) -> NaiveDate {
 }
 
 /// Days since 1970-01-01 of a date (Arrow/Parquet DATE).
-pub(crate) fn date_to_days(d: NaiveDate) -> i32 {
+pub fn date_to_days(d: NaiveDate) -> i32 {
     (d - epoch()).num_days() as i32
 }
 
 /// Local wall-clock microseconds of local midnight starting `d`.
-pub(crate) fn date_to_local_micros(d: NaiveDate) -> i64 {
+pub fn date_to_local_micros(d: NaiveDate) -> i64 {
     (d - epoch()).num_days() * MICROS_PER_DAY
 }
 
 /// The date `days` after 1970-01-01; None beyond chrono's calendar.
-pub(crate) fn days_to_date(days: i64) -> Option<NaiveDate> {
+pub fn days_to_date(days: i64) -> Option<NaiveDate> {
     epoch().checked_add_signed(Duration::try_days(days)?)
 }
 
 /// Local date of a local wall-clock time.
-pub(crate) fn local_micros_to_date(us: i64) -> NaiveDate {
+pub fn local_micros_to_date(us: i64) -> NaiveDate {
     epoch() + Duration::days(us.div_euclid(MICROS_PER_DAY))
 }
 
 /// (year, month − 1) of a day number (days since 1970-01-01), without calendar tables: the
 /// civil-from-days algorithm (H. Hinnant), exact for the whole proleptic Gregorian calendar.
-pub(crate) fn days_to_year_month0(days: i64) -> (i64, i64) {
+pub fn days_to_year_month0(days: i64) -> (i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -119,7 +119,7 @@ pub(crate) fn days_to_year_month0(days: i64) -> (i64, i64) {
 
 /// Days since 1970-01-01 of a calendar date, None when it does not exist (month outside 1–12,
 /// day outside the month). Arithmetic only: parsing text timestamps calls this once per row.
-pub(crate) fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
+pub fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     let len = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -142,24 +142,24 @@ pub(crate) fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
 }
 
 /// Local day number (days since 1970-01-01) of a local wall-clock time.
-pub(crate) fn local_micros_to_day(us: i64) -> i64 {
+pub fn local_micros_to_day(us: i64) -> i64 {
     us.div_euclid(MICROS_PER_DAY)
 }
 
 /// Converts a naive date-time to wall-clock microseconds.
-pub(crate) fn naive_to_micros(dt: NaiveDateTime) -> i64 {
+pub fn naive_to_micros(dt: NaiveDateTime) -> i64 {
     dt.and_utc().timestamp_micros()
 }
 
 /// A timezone with a fast path for UTC.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Zone {
+pub struct Zone {
     tz: Tz,
     is_utc: bool,
 }
 
 impl Zone {
-    pub(crate) fn new(tz: Tz) -> Self {
+    pub fn new(tz: Tz) -> Self {
         let is_utc = matches!(
             tz,
             Tz::UTC | Tz::Etc__UTC | Tz::Etc__UCT | Tz::UCT | Tz::Zulu
@@ -168,12 +168,12 @@ impl Zone {
     }
 
     /// Whether local wall-clock time is UTC (no conversion).
-    pub(crate) fn is_utc(&self) -> bool {
+    pub fn is_utc(&self) -> bool {
         self.is_utc
     }
 
     /// UTC instant (µs) → local wall-clock (µs).
-    pub(crate) fn utc_to_local(&self, utc_us: i64) -> i64 {
+    pub fn utc_to_local(&self, utc_us: i64) -> i64 {
         if self.is_utc {
             return utc_us;
         }
@@ -188,7 +188,7 @@ impl Zone {
     /// Local wall-clock (µs) → UTC instant (µs). An ambiguous local time (DST fall-back) takes
     /// the earlier instant; a local time that does not exist (spring-forward gap) is read as the
     /// same wall-clock reading in the offset before the gap, i.e. it moves forward by the gap.
-    pub(crate) fn local_to_utc(&self, local_us: i64) -> i64 {
+    pub fn local_to_utc(&self, local_us: i64) -> i64 {
         if self.is_utc {
             return local_us;
         }
@@ -217,7 +217,7 @@ impl Zone {
 
 /// The time frame of one run: periods from the first one with data up to the one holding as_of.
 #[derive(Debug, Clone)]
-pub(crate) struct Frame {
+pub struct Frame {
     pub period: Period,
     pub as_of: NaiveDate,
     /// Index of the first period in the tables.
@@ -244,7 +244,7 @@ const MAX_TABLE_DAYS: i64 = 1 << 16;
 
 impl Frame {
     /// Builds the frame from the earliest local time seen (if any) to as_of.
-    pub(crate) fn new(period: Period, as_of: NaiveDate, earliest_local: Option<i64>) -> Self {
+    pub fn new(period: Period, as_of: NaiveDate, earliest_local: Option<i64>) -> Self {
         let last_index = period.index(as_of);
         let first_index = earliest_local
             .map(|us| period.index(local_micros_to_date(us)))
@@ -286,7 +286,7 @@ impl Frame {
 
     /// Number of boundaries at or before local time `us` (`boundaries.partition_point(|b| b <=
     /// us)`): 0 before the first period, `n_periods + 1` from the cutoff on.
-    pub(crate) fn count_le(&self, us: i64) -> usize {
+    pub fn count_le(&self, us: i64) -> usize {
         if self.le.is_empty() {
             return self.boundaries.partition_point(|&b| b <= us);
         }
@@ -302,25 +302,25 @@ impl Frame {
 
     #[cfg(test)]
     /// Local µs of the cutoff: transactions at or after it are after as_of.
-    pub(crate) fn cutoff(&self) -> i64 {
+    pub fn cutoff(&self) -> i64 {
         self.boundaries[self.n_periods]
     }
 
     /// Position (0-based) of the period that contains local time `us` (must be < cutoff and ≥ the
     /// first boundary).
-    pub(crate) fn period_of(&self, us: i64) -> usize {
+    pub fn period_of(&self, us: i64) -> usize {
         // A table lookup (see `le`): this runs once per order.
         self.count_le(us).min(self.n_periods).saturating_sub(1)
     }
 
     /// Start date of period j.
-    pub(crate) fn period_start(&self, j: usize) -> NaiveDate {
+    pub fn period_start(&self, j: usize) -> NaiveDate {
         self.period.start(self.first_index + j as i64)
     }
 
     /// End date (exclusive) of period j: the next period's start, or as_of + 1 for the partial
     /// last period.
-    pub(crate) fn period_end(&self, j: usize) -> NaiveDate {
+    pub fn period_end(&self, j: usize) -> NaiveDate {
         if j + 1 == self.n_periods {
             self.as_of + Duration::days(1)
         } else {
@@ -329,7 +329,7 @@ impl Frame {
     }
 
     /// Whether period j is complete (only the last one may not be).
-    pub(crate) fn is_complete(&self, j: usize) -> bool {
+    pub fn is_complete(&self, j: usize) -> bool {
         j + 1 < self.n_periods || self.last_complete
     }
 }

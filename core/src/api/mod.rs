@@ -26,7 +26,7 @@
 //! ```
 //! use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 //! use chrono::NaiveDate;
-//! use customer_value::{Computation, Table};
+//! use customer_value_core::{Computation, Table};
 //! use std::sync::Arc;
 //!
 //! let config = r#"
@@ -56,8 +56,8 @@
 //! a.merge(Partial::from_arrow(&b.to_arrow())?)?;
 //! let tables = job.finish(a)?;
 //! assert_eq!(tables.get(Table::Customers).num_rows(), 2);
-//! # use customer_value::Partial;
-//! # Ok::<(), customer_value::ApiError>(())
+//! # use customer_value_core::Partial;
+//! # Ok::<(), customer_value_core::ApiError>(())
 //! ```
 
 mod lines;

@@ -28,7 +28,7 @@ impl Config {
 
     /// `validate` for a computation that is handed its lines (the library API): input.paths
     /// may be empty.
-    pub(crate) fn validate_lines(self) -> Result<Validated, ConfigError> {
+    pub fn validate_lines(self) -> Result<Validated, ConfigError> {
         self.check(false)
     }
 
@@ -202,13 +202,13 @@ impl Config {
 
 /// Parses an as-of date given on the command line or in the environment: YYYY-MM-DD with a
 /// year from `FIRST_YEAR` to `LAST_YEAR`.
-pub(crate) fn parse_as_of(text: &str) -> Result<NaiveDate, ConfigError> {
+pub fn parse_as_of(text: &str) -> Result<NaiveDate, ConfigError> {
     parse_date("as_of", text)
 }
 
 /// Parses a date flag (`what` names it in the error): YYYY-MM-DD, years `FIRST_YEAR` to
 /// `LAST_YEAR` (date arithmetic near chrono's limits would overflow).
-pub(crate) fn parse_date(what: &str, text: &str) -> Result<NaiveDate, ConfigError> {
+pub fn parse_date(what: &str, text: &str) -> Result<NaiveDate, ConfigError> {
     let t = text.trim();
     let shaped = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
     match NaiveDate::parse_from_str(t, "%Y-%m-%d") {

@@ -8,7 +8,7 @@ use crate::source::Reject;
 use super::arc;
 
 /// Builds the rejects table in (source_file, source_row) order.
-pub(crate) fn table(rejects: &[Reject]) -> RecordBatch {
+pub fn table(rejects: &[Reject]) -> RecordBatch {
     let mut rows: Vec<&Reject> = rejects.iter().collect();
     rows.sort_by(|a, b| (a.file.as_str(), a.row).cmp(&(b.file.as_str(), b.row)));
     let cols = vec![

@@ -10,7 +10,7 @@ use super::{arc, Acc, Ctx};
 
 /// One cohort-table row (money in minor units).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct CohortRow {
+pub struct CohortRow {
     pub slot: usize,
     pub cohort: usize,
     pub offset: usize,
@@ -27,7 +27,7 @@ pub(crate) struct CohortRow {
 }
 
 /// Rows in grain-key order (segment_by, segment, cohort, period_offset).
-pub(crate) fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
+pub fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
     let np = acc.n_periods;
     let mut keys: Vec<(u32, u32)> = (0..acc.cohort_at.len())
         .filter(|&i| acc.cohort(i / np, i % np).is_some())
@@ -70,7 +70,7 @@ pub(crate) fn rows(acc: &Acc, ctx: &Ctx) -> Vec<CohortRow> {
 }
 
 /// Builds the cohorts table.
-pub(crate) fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
+pub fn table(acc: &Acc, ctx: &Ctx) -> RecordBatch {
     let rows = rows(acc, ctx);
     let f = &ctx.frame;
     let ints =

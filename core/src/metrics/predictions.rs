@@ -11,17 +11,17 @@ use super::{Ctx, CustomerRow};
 
 /// What the fits need from the configuration, and whose fit each customer uses.
 #[derive(Debug, Clone)]
-pub(crate) struct PredictCtx {
-    pub(crate) settings: Settings,
+pub struct PredictCtx {
+    pub settings: Settings,
     /// The dimension of `predict.fit_by`; None = `all`.
-    pub(crate) fit_by: Option<usize>,
+    pub fit_by: Option<usize>,
     /// `predict.holdout_days` when a backtest is configured.
-    pub(crate) holdout_days: Option<u32>,
+    pub holdout_days: Option<u32>,
 }
 
 impl PredictCtx {
     /// None when predictions are off.
-    pub(crate) fn new(cfg: &PredictConfig, dims: &[String], money_scale: f64) -> Option<Self> {
+    pub fn new(cfg: &PredictConfig, dims: &[String], money_scale: f64) -> Option<Self> {
         if !cfg.enabled {
             return None;
         }
@@ -52,13 +52,13 @@ fn groups_of<'a>(r: &'a CustomerRow, ctx: &'a Ctx) -> impl Iterator<Item = usize
 
 /// What the fits of one group need, merged exactly across partitions.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct GroupSummary {
+pub struct GroupSummary {
     /// The customers acquired by as_of.
-    pub(crate) fit: Summary,
+    pub fit: Summary,
     /// With a holdout backtest: the customers acquired by its calibration end, as of then.
-    pub(crate) calibration: Summary,
+    pub calibration: Summary,
     /// Their purchase days after the calibration end, up to as_of.
-    pub(crate) holdout_actual: u64,
+    pub holdout_actual: u64,
 }
 
 impl GroupSummary {
@@ -70,7 +70,7 @@ impl GroupSummary {
 }
 
 /// The summaries of every fit group (indexed by slot) over the acquired customers of `parts`.
-pub(crate) fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<GroupSummary> {
+pub fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<GroupSummary> {
     let n = ctx.slots.len();
     parts
         .par_iter()
@@ -105,7 +105,7 @@ pub(crate) fn summarize(parts: &[Vec<CustomerRow>], ctx: &Ctx) -> Vec<GroupSumma
 }
 
 /// Merges `other` (another set of customers' summaries) into `into`.
-pub(crate) fn merge(into: &mut Vec<GroupSummary>, other: &[GroupSummary]) {
+pub fn merge(into: &mut Vec<GroupSummary>, other: &[GroupSummary]) {
     if into.is_empty() {
         into.resize(other.len(), GroupSummary::default());
     }
@@ -117,20 +117,20 @@ pub(crate) fn merge(into: &mut Vec<GroupSummary>, other: &[GroupSummary]) {
 /// A group's holdout backtest (SPEC §4): the customers acquired by the calibration end, the
 /// repeat purchases the calibration fit expects of them in the holdout days, and theirs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Backtest {
-    pub(crate) customers: u64,
+pub struct Backtest {
+    pub customers: u64,
     /// None when no calibration fit converged (not even `all`'s).
-    pub(crate) predicted: Option<f64>,
-    pub(crate) actual: u64,
+    pub predicted: Option<f64>,
+    pub actual: u64,
 }
 
 /// One date's fits: every group's models and the predictor its customers use.
 #[derive(Debug, Clone)]
-pub(crate) struct Fits {
+pub struct Fits {
     /// Per slot.
-    pub(crate) groups: Vec<GroupFit>,
+    pub groups: Vec<GroupFit>,
     /// Per slot, with a holdout backtest.
-    pub(crate) backtests: Option<Vec<Backtest>>,
+    pub backtests: Option<Vec<Backtest>>,
     predictors: Vec<Option<Predictor>>,
     fit_by: Option<usize>,
 }
@@ -176,7 +176,7 @@ fn predictors(groups: &[GroupFit], s: &Settings) -> Vec<Option<Predictor>> {
 impl Fits {
     /// Fits every group of `summaries` (per slot), and with a holdout backtest every group
     /// again on its calibration summary.
-    pub(crate) fn new(summaries: &[GroupSummary], p: &PredictCtx, ctx: &Ctx) -> Fits {
+    pub fn new(summaries: &[GroupSummary], p: &PredictCtx, ctx: &Ctx) -> Fits {
         let s = &p.settings;
         let fit: Vec<&Summary> = summaries.iter().map(|g| &g.fit).collect();
         let groups = fit_groups(&fit, s, ctx, "as_of");
@@ -207,7 +207,7 @@ impl Fits {
     }
 
     /// Sets the predictions of the acquired customers of `rows`.
-    pub(crate) fn apply(&self, rows: &mut [CustomerRow], ctx: &Ctx) {
+    pub fn apply(&self, rows: &mut [CustomerRow], ctx: &Ctx) {
         for r in rows.iter_mut() {
             let (Some(x), Some(recency), Some(t), Some(m)) =
                 (r.frequency, r.recency, r.t, r.monetary)
@@ -281,7 +281,7 @@ fn margin(r: &CustomerRow, ctx: &Ctx) -> f64 {
 
 /// The models table of a date: per fit group (sorted by segment_by, segment), a row for the
 /// transaction model and one for Gamma-Gamma.
-pub(crate) fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array::RecordBatch {
+pub fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array::RecordBatch {
     use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
 
     use super::arc;

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::ApiError;
 use crate::config::{ColumnsConfig, Validated};
-use crate::source::normalize::MONEY_ABS_LIMIT;
+use crate::source::MONEY_ABS_LIMIT;
 use crate::source::{text_hash, Dict, Ingested, ROW_ORDER_BASE, UNKNOWN_SEGMENT};
 use crate::time::Zone;
 

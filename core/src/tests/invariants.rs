@@ -195,6 +195,8 @@ struct Permuted {
 }
 
 impl Partitions for Permuted {
+    type Error = std::convert::Infallible;
+
     fn count(&self) -> usize {
         self.orders.len()
     }
@@ -202,8 +204,8 @@ impl Partitions for Permuted {
     fn each(
         &self,
         _cutoffs: &[i64],
-        f: &mut (dyn FnMut(usize, &orders::Orders) -> crate::Result<()> + Send),
-    ) -> crate::Result<()> {
+        f: &mut compute::EachPartition<'_, Self::Error>,
+    ) -> Result<(), Self::Error> {
         for &p in &self.visit {
             f(p, &self.orders[p])?;
         }
@@ -212,7 +214,11 @@ impl Partitions for Permuted {
 }
 
 /// Every table of `parts` as of `ctx`, customers sorted by id.
-fn tables_of(parts: &dyn Partitions, ing: &Ingested, ctx: &Ctx) -> metrics::Tables {
+fn tables_of(
+    parts: &dyn Partitions<Error = std::convert::Infallible>,
+    ing: &Ingested,
+    ctx: &Ctx,
+) -> metrics::Tables {
     let mut rows = Vec::new();
     let merged = compute::compute_dates(
         parts,
@@ -250,7 +256,7 @@ fn check_partitions(
     }
     let whole = orders::build(&ing.lines, ing.customers.len(), 1);
     let ctx = Ctx::new(&cfg, as_of, &ing, &whole.at(i64::MAX));
-    let one = tables_of(&compute::InMemory(&whole), &ing, &ctx);
+    let one = tables_of(&compute::InMemory::new(&whole), &ing, &ctx);
     let n_local = ing.customers.len().div_ceil(count);
     let mut visit: Vec<usize> = (0..count).collect();
     visit.rotate_left(rotate % count);

@@ -8,7 +8,7 @@ use super::CustomerRow;
 
 #[cfg(test)]
 /// Scores every customer with at least one purchase; others keep null scores.
-pub(crate) fn score(rows: &mut [CustomerRow]) {
+pub fn score(rows: &mut [CustomerRow]) {
     let mut keys = Keys::default();
     keys.add(rows);
     keys.scorer().score(rows);
@@ -17,7 +17,7 @@ pub(crate) fn score(rows: &mut [CustomerRow]) {
 /// The three measures of every scored customer, gathered (possibly part by part) before the
 /// whole base is known.
 #[derive(Debug, Default)]
-pub(crate) struct Keys([Vec<i64>; 3]);
+pub struct Keys([Vec<i64>; 3]);
 
 /// A scored customer's measures, each oriented so that a smaller key is worse: recency as
 /// −days (more days is worse), then purchases and revenue (less is worse). None when the
@@ -29,12 +29,12 @@ fn keys_of(r: &CustomerRow) -> Option<[i64; 3]> {
 
 impl Keys {
     /// Room for `n` customers' measures (the vectors would otherwise grow by copying).
-    pub(crate) fn with_capacity(n: usize) -> Keys {
+    pub fn with_capacity(n: usize) -> Keys {
         Keys([(); 3].map(|_| Vec::with_capacity(n)))
     }
 
     /// Adds the scored customers of `rows`.
-    pub(crate) fn add(&mut self, rows: &[CustomerRow]) {
+    pub fn add(&mut self, rows: &[CustomerRow]) {
         for k in rows.iter().filter_map(keys_of) {
             for (keys, v) in self.0.iter_mut().zip(k) {
                 keys.push(v);
@@ -43,7 +43,7 @@ impl Keys {
     }
 
     /// Adds another part's measures (the order of parts does not matter: the scorer sorts).
-    pub(crate) fn merge(&mut self, other: Keys) {
+    pub fn merge(&mut self, other: Keys) {
         for (mine, theirs) in self.0.iter_mut().zip(other.0) {
             if mine.is_empty() {
                 *mine = theirs;
@@ -54,7 +54,7 @@ impl Keys {
     }
 
     /// The scorer of the whole base gathered so far.
-    pub(crate) fn scorer(self) -> Scorer {
+    pub fn scorer(self) -> Scorer {
         let n = self.0[0].len() as u64;
         Scorer {
             n,
@@ -65,7 +65,7 @@ impl Keys {
 
 /// Scores customers against a whole base: w = customers strictly worse, n = all scored.
 #[derive(Debug)]
-pub(crate) struct Scorer {
+pub struct Scorer {
     n: u64,
     measures: [Worse; 3],
 }
@@ -115,7 +115,7 @@ impl Worse {
 impl Scorer {
     /// Sets the scores and rfm_segment of every scored customer of `rows` (on the calling
     /// thread: `metrics::score_and_sum` runs it part by part in parallel).
-    pub(crate) fn score(&self, rows: &mut [CustomerRow]) {
+    pub fn score(&self, rows: &mut [CustomerRow]) {
         if self.n == 0 {
             return;
         }
@@ -131,13 +131,13 @@ impl Scorer {
 }
 
 /// Named RFM group of a score triple (R, F, M).
-pub(crate) fn segment(scores: [u8; 3]) -> &'static str {
+pub fn segment(scores: [u8; 3]) -> &'static str {
     SEGMENTS[segment_index(scores)]
 }
 
 /// Position in `SEGMENTS` of the RFM group of a score triple (R, F, M): the first rule that
 /// holds.
-pub(crate) fn segment_index([r, f, m]: [u8; 3]) -> usize {
+pub fn segment_index([r, f, m]: [u8; 3]) -> usize {
     if r >= 4 && f >= 4 && m >= 4 {
         0 // champions
     } else if f >= 4 {
@@ -154,7 +154,7 @@ pub(crate) fn segment_index([r, f, m]: [u8; 3]) -> usize {
 }
 
 /// Every rfm_segment value, in rule order.
-pub(crate) const SEGMENTS: [&str; 6] = [
+pub const SEGMENTS: [&str; 6] = [
     "champions",
     "loyal",
     "promising",

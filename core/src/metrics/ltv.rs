@@ -12,7 +12,7 @@ use super::{arc, rfm, Ctx, CustomerRow};
 
 /// Sums over a group of acquired customers (money in minor units).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct LtvAcc {
+pub struct LtvAcc {
     pub customers: i64,
     pub revenue: i64,
     pub cost: i64,
@@ -39,7 +39,7 @@ fn unfixed(v: i128) -> f64 {
 
 /// The derived figures of one group (currency units).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct LtvFigures {
+pub struct LtvFigures {
     /// S: average check.
     pub s: Option<f64>,
     /// C: purchases per customer-month.
@@ -56,7 +56,7 @@ pub(crate) struct LtvFigures {
 impl LtvAcc {
     /// S, C, P, t and the products. With a cost column the margin amount is revenue − cost, so
     /// LTV = (revenue − cost) / customers, which equals S × C × P × t with P = (revenue − cost) / revenue.
-    pub(crate) fn figures(&self, has_cost: bool, margin: f64, scale: f64) -> LtvFigures {
+    pub fn figures(&self, has_cost: bool, margin: f64, scale: f64) -> LtvFigures {
         let rev = self.revenue as f64 / scale;
         let profit = if has_cost {
             (self.revenue - self.cost) as f64 / scale
@@ -81,7 +81,7 @@ impl LtvAcc {
 }
 
 /// (segment_by, segment, cohort position; None = all cohorts).
-pub(crate) type Key = (String, String, Option<usize>);
+pub type Key = (String, String, Option<usize>);
 
 /// cac, ltv_to_cac and payback_months of one row.
 #[derive(Debug, Clone, Copy)]
@@ -92,13 +92,13 @@ struct Cac(f64, Option<f64>, Option<f64>);
 /// value, cohort 0 = all cohorts — and only named (and sorted) at the end. Sums of disjoint
 /// sets of customers merge by addition.
 #[derive(Debug, Clone)]
-pub(crate) struct Sums {
+pub struct Sums {
     acc: Vec<LtvAcc>,
     width: usize,
 }
 
 impl Sums {
-    pub(crate) fn new(ctx: &Ctx) -> Sums {
+    pub fn new(ctx: &Ctx) -> Sums {
         let n_slots = ctx.slots.len() + rfm::SEGMENTS.len();
         let width = ctx.frame.n_periods + 1;
         Sums {
@@ -108,7 +108,7 @@ impl Sums {
     }
 
     /// Adds another set of sums (of other customers) into these.
-    pub(crate) fn merge(&mut self, other: &Sums) {
+    pub fn merge(&mut self, other: &Sums) {
         for (a, b) in self.acc.iter_mut().zip(&other.acc) {
             a.customers += b.customers;
             a.revenue += b.revenue;
@@ -124,7 +124,7 @@ impl Sums {
     }
 
     /// Adds the acquired customers of `rows` (scored: rfm_segment is a group).
-    pub(crate) fn add(&mut self, rows: &[CustomerRow], ctx: &Ctx) {
+    pub fn add(&mut self, rows: &[CustomerRow], ctx: &Ctx) {
         let width = self.width;
         let mut slots: Vec<usize> = Vec::with_capacity(ctx.n_dims + 2);
         for r in rows {
@@ -160,7 +160,7 @@ impl Sums {
     }
 
     /// The non-empty groups by (segment_by, segment, cohort).
-    pub(crate) fn named(self, ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
+    pub fn named(self, ctx: &Ctx) -> BTreeMap<Key, LtvAcc> {
         let width = self.width;
         let mut out = BTreeMap::new();
         for (i, a) in self.acc.into_iter().enumerate() {
@@ -204,7 +204,7 @@ fn spend_for(ctx: &Ctx, (by, seg, cohort): &Key) -> Option<i64> {
 }
 
 /// Builds the ltv table from its groups.
-pub(crate) fn table_of(groups: &BTreeMap<Key, LtvAcc>, ctx: &Ctx) -> RecordBatch {
+pub fn table_of(groups: &BTreeMap<Key, LtvAcc>, ctx: &Ctx) -> RecordBatch {
     let figs: Vec<(&Key, &LtvAcc, LtvFigures)> = groups
         .iter()
         .map(|(k, a)| (k, a, a.figures(ctx.has_cost, ctx.margin, ctx.money_scale)))

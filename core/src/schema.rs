@@ -77,9 +77,9 @@ const SEGMENT: Col = c(
 );
 
 /// Placeholder in the customers schema for the configured segment columns.
-pub(crate) const SEGMENT_COLUMNS_PLACEHOLDER: &str = "<segment columns>";
+pub const SEGMENT_COLUMNS_PLACEHOLDER: &str = "<segment columns>";
 
-pub(crate) const CUSTOMERS: &[Col] = &[
+pub const CUSTOMERS: &[Col] = &[
     c("customer_id", Ty::Str, false, "Customer id as in the input, trimmed."),
     c(SEGMENT_COLUMNS_PLACEHOLDER, Ty::Str, false, "One column per configured segment column, named like it: the customer's value by segment_assignment (`__unknown__` for null)."),
     c("cohort", Ty::Date, true, "Start of the period of the first purchase; null if the customer never purchased (refund or zero orders only)."),
@@ -111,7 +111,7 @@ pub(crate) const CUSTOMERS: &[Col] = &[
     c("predicted_clv", Ty::Money, true, "margin × Σ over the horizon's months of expected_avg_value × the month's expected purchases, discounted by predict.discount_rate_monthly; null without a converged spend model."),
 ];
 
-pub(crate) const RETENTION: &[Col] = &[
+pub const RETENTION: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("period_start", Ty::Date, false, "First day of the period."),
@@ -189,7 +189,7 @@ pub(crate) const RETENTION: &[Col] = &[
     ),
 ];
 
-pub(crate) const COHORTS: &[Col] = &[
+pub const COHORTS: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("cohort", Ty::Date, false, "Acquisition period start."),
@@ -210,7 +210,7 @@ pub(crate) const COHORTS: &[Col] = &[
     c("ltv_to_date", Ty::Money, false, "cumulative_revenue × P / cohort_size (with a cost column: cumulative (revenue − cost) / cohort_size)."),
 ];
 
-pub(crate) const LTV: &[Col] = &[
+pub const LTV: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("cohort", Ty::Date, true, "Acquisition period start for segment × cohort rows; null on the row that covers all cohorts of the segment."),
@@ -232,7 +232,7 @@ pub(crate) const LTV: &[Col] = &[
     c("predicted_clv", Ty::Money, true, "Mean predicted_clv of the customers that have one."),
 ];
 
-pub(crate) const MODELS: &[Col] = &[
+pub const MODELS: &[Col] = &[
     SEGMENT_BY,
     SEGMENT,
     c("model", Ty::Str, false, "`bg_nbd`, `mbg_nbd` or `pareto_nbd` (the transaction model), or `gamma_gamma` (the spend model)."),
@@ -257,7 +257,7 @@ pub(crate) const MODELS: &[Col] = &[
     c("holdout_actual_purchases", Ty::Int, true, "Holdout backtest: their actual purchase days in those h days (orders as known at as_of).")
 ];
 
-pub(crate) const REJECTS: &[Col] = &[
+pub const REJECTS: &[Col] = &[
     c(
         "source_file",
         Ty::Str,
@@ -283,7 +283,7 @@ pub(crate) const REJECTS: &[Col] = &[
 
 /// An output table: its name, grain, columns and sort keys in one place, for the builders, the
 /// sink, the manifest, `--tables` and `customer-value schema`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     Customers,
     Retention,
@@ -294,7 +294,7 @@ pub enum Table {
 }
 
 /// The Hive partition column of every table's folders (`as_of=YYYY-MM-DD`).
-pub(crate) const PARTITION_COLUMN: &str = "as_of";
+pub const PARTITION_COLUMN: &str = "as_of";
 
 impl Table {
     /// Every table, in publishing order.
@@ -389,7 +389,7 @@ impl std::fmt::Display for Table {
 
 /// Names a segment column may not take: the customers table's own columns (where segment
 /// columns go), the columns the other tables put segment values in, and the partition column.
-pub(crate) fn reserved_names() -> Vec<&'static str> {
+pub fn reserved_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = CUSTOMERS
         .iter()
         .map(|c| c.name)
@@ -403,7 +403,7 @@ pub(crate) fn reserved_names() -> Vec<&'static str> {
 }
 
 /// Arrow schema of a table; `segments` replaces the customers placeholder.
-pub(crate) fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
+pub fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
     let mut fields = Vec::new();
     for col in cols {
         if col.name == SEGMENT_COLUMNS_PLACEHOLDER {
@@ -426,7 +426,7 @@ pub(crate) fn arrow_schema(cols: &[Col], segments: &[String]) -> SchemaRef {
 }
 
 /// Markdown description of every table.
-pub(crate) fn markdown() -> String {
+pub fn markdown() -> String {
     let mut out = String::from("# customer-value output tables\n\nLayout: `{output}/{table}/as_of=YYYY-MM-DD/*.parquet`; manifest at `{output}/_manifests/as_of=YYYY-MM-DD.json`.\n");
     for t in Table::ALL {
         let (name, grain, cols) = (t.name(), t.grain(), t.columns());
@@ -445,7 +445,7 @@ pub(crate) fn markdown() -> String {
 }
 
 /// JSON description of every table.
-pub(crate) fn json() -> serde_json::Value {
+pub fn json() -> serde_json::Value {
     serde_json::Value::Array(
         Table::ALL
             .iter()

@@ -1,14 +1,14 @@
 //! Metrics stage: one parallel fold over customers (fold.rs) feeds every table; each table has
 //! its own file (customers.rs + rfm.rs, retention.rs, cohorts.rs, ltv.rs, rejects.rs).
 
-pub(crate) mod cohorts;
-pub(crate) mod customers;
-pub(crate) mod fold;
-pub(crate) mod ltv;
-pub(crate) mod predictions;
-pub(crate) mod rejects;
-pub(crate) mod retention;
-pub(crate) mod rfm;
+pub mod cohorts;
+pub mod customers;
+pub mod fold;
+pub mod ltv;
+pub mod predictions;
+pub mod rejects;
+pub mod retention;
+pub mod rfm;
 
 use std::sync::Arc;
 
@@ -22,11 +22,11 @@ use crate::schema::Table;
 use crate::source::Ingested;
 use crate::time::{Frame, Zone, MICROS_PER_DAY};
 
-pub(crate) use fold::{Acc, CustomerRow};
+pub use fold::{Acc, CustomerRow};
 
 /// Everything the fold needs to know about the run.
 #[derive(Debug, Clone)]
-pub(crate) struct Ctx {
+pub struct Ctx {
     pub frame: Frame,
     /// as_of as days since 1970-01-01.
     pub as_of_day: i64,
@@ -46,25 +46,20 @@ pub(crate) struct Ctx {
     /// Where the fold accumulates (see `Cells`).
     pub cells: Cells,
     /// Acquisition spend per (segment_by, segment, period), when configured.
-    pub spend: Option<crate::source::spend::SpendByPeriod>,
+    pub spend: Option<crate::source::SpendByPeriod>,
     /// The prediction settings; None when predictions are off.
     pub predict: Option<predictions::PredictCtx>,
 }
 
 impl Ctx {
     #[cfg(test)]
-    pub(crate) fn new(
-        cfg: &Validated,
-        as_of: NaiveDate,
-        ingested: &Ingested,
-        orders: &AsOf,
-    ) -> Self {
+    pub fn new(cfg: &Validated, as_of: NaiveDate, ingested: &Ingested, orders: &AsOf) -> Self {
         Self::with_earliest(cfg, as_of, ingested, orders.earliest())
     }
 
     /// The context when the earliest order before the cutoff (local µs) is known otherwise (a
     /// spilled run sees one partition of the orders at a time).
-    pub(crate) fn with_earliest(
+    pub fn with_earliest(
         cfg: &Validated,
         as_of: NaiveDate,
         ingested: &Ingested,
@@ -103,13 +98,13 @@ impl Ctx {
 
     /// The last day (local day number) of the holdout backtest's calibration period, as_of −
     /// predict.holdout_days; None without a backtest.
-    pub(crate) fn holdout_end_day(&self) -> Option<i64> {
+    pub fn holdout_end_day(&self) -> Option<i64> {
         let days = self.predict.as_ref()?.holdout_days?;
         Some(self.as_of_day - i64::from(days))
     }
 
     /// Minor units → currency.
-    pub(crate) fn money(&self, minor: i64) -> f64 {
+    pub fn money(&self, minor: i64) -> f64 {
         minor as f64 / self.money_scale
     }
 }
@@ -117,17 +112,17 @@ impl Ctx {
 /// The (segment_by, segment) pairs that segmented tables are computed for. Slot 0 is
 /// (`all`, `__all__`); then every value of every configured segment column.
 #[derive(Debug, Clone)]
-pub(crate) struct Slots {
+pub struct Slots {
     pub names: Vec<(String, String)>,
     /// First slot of each segment dimension.
     pub base: Vec<u32>,
 }
 
-pub(crate) const ALL: &str = "all";
-pub(crate) const ALL_SEGMENT: &str = "__all__";
+pub const ALL: &str = "all";
+pub const ALL_SEGMENT: &str = "__all__";
 
 impl Slots {
-    pub(crate) fn new(dims: &[(String, Vec<String>)]) -> Self {
+    pub fn new(dims: &[(String, Vec<String>)]) -> Self {
         let mut names = vec![(ALL.to_string(), ALL_SEGMENT.to_string())];
         let mut base = Vec::new();
         for (dim, values) in dims {
@@ -137,12 +132,16 @@ impl Slots {
         Slots { names, base }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// Slot ids sorted by (segment_by, segment), the grain-key order of the tables.
-    pub(crate) fn sorted(&self) -> Vec<usize> {
+    pub fn sorted(&self) -> Vec<usize> {
         let mut v: Vec<usize> = (0..self.names.len()).collect();
         v.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
         v
@@ -156,7 +155,7 @@ impl Slots {
 /// added into their slots once at the end (`Acc::into_slots`): every sum is the same, with a
 /// (1 + D)th of the writes.
 #[derive(Debug, Clone)]
-pub(crate) struct Cells {
+pub struct Cells {
     /// Number of cells.
     n: usize,
     /// Per dimension, the cell index step of its value; empty when accumulating per slot.
@@ -168,11 +167,11 @@ pub(crate) struct Cells {
 /// The most value combinations accumulated per combination. Each cell holds a slot's worth of
 /// accumulators (about 2 KB at 36 periods, plus its cohorts) in every parallel fold piece, so
 /// this keeps them within what a few hundred slots take.
-pub(crate) const MAX_COMBINATIONS: usize = 256;
+pub const MAX_COMBINATIONS: usize = 256;
 
 impl Cells {
     /// Accumulating per slot, whatever the segments (the fold's general path).
-    pub(crate) fn per_slot(slots: &Slots) -> Self {
+    pub fn per_slot(slots: &Slots) -> Self {
         Cells {
             n: slots.len(),
             strides: Vec::new(),
@@ -212,17 +211,21 @@ impl Cells {
     }
 
     /// Number of cells.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.n
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
     /// The slots of each cell, when cells are combinations (None: cells are the slots).
-    pub(crate) fn slots_of(&self) -> Option<&[Vec<u32>]> {
+    pub fn slots_of(&self) -> Option<&[Vec<u32>]> {
         (!self.strides.is_empty()).then_some(&self.slots_of[..])
     }
 
     /// Appends the cells a customer with segment values `segs` adds to.
-    pub(crate) fn of(&self, segs: &[u32], slots: &Slots, out: &mut Vec<usize>) {
+    pub fn of(&self, segs: &[u32], slots: &Slots, out: &mut Vec<usize>) {
         if self.strides.is_empty() {
             out.push(0);
             for (d, &v) in segs.iter().enumerate() {
@@ -241,7 +244,7 @@ impl Cells {
 
 /// The five output tables, as Arrow record batches.
 #[derive(Debug, Clone)]
-pub(crate) struct Tables {
+pub struct Tables {
     pub customers: RecordBatch,
     pub retention: RecordBatch,
     pub cohorts: RecordBatch,
@@ -257,7 +260,7 @@ pub(crate) struct Tables {
 
 impl Tables {
     /// (name, batch) in publishing order; models only with predictions on.
-    pub(crate) fn iter(&self) -> Vec<(Table, &RecordBatch)> {
+    pub fn iter(&self) -> Vec<(Table, &RecordBatch)> {
         let mut out = vec![
             (Table::Customers, &self.customers),
             (Table::Retention, &self.retention),
@@ -278,7 +281,7 @@ const SHARD: usize = 2048;
 #[cfg(test)]
 /// Runs the fold over all customers in parallel and returns the per-customer rows (in the
 /// orders' customer layout) and the merged accumulators.
-pub(crate) fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
+pub fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
     let (parts, acc) = fold_parts(orders, ctx);
     let mut rows = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     for p in parts {
@@ -289,7 +292,7 @@ pub(crate) fn fold_all(orders: &AsOf, ctx: &Ctx) -> (Vec<CustomerRow>, Acc) {
 
 /// `fold_all`, with the rows left in the pieces the parallel fold made (in order): joining
 /// them would copy every row once more, on one thread.
-pub(crate) fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
+pub fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Acc) {
     let n = orders.n_customers();
     // fold keeps one accumulator per piece of work rayon splits off (not one per shard): their
     // size grows with segments × periods. Every sum is an integer, so the merge order does not
@@ -335,7 +338,7 @@ pub(crate) fn fold_parts(orders: &AsOf, ctx: &Ctx) -> (Vec<Vec<CustomerRow>>, Ac
 
 /// Scores the rows of every part against `scorer` (RFM ranks within the whole base), sets their
 /// predictions from `fits`, and adds them to the ltv group sums, part by part in parallel.
-pub(crate) fn score_and_sum(
+pub fn score_and_sum(
     parts: &mut [Vec<CustomerRow>],
     scorer: &rfm::Scorer,
     fits: Option<&predictions::Fits>,
@@ -361,7 +364,7 @@ pub(crate) fn score_and_sum(
         .unwrap_or_else(|| ltv::Sums::new(ctx))
 }
 
-pub(crate) fn arc<T: arrow::array::Array + 'static>(a: T) -> arrow::array::ArrayRef {
+pub fn arc<T: arrow::array::Array + 'static>(a: T) -> arrow::array::ArrayRef {
     Arc::new(a)
 }
 
