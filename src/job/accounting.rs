@@ -148,47 +148,21 @@ pub(super) fn view_of(
 /// would otherwise grow the cohort triangle past any memory).
 pub(super) fn check(cfg: &Validated, ing: &Ingested, as_of: NaiveDate, v: &DateView) -> Result<()> {
     if let Some((file, row)) = &ing.money_overflow_at {
-        return Err(Error::Quality(format!(
-            "input file {file}: row {row}: the absolute amounts and costs of the rows up to it add up to more than {} minor units, beyond what money sums can hold exactly; check the amounts and input.amount_decimals",
-            source::MONEY_ABS_LIMIT
-        )));
+        return Err(Error::Quality(source::quality::money_overflow(file, *row)));
     }
-    if v.reject_ratio > cfg.config.input.max_reject_ratio {
-        let mut reasons: Vec<(&String, &u64)> = v.rejects_by_reason.iter().collect();
-        reasons.sort_by(|a, b| b.1.cmp(a.1));
-        let top: Vec<String> = reasons
-            .iter()
-            .take(3)
-            .map(|(r, n)| format!("{r} ×{n}"))
-            .collect();
-        let first = v
-            .rejects
-            .first()
-            .map(|r| format!("; first: {} row {} ({})", r.file, r.row, r.reason))
-            .unwrap_or_default();
-        return Err(Error::Quality(format!(
-            "{} of {} rows on or before {as_of} rejected ({:.2}%), above input.max_reject_ratio = {}; reasons: {}{first}",
-            v.rows_rejected,
-            v.rows_used + v.rows_rejected,
-            v.reject_ratio * 100.0,
-            cfg.config.input.max_reject_ratio,
-            top.join(", ")
-        )));
-    }
-    let (Some(earliest), Some(newest)) = (v.earliest, v.newest) else {
-        return Err(Error::Quality(format!(
-            "no usable transactions on or before as_of {as_of} ({} rows read, {} after as_of, {} rejected); check --as-of and the input paths",
-            v.rows_read, v.rows_after_as_of, v.rows_rejected
-        )));
+    let view = source::quality::View {
+        rows_read: v.rows_read,
+        rows_used: v.rows_used,
+        rows_rejected: v.rows_rejected,
+        rows_after_as_of: v.rows_after_as_of,
+        rejects_by_reason: &v.rejects_by_reason,
+        first_reject: v.rejects.first(),
+        earliest: v.earliest,
+        newest: v.newest,
     };
+    let (earliest, newest) = source::quality::check(cfg, as_of, &view).map_err(Error::Quality)?;
     let newest_day = crate::time::local_micros_to_date(newest);
     let stale_days = (as_of - newest_day).num_days();
-    let max_stale = cfg.config.input.max_staleness_days;
-    if max_stale > 0 && stale_days > max_stale as i64 {
-        return Err(Error::Quality(format!(
-            "stale input: the newest transaction on or before as_of {as_of} is from {newest_day}, {stale_days} days earlier, more than input.max_staleness_days = {max_stale}; check that the export is current"
-        )));
-    }
     let period = cfg.config.metrics.period;
     if stale_days > period.longest_days() as i64 {
         warn!(%as_of, newest_transaction = %newest_day, days = stale_days, "as_of is more than one period after the newest transaction: the last periods show no activity, as if customers had left.");

@@ -15,7 +15,8 @@ use crate::config::{InputFormat, Validated};
 use crate::progress::Progress;
 
 use super::read::{self, Scan};
-use super::row::{trim, At, Ctx, IngestOptions, Kinds, Outcome, Piece, Used};
+use super::row::{At, Ctx, IngestOptions, Kinds, Outcome, Piece, Used};
+use super::rules::trim;
 use super::{
     read_err, spill::Spill, Cause, Dict, FileStats, Ingested, InputFile, Lines, Reject,
     SourceError, ROW_ORDER_BASE, UNKNOWN_SEGMENT,

@@ -33,24 +33,7 @@ pub(crate) enum TsKind {
     Days,
 }
 
-/// The tick of an epoch timestamp column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EpochUnit {
-    Nanos,
-    Micros,
-    Millis,
-}
-
-impl EpochUnit {
-    /// Microseconds of `ticks`; None when they overflow.
-    pub(crate) fn to_micros(self, ticks: i64) -> Option<i64> {
-        match self {
-            EpochUnit::Nanos => Some(ticks.div_euclid(1000)),
-            EpochUnit::Micros => Some(ticks),
-            EpochUnit::Millis => ticks.checked_mul(1000),
-        }
-    }
-}
+pub(crate) use customer_value_core::source::rules::EpochUnit;
 
 /// How a money column arrives in a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,17 +6,11 @@ use polars::prelude::*;
 use polars_arrow::array::{Array as _, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::types::NativeType;
 
-use super::parse::{self, MoneyError, Ts};
+use customer_value_core::source::rules::{self, replaced, trim, MoneyValue, Row, Rules, TsValue};
+
 use super::read::{self, MoneyKind, TsKind};
 use super::records::Mark;
 use super::Cause;
-
-/// Earliest accepted transaction time: 1900-01-01 (local µs).
-const MIN_TS: i64 = -25_567 * crate::time::MICROS_PER_DAY;
-
-/// First time past the accepted range: 10000-01-01 (local µs). Later values (a date32 of
-/// garbage, an epoch in the wrong unit) are rejected as out of range.
-const MAX_TS: i64 = 2_932_897 * crate::time::MICROS_PER_DAY;
 
 #[derive(Clone, Copy)]
 pub(super) struct Kinds {
@@ -53,27 +47,21 @@ pub(super) struct Ctx {
     pub(super) records: super::records::Records,
 }
 
-/// The typed values of a used row.
-#[derive(Clone, Copy)]
-pub(super) struct Used {
-    pub(super) ts_utc: i64,
-    pub(super) ts_local: i64,
-    pub(super) amount: i64,
-    pub(super) cost: i64,
-    /// `text_hash` of the customer_id (hashed here, in the parallel pass over the rows).
-    pub(super) cid_hash: u64,
-    /// `text_hash` of the order_id, `None` when the row has none.
-    pub(super) order_hash: Option<u64>,
+impl Ctx {
+    /// The rules for rows of this file.
+    fn rules(&self, kinds: &Kinds) -> Rules<'_> {
+        Rules {
+            cutoff_local: self.opts.cutoff_local,
+            zone: self.opts.zone,
+            decimals: self.decimals,
+            ts_format: &self.ts_format,
+            lossy: kinds.lossy,
+            cid_float: kinds.cid_float,
+        }
+    }
 }
 
-pub(super) enum Outcome {
-    Used(Used),
-    After,
-    /// A blank line: not a row.
-    Blank,
-    /// With the row's local time when it was readable (backfills need it).
-    Rejected(&'static str, Option<i64>),
-}
+pub(super) use customer_value_core::source::rules::{Outcome, Used};
 
 /// A text column of one piece of a batch as its single Arrow array (see `Piece`): `get` is a
 /// validity check and a load, where `ChunkedArray::get` first locates the chunk.
@@ -116,7 +104,7 @@ fn strs<'a>(s: &'a Series) -> Result<Strs<'a>, Cause> {
 
 pub(super) enum TsCol<'a> {
     Text(Strs<'a>),
-    Int(Nums<'a, i64>, bool, read::EpochUnit),
+    Int(Nums<'a, i64>, bool, rules::EpochUnit),
     Days(Nums<'a, i32>),
 }
 
@@ -126,7 +114,7 @@ pub(super) enum MoneyCol<'a> {
     Int(Nums<'a, i64>),
 }
 
-impl MoneyCol<'_> {
+impl<'a> MoneyCol<'a> {
     pub(super) fn raw(&self, i: usize) -> Option<String> {
         match self {
             MoneyCol::Text(c) => c.get(i).map(str::to_string),
@@ -135,44 +123,30 @@ impl MoneyCol<'_> {
         }
     }
 
-    fn parse(&self, i: usize, decimals: u32) -> Result<i64, MoneyError> {
+    fn value(&self, i: usize) -> Option<MoneyValue<'a>> {
         match self {
-            MoneyCol::Text(c) => match c.get(i) {
-                None => Err(MoneyError::Missing),
-                Some(s) => parse::parse_money(s, decimals),
-            },
-            MoneyCol::Float(c) => match c.get(i) {
-                None => Err(MoneyError::Missing),
-                Some(f) => parse::money_from_f64(f, decimals),
-            },
-            MoneyCol::Int(c) => match c.get(i) {
-                None => Err(MoneyError::Missing),
-                Some(v) => parse::money_from_i64(v, decimals),
-            },
+            MoneyCol::Text(c) => c.get(i).map(MoneyValue::Text),
+            MoneyCol::Float(c) => c.get(i).map(MoneyValue::Float),
+            MoneyCol::Int(c) => c.get(i).map(MoneyValue::Int),
         }
     }
 }
 
-impl TsCol<'_> {
+impl<'a> TsCol<'a> {
+    fn value(&self, i: usize) -> Option<TsValue<'a>> {
+        match self {
+            TsCol::Text(c) => c.get(i).map(TsValue::Text),
+            &TsCol::Int(c, utc, unit) => c.get(i).map(|ticks| TsValue::Epoch { ticks, unit, utc }),
+            TsCol::Days(c) => c.get(i).map(TsValue::Days),
+        }
+    }
+
     pub(super) fn raw(&self, i: usize) -> Option<String> {
         match self {
             TsCol::Text(c) => c.get(i).map(str::to_string),
             TsCol::Int(c, _, _) => c.get(i).map(|v| v.to_string()),
             TsCol::Days(c) => c.get(i).map(|v| v.to_string()),
         }
-    }
-}
-
-fn money_reason(field: &'static str, e: MoneyError) -> &'static str {
-    match (field, e) {
-        ("amount", MoneyError::Missing) => "amount: missing",
-        ("amount", MoneyError::Unparseable) => "amount: not a number",
-        ("amount", MoneyError::NonFinite) => "amount: not finite (NaN or infinity)",
-        ("amount", MoneyError::OutOfRange) => "amount: out of range",
-        (_, MoneyError::Missing) => "cost: missing",
-        (_, MoneyError::Unparseable) => "cost: not a number",
-        (_, MoneyError::NonFinite) => "cost: not finite (NaN or infinity)",
-        (_, MoneyError::OutOfRange) => "cost: out of range",
     }
 }
 
@@ -267,137 +241,21 @@ impl<'a> Piece<'a> {
                 None => {}
             }
         }
-        match self.line(j, kinds, ctx) {
-            Ok(used) => Outcome::Used(used),
-            Err(outcome) => outcome,
-        }
+        rules::classify(&self.row(j, kinds), &ctx.rules(kinds))
     }
 
-    /// The typed values of row `j`, or why it is not a line. The time comes first: a row
-    /// after as_of is counted as such whatever else is wrong with it, and a reject keeps its
-    /// time (backfills need it).
-    fn line(&self, j: usize, kinds: &Kinds, ctx: &Ctx) -> Result<Used, Outcome> {
-        let (ts_utc, ts_local) = self.times(j, ctx)?;
-        if ts_local >= ctx.opts.cutoff_local {
-            return Err(Outcome::After);
+    /// Row `j`'s values as the rules read them.
+    fn row(&self, j: usize, kinds: &Kinds) -> Row<'a> {
+        Row {
+            ts: self.ts.value(j),
+            customer_id: self.cid.get(j),
+            amount: self.amount.value(j),
+            cost: self.cost.as_ref().map(|c| c.value(j)),
+            order_id: self.order.and_then(|o| o.get(j)),
+            order_replaced: kinds.lossy
+                && self.order.is_some_and(|o| o.get(j).is_some_and(replaced)),
+            segment_replaced: kinds.lossy
+                && self.segs.iter().any(|c| c.get(j).is_some_and(replaced)),
         }
-        let reject = |reason: &'static str| Outcome::Rejected(reason, Some(ts_local));
-        let cid_hash = match self.cid.get(j).map(trim) {
-            None | Some("") => return Err(reject("customer_id: missing or empty")),
-            Some(s) if kinds.lossy && replaced(s) => {
-                return Err(reject("customer_id: not valid UTF-8"))
-            }
-            Some(s) if kinds.cid_float && s.parse::<f64>().is_ok_and(|f| !f.is_finite()) => {
-                return Err(reject("customer_id: not a finite number"))
-            }
-            Some(s) => super::text_hash(s),
-        };
-        if kinds.lossy {
-            if let Some(o) = self.order {
-                if o.get(j).is_some_and(replaced) {
-                    return Err(reject("order_id: not valid UTF-8"));
-                }
-            }
-            if self.segs.iter().any(|c| c.get(j).is_some_and(replaced)) {
-                return Err(reject("segment: not valid UTF-8"));
-            }
-        }
-        let amount = self
-            .amount
-            .parse(j, ctx.decimals)
-            .map_err(|e| reject(money_reason("amount", e)))?;
-        let cost = match &self.cost {
-            None => 0,
-            Some(c) => c
-                .parse(j, ctx.decimals)
-                .map_err(|e| reject(money_reason("cost", e)))?,
-        };
-        Ok(Used {
-            ts_utc,
-            ts_local,
-            amount,
-            cost,
-            cid_hash,
-            order_hash: self
-                .order_id(j)
-                .filter(|s| !s.is_empty())
-                .map(super::text_hash),
-        })
     }
-
-    /// Row `j`'s time as (UTC µs, local µs), or its reject: missing, not a timestamp, or
-    /// outside 1900-01-01 .. 9999-12-31 (local).
-    fn times(&self, j: usize, ctx: &Ctx) -> Result<(i64, i64), Outcome> {
-        let reject = |reason: &'static str| Err(Outcome::Rejected(reason, None));
-        let parsed = match &self.ts {
-            TsCol::Text(c) => match c.get(j) {
-                None => return reject("ts: missing"),
-                Some(s) if s.trim().is_empty() => return reject("ts: missing"),
-                Some(s) => {
-                    let fmt = ctx.ts_format.as_str();
-                    let p = if fmt.is_empty() {
-                        parse::parse_ts_iso(s)
-                    } else {
-                        parse::parse_ts_format(s, fmt)
-                    };
-                    match p {
-                        Some(t) => t,
-                        None => return reject("ts: not a valid timestamp"),
-                    }
-                }
-            },
-            TsCol::Int(c, utc, unit) => match c.get(j).map(|v| unit.to_micros(v)) {
-                None => return reject("ts: missing"),
-                Some(None) => return reject("ts: out of range"),
-                Some(Some(v)) if *utc => Ts::Utc(v),
-                Some(Some(v)) => Ts::Local(v),
-            },
-            TsCol::Days(c) => match c.get(j) {
-                None => return reject("ts: missing"),
-                // i32 days times µs per day overflow i64 from year ~292,000 on.
-                Some(d) => match (d as i64).checked_mul(crate::time::MICROS_PER_DAY) {
-                    Some(us) => Ts::Local(us),
-                    None => return reject("ts: out of range"),
-                },
-            },
-        };
-        // Far outside the calendar (a zone offset added to it could overflow): rejected as
-        // read, before any conversion. A day of margin keeps zone offsets out of the way.
-        let raw = match parsed {
-            Ts::Utc(v) | Ts::Local(v) => v,
-        };
-        if raw < MIN_TS - crate::time::MICROS_PER_DAY {
-            return Err(Outcome::Rejected("ts: before 1900-01-01", Some(raw)));
-        }
-        if raw >= MAX_TS + crate::time::MICROS_PER_DAY {
-            return reject("ts: out of range");
-        }
-        let zone = ctx.opts.zone;
-        let (ts_utc, ts_local) = match parsed {
-            Ts::Utc(u) => (u, zone.utc_to_local(u)),
-            Ts::Local(l) => (zone.local_to_utc(l), l),
-        };
-        if ts_local < MIN_TS {
-            // A typo like 0024-01-01 would otherwise stretch the tables over 2000 years.
-            return Err(Outcome::Rejected("ts: before 1900-01-01", Some(ts_local)));
-        }
-        if ts_local >= MAX_TS {
-            return reject("ts: out of range");
-        }
-        Ok((ts_utc, ts_local))
-    }
-}
-
-/// `str::trim` with a fast path for the usual case: no whitespace at either end.
-pub(super) fn trim(s: &str) -> &str {
-    match (s.as_bytes().first(), s.as_bytes().last()) {
-        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
-        _ => s.trim(),
-    }
-}
-
-/// Whether a text holds U+FFFD, the mark of bytes that were not valid UTF-8 (ASCII text, the
-/// usual case, cannot).
-fn replaced(s: &str) -> bool {
-    !s.is_ascii() && s.contains('\u{FFFD}')
 }

@@ -351,19 +351,24 @@ fn bad_lines_partials_and_configs_are_errors_that_name_the_problem() {
         .finish(job.fold(std::slice::from_ref(&good)).unwrap())
         .unwrap_err();
     assert!(e.to_string().contains("another computation"), "{e}");
-    let PartialBatches { sums, customers } =
-        job.fold(std::slice::from_ref(&good)).unwrap().to_arrow();
+    let PartialBatches {
+        sums,
+        customers,
+        rejects,
+    } = job.fold(std::slice::from_ref(&good)).unwrap().to_arrow();
     let mut cols = sums.columns().to_vec();
     cols[2] = Arc::new(UInt8Array::from(vec![99; sums.num_rows()]));
     let tampered = PartialBatches {
         sums: RecordBatch::try_new(sums.schema(), cols).unwrap(),
         customers: customers.clone(),
+        rejects: rejects.clone(),
     };
     let e = Partial::from_arrow(&tampered).unwrap_err().to_string();
     assert!(e.contains("unknown measure 99"), "{e}");
     let e = Partial::from_arrow(&PartialBatches {
         sums: customers.clone(),
         customers,
+        rejects,
     })
     .unwrap_err()
     .to_string();

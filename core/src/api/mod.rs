@@ -62,6 +62,7 @@
 
 mod lines;
 mod partial;
+mod rows;
 mod wire;
 
 use arrow::array::RecordBatch;
@@ -71,6 +72,7 @@ use chrono::{Duration, NaiveDate};
 pub use crate::config::{Config, ConfigError};
 pub use crate::schema::Table;
 pub use partial::Partial;
+pub use rows::{Accounting, Rows};
 pub use wire::PartialBatches;
 
 use crate::config::Validated;
@@ -116,6 +118,10 @@ pub enum ApiError {
     Partial(String),
     #[error("{key}: {message}")]
     Unsupported { key: String, message: String },
+    /// The rows fail a data check of the CLI (too many rejects, nothing to compute, stale
+    /// input, money sums beyond 64 bits): the CLI's exit 3.
+    #[error("{0}")]
+    Quality(String),
 }
 
 /// One as_of date's computation under one configuration. See the [module docs](self).
@@ -132,6 +138,7 @@ pub struct Computation {
 #[derive(Debug, Clone)]
 pub struct Tables {
     batches: [RecordBatch; 6],
+    accounting: Accounting,
 }
 
 impl Tables {
@@ -141,6 +148,12 @@ impl Tables {
             .iter()
             .position(|&t| t == table)
             .expect("every table is listed")]
+    }
+
+    /// The row accounting of the rows folded (zero for normalized lines, which are not
+    /// counted).
+    pub fn accounting(&self) -> &Accounting {
+        &self.accounting
     }
 
     /// Every table with its batch, in publish order.
@@ -196,6 +209,52 @@ impl Computation {
     /// as_of are not seen.
     pub fn fold(&self, lines: &[RecordBatch]) -> Result<Partial, ApiError> {
         let ing = lines::ingest(&self.cfg, self.cutoff, lines)?;
+        self.fold_ingested(ing, Accounting::default())
+    }
+
+    /// Folds one partition's *input rows* (every row of its customers), as the CLI reads the
+    /// rows of its input files: the columns named as `input.columns` maps them, values as text
+    /// or typed (timestamps, dates, integers, floats, decimals), each row checked by the CLI's
+    /// rules. A bad row is a reject in the partial (naming its source and row), rows after
+    /// as_of are counted; see [`check`](Self::check). An error is a column that is missing or
+    /// of a type no rule reads.
+    pub fn fold_rows(&self, sources: &[Rows<'_>]) -> Result<Partial, ApiError> {
+        let (ing, accounting) = rows::ingest(&self.cfg, self.cutoff, sources)?;
+        if let Some((file, row)) = &ing.money_overflow_at {
+            return Err(ApiError::Quality(crate::source::quality::money_overflow(
+                file, *row,
+            )));
+        }
+        self.fold_ingested(ing, accounting)
+    }
+
+    /// The data checks of the CLI on the merged partial of every partition (the CLI's exit 3):
+    /// the reject ratio within `input.max_reject_ratio`, something to compute, the newest line
+    /// within `input.max_staleness_days` of as_of.
+    pub fn check(&self, partial: &Partial) -> Result<(), ApiError> {
+        let a = &partial.accounting;
+        let mut by_reason = std::collections::BTreeMap::new();
+        for r in &a.rejects {
+            *by_reason.entry(r.reason.clone()).or_insert(0u64) += 1;
+        }
+        let mut rejects: Vec<&crate::source::Reject> = a.rejects.iter().collect();
+        rejects.sort_by(|x, y| (x.file.as_str(), x.row).cmp(&(y.file.as_str(), y.row)));
+        let view = crate::source::quality::View {
+            rows_read: a.rows_read,
+            rows_used: a.rows_used,
+            rows_rejected: a.rows_rejected(),
+            rows_after_as_of: a.rows_after_as_of,
+            rejects_by_reason: &by_reason,
+            first_reject: rejects.first().copied(),
+            earliest: partial.earliest,
+            newest: a.newest,
+        };
+        crate::source::quality::check(&self.cfg, self.as_of, &view)
+            .map(|_| ())
+            .map_err(ApiError::Quality)
+    }
+
+    fn fold_ingested(&self, ing: Ingested, accounting: Accounting) -> Result<Partial, ApiError> {
         let n_dims = ing.segments.len();
         let orders = orders::build_at(
             &ing.lines,
@@ -214,14 +273,16 @@ impl Computation {
             customer_ids.push(ing.customers.get(r.cust).to_string());
             r.cust = i as u32;
         }
-        Ok(Partial::new(
+        let mut partial = Partial::new(
             self.head(),
             &ctx,
             &part.acc,
             (earliest, ing.money_abs),
             customer_ids,
             rows,
-        ))
+        );
+        partial.accounting = accounting;
+        Ok(partial)
     }
 
     /// The tables of the whole base from the merge of every partition's partial: RFM scores
@@ -251,6 +312,7 @@ impl Computation {
         let Partial {
             customer_ids,
             mut rows,
+            accounting,
             ..
         } = partial;
         for r in rows.iter_mut() {
@@ -279,8 +341,9 @@ impl Computation {
             fits,
             fit_ms: None,
         };
-        let t = merged.tables(&ctx, &[], customers);
+        let t = merged.tables(&ctx, &accounting.rejects, customers);
         Ok(Tables {
+            accounting,
             batches: [
                 t.customers,
                 t.retention,

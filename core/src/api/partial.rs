@@ -98,6 +98,8 @@ pub struct Partial {
     pub values: Vec<Vec<String>>,
     /// Customer rows before RFM scoring; `cohort` is a position from `first_index`.
     pub rows: Vec<CustomerRow>,
+    /// The rows' accounting and rejects (folded from input rows; zero for normalized lines).
+    pub accounting: super::Accounting,
 }
 
 impl Partial {
@@ -129,6 +131,7 @@ impl Partial {
             customer_ids,
             values,
             rows,
+            accounting: super::Accounting::default(),
         }
     }
 
@@ -211,6 +214,7 @@ impl Partial {
         self.sums.retain(|_, v| *v != 0);
         self.earliest = earliest;
         self.money_abs = money_abs;
+        self.accounting.merge(other.accounting);
         Ok(())
     }
 

@@ -12,17 +12,20 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 
 use super::partial::{first_index, Head, Key, Partial, MEASURES};
-use super::ApiError;
+use super::{Accounting, ApiError};
 use crate::metrics::fold::Holdout;
 use crate::metrics::CustomerRow;
+use crate::source::Reject;
 use crate::source::MONEY_ABS_LIMIT;
 use crate::time::{date_to_days, days_to_date, Period};
 
-/// A [`Partial`] as Arrow: its sums and its customer rows.
+/// A [`Partial`] as Arrow: its sums, its customer rows and its rejected rows (with the row
+/// accounting in the metadata of `rejects`).
 #[derive(Debug, Clone)]
 pub struct PartialBatches {
     pub sums: RecordBatch,
     pub customers: RecordBatch,
+    pub rejects: RecordBatch,
 }
 
 const META_AS_OF: &str = "customer_value.as_of";
@@ -30,6 +33,7 @@ const META_PERIOD: &str = "customer_value.period";
 const META_DIMS: &str = "customer_value.segments";
 const META_MONEY: &str = "customer_value.money_abs";
 const META_EARLIEST: &str = "customer_value.earliest_local_us";
+const META_ROWS: &str = "customer_value.rows";
 
 impl Partial {
     /// The partial as two Arrow batches: `sums` (one row per non-zero sum: segment_by,
@@ -71,7 +75,74 @@ impl Partial {
         PartialBatches {
             sums,
             customers: self.rows_batch(),
+            rejects: self.rejects_batch(),
         }
+    }
+
+    /// The rejected rows (source, row, reason, raw values, local time when readable); the
+    /// counts (read, used, after as_of, newest line) as JSON in the metadata.
+    fn rejects_batch(&self) -> RecordBatch {
+        let a = &self.accounting;
+        let r = &a.rejects;
+        let strs = |f: &dyn Fn(&Reject) -> Option<&str>| -> ArrayRef {
+            Arc::new(StringArray::from(r.iter().map(f).collect::<Vec<_>>()))
+        };
+        let counts = serde_json::json!([a.rows_read, a.rows_used, a.rows_after_as_of, a.newest]);
+        let meta = HashMap::from([(META_ROWS.to_string(), counts.to_string())]);
+        RecordBatch::try_new(
+            Arc::new(rejects_schema().as_ref().clone().with_metadata(meta)),
+            vec![
+                strs(&|x| Some(&x.file)),
+                Arc::new(Int64Array::from_iter_values(r.iter().map(|x| x.row as i64))),
+                strs(&|x| Some(&x.reason)),
+                strs(&|x| x.customer_id.as_deref()),
+                strs(&|x| x.ts.as_deref()),
+                strs(&|x| x.amount.as_deref()),
+                Arc::new(Int64Array::from_iter(r.iter().map(|x| x.ts_local))),
+            ],
+        )
+        .expect("rejects columns match their schema")
+    }
+
+    fn accounting_of(batch: &RecordBatch) -> Result<Accounting, ApiError> {
+        let bad = |why: &str| ApiError::Partial(format!("rejects batch: {why}"));
+        check_schema("rejects", batch, &rejects_schema())?;
+        let counts: (u64, u64, u64, Option<i64>) = batch
+            .schema()
+            .metadata()
+            .get(META_ROWS)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| bad(&format!("metadata '{META_ROWS}' is missing or malformed")))?;
+        let text = |i: usize| column::<StringArray>(batch, i);
+        let (file, reason, cid, ts, amount) = (text(0), text(2), text(3), text(4), text(5));
+        let (row, local) = (
+            column::<Int64Array>(batch, 1),
+            column::<Int64Array>(batch, 6),
+        );
+        let opt = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        let mut rejects = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            rejects.push(Reject {
+                file: opt(file, i).ok_or_else(|| bad("a null source_file"))?,
+                row: u64::try_from(row.value(i)).map_err(|_| bad("a negative source_row"))?,
+                reason: opt(reason, i).ok_or_else(|| bad("a null reason"))?,
+                customer_id: opt(cid, i),
+                ts: opt(ts, i),
+                amount: opt(amount, i),
+                ts_local: local.is_valid(i).then(|| local.value(i)),
+            });
+        }
+        let (rows_read, rows_used, rows_after_as_of, newest) = counts;
+        if rows_used + rows_after_as_of + rejects.len() as u64 != rows_read {
+            return Err(bad("rows read ≠ used + rejected + after as_of"));
+        }
+        Ok(Accounting {
+            rows_read,
+            rows_used,
+            rows_after_as_of,
+            rejects,
+            newest,
+        })
     }
 
     fn rows_batch(&self) -> RecordBatch {
@@ -305,8 +376,21 @@ impl Partial {
             customer_ids,
             values,
             rows,
+            accounting: Self::accounting_of(&batches.rejects)?,
         })
     }
+}
+
+fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("source_row", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("ts", DataType::Utf8, true),
+        Field::new("amount", DataType::Utf8, true),
+        Field::new("ts_local_us", DataType::Int64, true),
+    ]))
 }
 
 fn sums_schema() -> SchemaRef {

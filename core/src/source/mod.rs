@@ -3,6 +3,8 @@
 //! library API) fill them; everything after reading works on them.
 
 pub mod parse;
+pub mod quality;
+pub mod rules;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,355 @@
+//! Input rows as Arrow → lines, rejects and the row accounting: what the CLI does to the rows of
+//! an input file, for rows an engine read itself (a Spark partition, a DataFrame in a
+//! notebook). The columns are named as `input.columns` maps them and hold the values as the
+//! files do (text, or typed); every row goes through the CLI's rules (`source::rules`), so a
+//! bad row is a reject with the CLI's reason, never an error.
+
+use arrow::array::{
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit};
+
+use super::ApiError;
+use crate::config::Validated;
+use crate::source::rules::{self, EpochUnit, MoneyValue, Outcome, Row, Rules, TsValue};
+use crate::source::{Dict, Ingested, Reject, ROW_ORDER_BASE, UNKNOWN_SEGMENT};
+use crate::time::Zone;
+
+/// How a ts column is read.
+enum TsCol {
+    Text(StringArray),
+    Epoch(Int64Array, EpochUnit, bool),
+    Days(Int32Array),
+}
+
+impl TsCol {
+    fn value(&self, i: usize) -> Option<TsValue<'_>> {
+        match self {
+            TsCol::Text(a) => a.is_valid(i).then(|| TsValue::Text(a.value(i))),
+            TsCol::Epoch(a, unit, utc) => a.is_valid(i).then(|| TsValue::Epoch {
+                ticks: a.value(i),
+                unit: *unit,
+                utc: *utc,
+            }),
+            TsCol::Days(a) => a.is_valid(i).then(|| TsValue::Days(a.value(i))),
+        }
+    }
+}
+
+/// How an amount or cost column is read.
+enum MoneyCol {
+    Text(StringArray),
+    Float(Float64Array),
+    Int(Int64Array),
+}
+
+impl MoneyCol {
+    fn value(&self, i: usize) -> Option<MoneyValue<'_>> {
+        match self {
+            MoneyCol::Text(a) => a.is_valid(i).then(|| MoneyValue::Text(a.value(i))),
+            MoneyCol::Float(a) => a.is_valid(i).then(|| MoneyValue::Float(a.value(i))),
+            MoneyCol::Int(a) => a.is_valid(i).then(|| MoneyValue::Int(a.value(i))),
+        }
+    }
+}
+
+/// The mapped columns of one batch.
+struct Columns {
+    cid: StringArray,
+    cid_float: bool,
+    ts: TsCol,
+    amount: MoneyCol,
+    cost: Option<MoneyCol>,
+    order: Option<StringArray>,
+    segs: Vec<StringArray>,
+}
+
+fn text(a: &ArrayRef) -> StringArray {
+    cast(a, &DataType::Utf8)
+        .expect("every type this reads casts to text")
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8")
+        .clone()
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+impl Columns {
+    fn of(batch: &RecordBatch, cfg: &Validated) -> Result<Columns, ApiError> {
+        let c = &cfg.config.input.columns;
+        let col = |name: &str| -> Result<&ArrayRef, ApiError> {
+            batch.column_by_name(name).ok_or_else(|| {
+                let schema = batch.schema();
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                ApiError::MissingColumn {
+                    column: name.into(),
+                    available: names.join(", "),
+                }
+            })
+        };
+        let wrong = |name: &str, a: &ArrayRef, expected: &str| ApiError::ColumnType {
+            column: name.into(),
+            found: a.data_type().to_string(),
+            expected: expected.into(),
+        };
+        // Ids and segment values are text; numbers are read as their text, as the CLI does.
+        let texty = |name: &str| -> Result<StringArray, ApiError> {
+            let a = col(name)?;
+            let t = a.data_type();
+            if is_text(t)
+                || t.is_integer()
+                || t.is_floating()
+                || matches!(t, DataType::Null | DataType::Boolean)
+                || matches!(t, DataType::Dictionary(_, v) if is_text(v))
+            {
+                Ok(text(a))
+            } else {
+                Err(wrong(name, a, "text"))
+            }
+        };
+        let ts = {
+            let a = col(&c.ts)?;
+            match a.data_type() {
+                t if is_text(t) || matches!(t, DataType::Null) => TsCol::Text(text(a)),
+                DataType::Dictionary(_, v) if is_text(v) => TsCol::Text(text(a)),
+                DataType::Date32 => TsCol::Days(
+                    a.as_any()
+                        .downcast_ref::<Int32Array>()
+                        .cloned()
+                        .unwrap_or_else(|| ints32(a)),
+                ),
+                DataType::Date64 => TsCol::Epoch(ints64(a), EpochUnit::Millis, false),
+                DataType::Timestamp(unit, tz) => TsCol::Epoch(
+                    ints64(a),
+                    match unit {
+                        TimeUnit::Second => EpochUnit::Seconds,
+                        TimeUnit::Millisecond => EpochUnit::Millis,
+                        TimeUnit::Microsecond => EpochUnit::Micros,
+                        TimeUnit::Nanosecond => EpochUnit::Nanos,
+                    },
+                    tz.is_some(),
+                ),
+                _ => return Err(wrong(&c.ts, a, "a timestamp (text, date or datetime)")),
+            }
+        };
+        let money = |name: &str| -> Result<MoneyCol, ApiError> {
+            let a = col(name)?;
+            Ok(match a.data_type() {
+                t if is_text(t) || matches!(t, DataType::Null) => MoneyCol::Text(text(a)),
+                DataType::Dictionary(_, v) if is_text(v) => MoneyCol::Text(text(a)),
+                t if t.is_floating() => MoneyCol::Float(
+                    cast(a, &DataType::Float64)
+                        .expect("floats cast to Float64")
+                        .as_any()
+                        .downcast_ref::<Float64Array>()
+                        .expect("Float64")
+                        .clone(),
+                ),
+                // Exact as text: a cast to Int64 would turn values above its range into nulls.
+                DataType::UInt64 => MoneyCol::Text(text(a)),
+                t if t.is_integer() => MoneyCol::Int(ints64(a)),
+                DataType::Decimal32(_, _)
+                | DataType::Decimal64(_, _)
+                | DataType::Decimal128(_, _)
+                | DataType::Decimal256(_, _) => MoneyCol::Text(text(a)),
+                _ => return Err(wrong(name, a, "money (text, integer, float or decimal)")),
+            })
+        };
+        Ok(Columns {
+            cid_float: col(&c.customer_id)?.data_type().is_floating(),
+            cid: texty(&c.customer_id)?,
+            ts,
+            amount: money(&c.amount)?,
+            cost: c.cost.as_deref().map(money).transpose()?,
+            order: c.order_id.as_deref().map(texty).transpose()?,
+            segs: c
+                .segments
+                .iter()
+                .map(|s| texty(s))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn row(&self, i: usize) -> Row<'_> {
+        fn get(a: &StringArray, i: usize) -> Option<&str> {
+            a.is_valid(i).then(|| a.value(i))
+        }
+        Row {
+            ts: self.ts.value(i),
+            customer_id: get(&self.cid, i),
+            amount: self.amount.value(i),
+            cost: self.cost.as_ref().map(|c| c.value(i)),
+            order_id: self.order.as_ref().and_then(|o| get(o, i)),
+            // Arrow text is valid UTF-8: U+FFFD is a real character here.
+            order_replaced: false,
+            segment_replaced: false,
+        }
+    }
+}
+
+fn ints64(a: &ArrayRef) -> Int64Array {
+    cast(a, &DataType::Int64)
+        .expect("integers, dates and timestamps cast to Int64")
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("Int64")
+        .clone()
+}
+
+fn ints32(a: &ArrayRef) -> Int32Array {
+    cast(a, &DataType::Int32)
+        .expect("dates cast to Int32")
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .expect("Int32")
+        .clone()
+}
+
+/// Row accounting of the rows read (SPEC §4: read = used + rejected + after as_of), and the
+/// newest line's local time (for the staleness check).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Accounting {
+    pub rows_read: u64,
+    pub rows_used: u64,
+    pub rows_after_as_of: u64,
+    /// Every rejected row, with its reason and source.
+    pub rejects: Vec<Reject>,
+    pub newest: Option<i64>,
+}
+
+impl Accounting {
+    pub fn rows_rejected(&self) -> u64 {
+        self.rejects.len() as u64
+    }
+
+    pub fn merge(&mut self, other: Accounting) {
+        self.rows_read += other.rows_read;
+        self.rows_used += other.rows_used;
+        self.rows_after_as_of += other.rows_after_as_of;
+        self.rejects.extend(other.rejects);
+        self.newest = self.newest.max(other.newest);
+    }
+}
+
+/// Input rows of one source (a file, a table): its rows are numbered from `first_row` on, in
+/// batch order.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub source: &'a str,
+    pub first_row: u64,
+    pub batches: &'a [RecordBatch],
+}
+
+/// The lines of every source's rows before `cutoff` (local µs), interned, with the rejects
+/// and the accounting.
+pub(super) fn ingest(
+    cfg: &Validated,
+    cutoff: i64,
+    sources: &[Rows<'_>],
+) -> Result<(Ingested, Accounting), ApiError> {
+    let c = &cfg.config.input.columns;
+    let zone = Zone::new(cfg.tz);
+    let mut ing = Ingested {
+        has_cost: c.cost.is_some(),
+        segments: c.segments.iter().map(|_| Dict::default()).collect(),
+        ..Ingested::default()
+    };
+    let mut acc = Accounting::default();
+    let rows: usize = sources
+        .iter()
+        .flat_map(|s| s.batches)
+        .map(RecordBatch::num_rows)
+        .sum();
+    ing.lines.reserve(
+        rows,
+        c.segments.len(),
+        !zone.is_utc(),
+        c.cost.is_some(),
+        c.order_id.is_some(),
+    );
+    for &Rows {
+        source,
+        first_row,
+        batches,
+    } in sources
+    {
+        let mut row_no = first_row;
+        for batch in batches {
+            let cols = Columns::of(batch, cfg)?;
+            let rules = Rules {
+                cutoff_local: cutoff,
+                zone,
+                decimals: cfg.config.input.amount_decimals,
+                ts_format: &cfg.config.input.ts_format,
+                lossy: false,
+                cid_float: cols.cid_float,
+            };
+            for i in 0..batch.num_rows() {
+                let row = cols.row(i);
+                let this_row = row_no;
+                row_no += 1;
+                acc.rows_read += 1;
+                let used = match rules::classify(&row, &rules) {
+                    Outcome::Used(u) => u,
+                    Outcome::After | Outcome::Blank => {
+                        acc.rows_after_as_of += 1;
+                        continue;
+                    }
+                    Outcome::Rejected(reason, ts_local) => {
+                        acc.rejects.push(Reject {
+                            file: source.to_string(),
+                            row: this_row,
+                            reason: reason.to_string(),
+                            customer_id: row.customer_id.map(str::to_string),
+                            ts: row.ts.map(|t| t.raw()),
+                            amount: row.amount.map(|a| a.raw()),
+                            ts_local,
+                        });
+                        continue;
+                    }
+                };
+                acc.rows_used += 1;
+                acc.newest = acc.newest.max(Some(used.ts_local));
+                ing.money_abs +=
+                    used.amount.unsigned_abs() as u128 + used.cost.unsigned_abs() as u128;
+                if ing.money_abs > crate::source::MONEY_ABS_LIMIT && ing.money_overflow_at.is_none()
+                {
+                    ing.money_overflow_at = Some((source.to_string(), this_row));
+                }
+                let l = &mut ing.lines;
+                l.cust.push(
+                    ing.customers
+                        .intern(rules::trim(row.customer_id.unwrap_or(""))),
+                );
+                let line = l.order.len() as u64;
+                l.order
+                    .push(used.order_hash.unwrap_or(ROW_ORDER_BASE + line));
+                if cols.order.is_some() {
+                    l.order_ids.push(rules::trim(row.order_id.unwrap_or("")));
+                }
+                if !zone.is_utc() {
+                    l.ts_utc.push(used.ts_utc);
+                }
+                l.ts_local.push(used.ts_local);
+                l.amount.push(used.amount);
+                if cols.cost.is_some() {
+                    l.cost.push(used.cost);
+                }
+                for (col, dict) in cols.segs.iter().zip(ing.segments.iter_mut()) {
+                    let v = if col.is_valid(i) {
+                        rules::trim(col.value(i))
+                    } else {
+                        ""
+                    };
+                    l.seg
+                        .push(dict.intern(if v.is_empty() { UNKNOWN_SEGMENT } else { v }));
+                }
+            }
+        }
+    }
+    Ok((ing, acc))
+}
