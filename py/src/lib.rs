@@ -13,25 +13,25 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(
-    _core,
+    customer_value,
     Error,
     PyException,
     "Base of customer_value's errors."
 );
 create_exception!(
-    _core,
+    customer_value,
     ConfigError,
     Error,
     "The configuration is unusable (the message names the key): the CLI's exit 2."
 );
 create_exception!(
-    _core,
+    customer_value,
     InputError,
     Error,
     "The rows or lines cannot be read (a column missing or of a type no rule reads)."
 );
 create_exception!(
-    _core,
+    customer_value,
     DataError,
     Error,
     "The data fail a check (too many rejects, nothing by as_of, stale input): the CLI's exit 3."
