@@ -101,6 +101,18 @@ fn toml_from_json(json: &str) -> PyResult<String> {
     toml::to_string(&value).map_err(|e| ConfigError::new_err(format!("config: {e}")))
 }
 
+/// The configuration of TOML text, checked as the library API checks it, as JSON (what a
+/// driver needs to read the inputs itself: paths, format, CSV options, columns).
+#[pyfunction]
+fn config_json(toml_text: &str) -> PyResult<String> {
+    let config = api::Config::from_toml(toml_text).map_err(|e| py_err(e.into()))?;
+    let checked = config
+        .clone()
+        .validate_lines()
+        .map_err(|e| py_err(e.into()))?;
+    serde_json::to_string(&checked.config).map_err(|e| Error::new_err(e.to_string()))
+}
+
 /// One as_of date's computation under one configuration (see `customer_value.Computation`).
 #[pyclass(frozen, module = "customer_value._core")]
 struct Computation {
@@ -252,6 +264,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Partial>()?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(toml_from_json, m)?)?;
+    m.add_function(wrap_pyfunction!(config_json, m)?)?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("InputError", py.get_type::<InputError>())?;

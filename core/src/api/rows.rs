@@ -54,6 +54,11 @@ impl MoneyCol {
     }
 }
 
+/// Column of a row's source file, when rows name their own (see [`Rows`]).
+pub const SOURCE_FILE: &str = "__source_file";
+/// Column of a row's number within its source file (see [`Rows`]).
+pub const SOURCE_ROW: &str = "__source_row";
+
 /// The mapped columns of one batch.
 struct Columns {
     cid: StringArray,
@@ -63,6 +68,8 @@ struct Columns {
     cost: Option<MoneyCol>,
     order: Option<StringArray>,
     segs: Vec<StringArray>,
+    /// Each row's own source file and row, when the batch names them.
+    sources: Option<(StringArray, Int64Array)>,
 }
 
 fn text(a: &ArrayRef) -> StringArray {
@@ -171,6 +178,20 @@ impl Columns {
                 .iter()
                 .map(|s| texty(s))
                 .collect::<Result<_, _>>()?,
+            sources: match (
+                batch.column_by_name(SOURCE_FILE),
+                batch.column_by_name(SOURCE_ROW),
+            ) {
+                (None, None) => None,
+                (Some(f), Some(r)) if r.data_type().is_integer() => Some((text(f), ints64(r))),
+                _ => {
+                    return Err(ApiError::ColumnType {
+                        column: format!("{SOURCE_FILE}, {SOURCE_ROW}"),
+                        found: "one of them, or a row number that is not an integer".into(),
+                        expected: "both: the source file (text) and row (integer)".into(),
+                    })
+                }
+            },
         })
     }
 
@@ -236,7 +257,9 @@ impl Accounting {
 }
 
 /// Input rows of one source (a file, a table): its rows are numbered from `first_row` on, in
-/// batch order.
+/// batch order. A batch may instead name each row's source and row itself, in the columns
+/// [`SOURCE_FILE`] (text) and [`SOURCE_ROW`] (integer), when its rows come from many files (a
+/// partition of a Spark job).
 #[derive(Debug, Clone, Copy)]
 pub struct Rows<'a> {
     pub source: &'a str,
@@ -300,9 +323,20 @@ pub(super) fn ingest(
                         continue;
                     }
                     Outcome::Rejected(reason, ts_local) => {
+                        let (file, row_no) = match &cols.sources {
+                            Some((f, r)) => (
+                                if f.is_valid(i) { f.value(i) } else { source },
+                                if r.is_valid(i) {
+                                    r.value(i) as u64
+                                } else {
+                                    this_row
+                                },
+                            ),
+                            None => (source, this_row),
+                        };
                         acc.rejects.push(Reject {
-                            file: source.to_string(),
-                            row: this_row,
+                            file: file.to_string(),
+                            row: row_no,
                             reason: reason.to_string(),
                             customer_id: row.customer_id.map(str::to_string),
                             ts: row.ts.map(|t| t.raw()),

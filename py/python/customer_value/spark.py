@@ -1,0 +1,317 @@
+"""customer-value on Apache Spark (3.4 and later): Spark reads the inputs and shuffles the rows by
+customer; each task folds its customer partition with the core (``mapInArrow``, a whole
+partition per call); the driver merges the small partials and finishes every table, equal to
+a CLI run over the same files.
+
+>>> from pyspark.sql import SparkSession
+>>> import customer_value.spark as cvs
+>>> spark = SparkSession.builder.getOrCreate()
+>>> tables = cvs.compute(spark, "config/default.toml", as_of="2024-12-31")
+
+Rejected rows name their file and row as the CLI does: each row carries its file, the start of
+the file split Spark read it in (``_metadata``) and a monotonically increasing id from the
+scan; the tasks report the first id and the row count of every split they saw, and the driver
+turns (split, id) into the row number within the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import Computation, Config, Partial, _core, config_toml
+
+__all__ = ["compute", "read_rows"]
+
+FILE = "__file"
+BLOCK = "__block"
+ROW_ID = "__row_id"
+
+# Input formats by file name, as the CLI detects them (`input.format = "auto"`).
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+}
+
+
+def _format_of(path: str, configured: str) -> str:
+    if configured != "auto":
+        return configured
+    name = path.lower()
+    for comp in (".gz", ".zst"):
+        if name.endswith(comp):
+            name = name[: -len(comp)]
+    for suffix, fmt in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise _core.ConfigError(
+        f"input.format: cannot tell the format of {path} from its name; set input.format"
+    )
+
+
+def _mapped(columns: dict) -> list[str]:
+    names = [columns["customer_id"], columns["ts"], columns["amount"]]
+    names += [columns[k] for k in ("order_id", "cost") if columns.get(k)]
+    names += list(columns.get("segments", []))
+    return list(dict.fromkeys(names))
+
+
+def read_rows(spark, config: Config, paths: Sequence[str] | None = None):
+    """The input rows as a Spark DataFrame: the mapped columns (CSV as text, as the CLI reads
+    it) and each row's file, file split and scan id."""
+    from pyspark.sql import functions as F
+
+    toml = config_toml(config)
+    cfg = json.loads(_core.config_json(toml))
+    inp = cfg["input"]
+    paths = list(paths or inp["paths"])
+    if not paths:
+        raise _core.ConfigError("input.paths: must list at least one file, glob or folder")
+    formats = {_format_of(p, inp["format"]) for p in paths}
+    if len(formats) > 1:
+        raise _core.ConfigError(
+            f"input.paths: files of several formats ({', '.join(sorted(formats))}); "
+            "run one format at a time or set input.format"
+        )
+    fmt = formats.pop()
+    reader = spark.read
+    if fmt == "csv":
+        csv = inp["csv"]
+        quote = csv["quote"]
+        reader = (
+            reader.format("csv")
+            .option("header", csv["has_header"])
+            .option("sep", csv["delimiter"])
+            # "" = no quoting; a doubled quote inside quotes is a quote (RFC 4180).
+            .option("quote", quote if quote else "\u0000")
+            .option("escape", quote if quote else "\\")
+            .option("multiLine", csv["allow_quoted_newlines"])
+            .option("inferSchema", False)
+            .option("ignoreLeadingWhiteSpace", False)
+            .option("ignoreTrailingWhiteSpace", False)
+            .option("mode", "PERMISSIVE")
+        )
+    elif fmt == "parquet":
+        reader = reader.format("parquet")
+    else:
+        reader = reader.format("json")
+    df = reader.load(paths)
+    columns = inp["columns"]
+    if fmt == "csv" and not inp["csv"]["has_header"]:
+        # The CLI names headerless columns column_1, column_2, …
+        df = df.toDF(*[f"column_{i + 1}" for i in range(len(df.columns))])
+    missing = [c for c in _mapped(columns) if c not in df.columns]
+    if missing:
+        raise _core.InputError(
+            f"input: column '{missing[0]}' not found; columns are: {', '.join(df.columns)}"
+        )
+    return df.select(
+        *[F.col(f"`{c}`") for c in _mapped(columns)],
+        F.col("_metadata.file_path").alias(FILE),
+        F.col("_metadata.file_block_start").alias(BLOCK),
+        F.monotonically_increasing_id().alias(ROW_ID),
+    )
+
+
+def _ipc(batches: Iterable[pa.RecordBatch]) -> bytes:
+    """Batches (of different schemas) as one byte string: IPC streams, each length-prefixed."""
+    out = io.BytesIO()
+    for b in batches:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, b.schema) as w:
+            w.write_batch(b)
+        data = sink.getvalue().to_pybytes()
+        out.write(len(data).to_bytes(8, "little"))
+        out.write(data)
+    return out.getvalue()
+
+
+def _batches(payload: bytes) -> list[pa.RecordBatch]:
+    out, at = [], 0
+    while at < len(payload):
+        n = int.from_bytes(payload[at : at + 8], "little")
+        at += 8
+        reader = pa.ipc.open_stream(pa.py_buffer(payload[at : at + n]))
+        batch = reader.read_next_batch()
+        out.append(pa.RecordBatch.from_arrays(batch.columns, schema=reader.schema))
+        at += n
+    return out
+
+
+OUT_SCHEMA = "as_of string, kind string, payload binary"
+
+
+def _folder(toml: str, dates: list[str]):
+    """The mapInArrow function: one customer partition's rows → a partial per date and the
+    splits' first ids and row counts."""
+
+    def fold(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        # Rayon starts in this worker process (after the fork), sized to the task's cores.
+        ctx = TaskContext.get()
+        _core.set_threads(max(1, int(ctx.cpus())) if ctx is not None else 1)
+        if os.environ.get("CUSTOMER_VALUE_SPARK_FAIL_ONCE"):
+            marker = os.environ["CUSTOMER_VALUE_SPARK_FAIL_ONCE"]
+            if ctx is not None and ctx.partitionId() == 0 and not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("customer-value test: this task fails once")
+        table = pa.Table.from_batches(list(batches))
+        if table.num_rows == 0:
+            return
+        splits = table.group_by([FILE, BLOCK]).aggregate([(ROW_ID, "min"), (ROW_ID, "count")])
+        source = pc.binary_join_element_wise(
+            table.column(FILE), pc.cast(table.column(BLOCK), pa.string()), "\n"
+        )
+        rows = table.append_column(_SOURCE_FILE, source).append_column(
+            _SOURCE_ROW, table.column(ROW_ID)
+        )
+        out = [("", "splits", _ipc(splits.to_batches()))]
+        for d in dates:
+            partial = Computation(toml, d).fold_rows(rows, source="spark")
+            out.append((d, "partial", _ipc(partial.to_arrow())))
+        yield pa.RecordBatch.from_pydict(
+            {
+                "as_of": [o[0] for o in out],
+                "kind": [o[1] for o in out],
+                "payload": [o[2] for o in out],
+            },
+            schema=pa.schema(
+                [("as_of", pa.string()), ("kind", pa.string()), ("payload", pa.binary())]
+            ),
+        )
+
+    return fold
+
+
+_SOURCE_FILE = "__source_file"
+_SOURCE_ROW = "__source_row"
+
+
+def _namer(paths: Sequence[str]):
+    """A file URL → the file's name as the CLI gives it: a configured file as it is written in
+    the configuration, another local file (found in a folder or by a glob) by its path, other
+    URLs as they are."""
+    given = {os.path.abspath(p): p for p in paths if "://" not in p}
+
+    def name(url: str) -> str:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("", "file"):
+            return url
+        path = unquote(parsed.path)
+        return given.get(path, path)
+
+    return name
+
+
+class _Splits:
+    """Where each file split starts, in rows: turns (split, scan id) into a row number."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, int], int] = {}
+        self.count: dict[tuple[str, int], int] = defaultdict(int)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        for f, b, m, n in zip(*(c.to_pylist() for c in batch.columns)):
+            key = (f, b)
+            self.first[key] = min(self.first.get(key, m), m)
+            self.count[key] += n
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """Rows of the file before each split."""
+        by_file: dict[str, list[int]] = defaultdict(list)
+        for f, b in self.count:
+            by_file[f].append(b)
+        out = {}
+        for f, blocks in by_file.items():
+            before = 0
+            for b in sorted(blocks):
+                out[(f, b)] = before
+                before += self.count[(f, b)]
+        return out
+
+
+def _renumber(rejects: pa.RecordBatch, splits: _Splits, offsets, name) -> pa.RecordBatch:
+    """The rejects with the CLI's file names and 1-based row numbers."""
+    files, rows = [], []
+    for source, row_id in zip(
+        rejects.column("source_file").to_pylist(), rejects.column("source_row").to_pylist()
+    ):
+        url, block = source.rsplit("\n", 1)
+        key = (url, int(block))
+        files.append(name(url))
+        rows.append(offsets[key] + (row_id - splits.first[key]) + 1)
+    cols = dict(zip(rejects.schema.names, rejects.columns))
+    cols["source_file"] = pa.array(files, pa.string())
+    cols["source_row"] = pa.array(rows, pa.int64())
+    return pa.RecordBatch.from_arrays(list(cols.values()), schema=rejects.schema)
+
+
+def compute(
+    spark,
+    config: Config,
+    as_of: str | None = None,
+    *,
+    dates: Sequence[str] | None = None,
+    partitions: int | None = None,
+    paths: Sequence[str] | None = None,
+    check: bool = True,
+) -> dict:
+    """Every table of the configured inputs as of ``as_of`` (or of each of ``dates``: a
+    backfill, each date computed on the rows up to it), computed on Spark. Returns
+    ``{as_of: {table name: pyarrow.Table}}`` for ``dates``, or the one date's tables.
+
+    ``partitions``: customer partitions of the shuffle (default: the session's
+    ``spark.sql.shuffle.partitions``). ``paths`` overrides ``input.paths``.
+    """
+    if (as_of is None) == (dates is None):
+        raise TypeError("give as_of or dates, not both")
+    days = [as_of] if as_of is not None else sorted(set(dates))
+    toml = config_toml(config)
+    cfg = json.loads(_core.config_json(toml))
+    jobs = {d: Computation(toml, d) for d in days}  # a bad date or config fails here
+    rows = read_rows(spark, toml, paths)
+    customer = cfg["input"]["columns"]["customer_id"]
+    n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    shuffled = rows.repartition(n, f"`{customer}`")
+    out = shuffled.mapInArrow(_folder(toml, days), OUT_SCHEMA).collect()
+
+    splits = _Splits()
+    for r in out:
+        if r["kind"] == "splits":
+            for b in _batches(r["payload"]):
+                splits.add(b)
+    offsets = splits.offsets()
+    name = _namer(list(paths or cfg["input"]["paths"]))
+    merged: dict[str, Partial] = {}
+    for r in out:
+        if r["kind"] != "partial":
+            continue
+        sums, customers, rejects = _batches(r["payload"])
+        p = Partial.from_arrow(sums, customers, _renumber(rejects, splits, offsets, name))
+        if r["as_of"] in merged:
+            merged[r["as_of"]].merge(p)
+        else:
+            merged[r["as_of"]] = p
+    result = {}
+    for d in days:
+        job = jobs[d]
+        if d not in merged:
+            # No rows at all: the empty fold has the CLI's accounting (nothing read).
+            merged[d] = job.fold_rows(pa.table({c: pa.array([], pa.string()) for c in _mapped(cfg["input"]["columns"])}))
+        if check:
+            job.check(merged[d])
+        result[d] = job.finish(merged[d])
+    return result[as_of] if as_of is not None else result
