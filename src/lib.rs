@@ -16,10 +16,7 @@ mod generate;
 mod job;
 mod progress;
 mod signals;
-mod sink;
 mod source;
-mod storage;
-mod testhook;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +25,7 @@ use customer_value_core::{compute, config, metrics, orders, schema, time};
 pub use customer_value_core::{
     ApiError, Computation, Config, ConfigError, Partial, PartialBatches, Table, Tables,
 };
+use customer_value_store::{sink, storage, testhook};
 use error::{Error, Result};
 
 /// The `customer-value` binary's entry point (`src/main.rs` adds only the allocator).

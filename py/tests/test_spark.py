@@ -13,6 +13,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,7 @@ def inputs(tmp_path_factory) -> tuple[Path, list[Path]]:
         .replace("max_reject_ratio = 0.01", "max_reject_ratio = 0.5")
         .replace("max_staleness_days = 7", "max_staleness_days = 0")
         .replace('paths = ["data/transactions.csv.gz"]', f"paths = {[str(f) for f in files]!r}".replace("'", '"'))
+        .replace('path = "out"', f'path = "{d / "spark-out"}"')
     )
     return config, files
 
@@ -150,3 +152,87 @@ def test_a_backfill_equals_single_dates(spark, inputs):
     both = cvs.compute(spark, config, dates=dates, partitions=3)
     for d in dates:
         assert_tables_equal(both[d], cvs.compute(spark, config, as_of=d, partitions=2))
+
+
+def read_output(out: Path, as_of: str) -> dict:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import customer_value as cv
+
+    tables = {}
+    for name in cv.TABLES:
+        files = sorted((out / name / f"as_of={as_of}").glob("*.parquet"))
+        tables[name] = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    tables["_manifest"] = json.loads((out / "_manifests" / f"as_of={as_of}.json").read_text())
+    return tables
+
+
+RUN = """
+import os, sys
+os.environ["PYSPARK_PYTHON"] = sys.executable
+from pyspark.sql import SparkSession
+import customer_value.spark as cvs
+spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+spark.sparkContext.setLogLevel("ERROR")
+print(cvs.run(spark, sys.argv[1], as_of=sys.argv[2], partitions=3))
+"""
+
+
+def test_a_spark_run_publishes_what_the_cli_does_and_a_kill_leaves_the_last_run(
+    spark, inputs, cli_tables, tmp_path
+):
+    import customer_value.spark as cvs
+
+    config, files = inputs
+    out = Path(config.read_text().split('path = "', 2)[2].split('"')[0])
+    shutil.rmtree(out, ignore_errors=True)
+    [manifest] = cvs.run(spark, config, as_of=AS_OF, partitions=3)
+    got = read_output(out, AS_OF)
+    assert_tables_equal(got, cli_tables)
+    m, want = got["_manifest"], cli_tables["_manifest"]
+    assert manifest.endswith(f"as_of={AS_OF}.json") and m["status"] == "complete"
+    for key in ("rows_read", "rows_used", "rows_rejected", "rows_after_as_of", "reject_ratio",
+                "rejects_by_reason", "customers", "orders", "settings", "config_hash",
+                "newest_transaction_at"):
+        assert m[key] == want[key], key
+    def per_file(man):
+        return sorted((Path(f["url"]).name, f["rows_read"], f["rows_used"], f["rows_rejected"],
+                       f["rows_after_as_of"], f["size"]) for f in man["inputs"])
+    assert per_file(m) == per_file(want)
+    assert {t: e["rows"] for t, e in m["tables"].items()} == {
+        t: e["rows"] for t, e in want["tables"].items()
+    }
+    run_id = m["run_id"]
+    assert all(f["path"].endswith(f"part-{run_id}.parquet")
+               for e in m["tables"].values() for f in e["files"])
+
+    # A second run killed after swapping two tables in: the partition and manifest stay the
+    # first run's; the next run recovers and publishes.
+    before = (out / "_manifests" / f"as_of={AS_OF}.json").read_text()
+    hold = tmp_path / "hold"
+    env = dict(os.environ, CUSTOMER_VALUE_TEST_HOLD=f"publish:swapped:2={hold}")
+    env.pop("CUSTOMER_VALUE_SPARK_FAIL_ONCE", None)
+    proc = subprocess.Popen([sys.executable, "-c", RUN, str(config), AS_OF], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reached = Path(f"{hold}.reached")
+    for _ in range(1200):
+        if reached.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert reached.exists(), proc.communicate()[1].decode()[-2000:]
+    proc.kill()
+    proc.wait()
+    # The manifest is the first run's; the next run rolls the two swaps back (the CLI's
+    # journal), then publishes its own.
+    assert (out / "_manifests" / f"as_of={AS_OF}.json").read_text() == before
+    cvs.run(spark, config, as_of=AS_OF, partitions=2)
+    rerun = read_output(out, AS_OF)
+    assert rerun["_manifest"]["run_id"] not in (run_id, None)
+    assert_tables_equal(rerun, cli_tables)
+    # One file per table partition, the new run's: nothing of the killed run is left.
+    for name in ("customers", "retention", "cohorts", "ltv", "rejects", "models"):
+        files = sorted(p.name for p in (out / name / f"as_of={AS_OF}").iterdir())
+        assert files == [f"part-{rerun['_manifest']['run_id']}.parquet"], (name, files)

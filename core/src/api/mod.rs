@@ -72,7 +72,7 @@ use chrono::{Duration, NaiveDate};
 pub use crate::config::{Config, ConfigError};
 pub use crate::schema::Table;
 pub use partial::Partial;
-pub use rows::{Accounting, Rows, SOURCE_FILE, SOURCE_ROW};
+pub use rows::{Accounting, Rows, SourceCounts, SOURCE_FILE, SOURCE_ROW};
 pub use wire::PartialBatches;
 
 use crate::config::Validated;
@@ -139,6 +139,7 @@ pub struct Computation {
 pub struct Tables {
     batches: [RecordBatch; 6],
     accounting: Accounting,
+    orders: u64,
 }
 
 impl Tables {
@@ -154,6 +155,11 @@ impl Tables {
     /// counted).
     pub fn accounting(&self) -> &Accounting {
         &self.accounting
+    }
+
+    /// Orders before the cutoff (the manifest's `orders`).
+    pub fn orders(&self) -> u64 {
+        self.orders
     }
 
     /// Every table with its batch, in publish order.
@@ -344,6 +350,7 @@ impl Computation {
         let t = merged.tables(&ctx, &accounting.rejects, customers);
         Ok(Tables {
             accounting,
+            orders: t.orders,
             batches: [
                 t.customers,
                 t.retention,

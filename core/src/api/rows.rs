@@ -7,6 +7,8 @@
 use arrow::array::{
     Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
+use std::collections::BTreeMap;
+
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
 
@@ -240,6 +242,16 @@ pub struct Accounting {
     /// Every rejected row, with its reason and source.
     pub rejects: Vec<Reject>,
     pub newest: Option<i64>,
+    /// The counts of each source (its rejects are those of `rejects` that name it).
+    pub sources: BTreeMap<String, SourceCounts>,
+}
+
+/// Rows of one source: read, used and after as_of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceCounts {
+    pub read: u64,
+    pub used: u64,
+    pub after_as_of: u64,
 }
 
 impl Accounting {
@@ -253,6 +265,12 @@ impl Accounting {
         self.rows_after_as_of += other.rows_after_as_of;
         self.rejects.extend(other.rejects);
         self.newest = self.newest.max(other.newest);
+        for (name, c) in other.sources {
+            let s = self.sources.entry(name).or_default();
+            s.read += c.read;
+            s.used += c.used;
+            s.after_as_of += c.after_as_of;
+        }
     }
 }
 
@@ -294,6 +312,8 @@ pub(super) fn ingest(
         c.cost.is_some(),
         c.order_id.is_some(),
     );
+    // The current source's counts, added to `acc.sources` when the source changes.
+    let mut last: Option<(String, SourceCounts)> = None;
     for &Rows {
         source,
         first_row,
@@ -316,27 +336,36 @@ pub(super) fn ingest(
                 let this_row = row_no;
                 row_no += 1;
                 acc.rows_read += 1;
+                let (file, row_in_file) = match &cols.sources {
+                    Some((f, r)) => (
+                        if f.is_valid(i) { f.value(i) } else { source },
+                        if r.is_valid(i) {
+                            r.value(i) as u64
+                        } else {
+                            this_row
+                        },
+                    ),
+                    None => (source, this_row),
+                };
+                if last.as_ref().is_none_or(|(name, _)| name.as_str() != file) {
+                    if let Some((name, c)) = last.take() {
+                        add(&mut acc.sources, name, c);
+                    }
+                    last = Some((file.to_string(), SourceCounts::default()));
+                }
+                let counts = &mut last.as_mut().expect("set above").1;
+                counts.read += 1;
                 let used = match rules::classify(&row, &rules) {
                     Outcome::Used(u) => u,
                     Outcome::After | Outcome::Blank => {
                         acc.rows_after_as_of += 1;
+                        counts.after_as_of += 1;
                         continue;
                     }
                     Outcome::Rejected(reason, ts_local) => {
-                        let (file, row_no) = match &cols.sources {
-                            Some((f, r)) => (
-                                if f.is_valid(i) { f.value(i) } else { source },
-                                if r.is_valid(i) {
-                                    r.value(i) as u64
-                                } else {
-                                    this_row
-                                },
-                            ),
-                            None => (source, this_row),
-                        };
                         acc.rejects.push(Reject {
                             file: file.to_string(),
-                            row: row_no,
+                            row: row_in_file,
                             reason: reason.to_string(),
                             customer_id: row.customer_id.map(str::to_string),
                             ts: row.ts.map(|t| t.raw()),
@@ -347,6 +376,8 @@ pub(super) fn ingest(
                     }
                 };
                 acc.rows_used += 1;
+                counts.used += 1;
+                counts.used += 1;
                 acc.newest = acc.newest.max(Some(used.ts_local));
                 ing.money_abs +=
                     used.amount.unsigned_abs() as u128 + used.cost.unsigned_abs() as u128;
@@ -385,5 +416,15 @@ pub(super) fn ingest(
             }
         }
     }
+    if let Some((name, c)) = last.take() {
+        add(&mut acc.sources, name, c);
+    }
     Ok((ing, acc))
+}
+
+fn add(sources: &mut BTreeMap<String, SourceCounts>, name: String, c: SourceCounts) {
+    let s = sources.entry(name).or_default();
+    s.read += c.read;
+    s.used += c.used;
+    s.after_as_of += c.after_as_of;
 }

@@ -35,6 +35,17 @@ const META_MONEY: &str = "customer_value.money_abs";
 const META_EARLIEST: &str = "customer_value.earliest_local_us";
 const META_ROWS: &str = "customer_value.rows";
 
+/// The row accounting as the metadata of the rejects batch carries it (JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Counts {
+    rows_read: u64,
+    rows_used: u64,
+    rows_after_as_of: u64,
+    newest: Option<i64>,
+    #[serde(default)]
+    sources: std::collections::BTreeMap<String, super::SourceCounts>,
+}
+
 impl Partial {
     /// The partial as two Arrow batches: `sums` (one row per non-zero sum: segment_by,
     /// segment, measure, period_start, cohort_offset, value) and `customers` (one row per
@@ -87,8 +98,15 @@ impl Partial {
         let strs = |f: &dyn Fn(&Reject) -> Option<&str>| -> ArrayRef {
             Arc::new(StringArray::from(r.iter().map(f).collect::<Vec<_>>()))
         };
-        let counts = serde_json::json!([a.rows_read, a.rows_used, a.rows_after_as_of, a.newest]);
-        let meta = HashMap::from([(META_ROWS.to_string(), counts.to_string())]);
+        let counts = serde_json::to_string(&Counts {
+            rows_read: a.rows_read,
+            rows_used: a.rows_used,
+            rows_after_as_of: a.rows_after_as_of,
+            newest: a.newest,
+            sources: a.sources.clone(),
+        })
+        .expect("counts serialize");
+        let meta = HashMap::from([(META_ROWS.to_string(), counts)]);
         RecordBatch::try_new(
             Arc::new(rejects_schema().as_ref().clone().with_metadata(meta)),
             vec![
@@ -107,7 +125,7 @@ impl Partial {
     fn accounting_of(batch: &RecordBatch) -> Result<Accounting, ApiError> {
         let bad = |why: &str| ApiError::Partial(format!("rejects batch: {why}"));
         check_schema("rejects", batch, &rejects_schema())?;
-        let counts: (u64, u64, u64, Option<i64>) = batch
+        let counts: Counts = batch
             .schema()
             .metadata()
             .get(META_ROWS)
@@ -132,7 +150,13 @@ impl Partial {
                 ts_local: local.is_valid(i).then(|| local.value(i)),
             });
         }
-        let (rows_read, rows_used, rows_after_as_of, newest) = counts;
+        let Counts {
+            rows_read,
+            rows_used,
+            rows_after_as_of,
+            newest,
+            sources,
+        } = counts;
         if rows_used + rows_after_as_of + rejects.len() as u64 != rows_read {
             return Err(bad("rows read ≠ used + rejected + after as_of"));
         }
@@ -142,6 +166,7 @@ impl Partial {
             rows_after_as_of,
             rejects,
             newest,
+            sources,
         })
     }
 

@@ -20,6 +20,7 @@ import io
 import json
 import os
 from collections import defaultdict
+from datetime import date, datetime, timezone
 from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlparse
 
@@ -28,10 +29,12 @@ import pyarrow.compute as pc
 
 from . import Computation, Config, Partial, _core, config_toml
 
-__all__ = ["compute", "read_rows"]
+__all__ = ["compute", "main", "read_rows", "run"]
 
 FILE = "__file"
 BLOCK = "__block"
+SIZE = "__file_size"
+MTIME = "__file_mtime"
 ROW_ID = "__row_id"
 
 # Input formats by file name, as the CLI detects them (`input.format = "auto"`).
@@ -121,6 +124,9 @@ def read_rows(spark, config: Config, paths: Sequence[str] | None = None):
         *[F.col(f"`{c}`") for c in _mapped(columns)],
         F.col("_metadata.file_path").alias(FILE),
         F.col("_metadata.file_block_start").alias(BLOCK),
+        F.col("_metadata.file_size").alias(SIZE),
+        # Seconds since the epoch (the manifest writes them as UTC RFC 3339, as the CLI).
+        F.col("_metadata.file_modification_time").cast("long").alias(MTIME),
         F.monotonically_increasing_id().alias(ROW_ID),
     )
 
@@ -171,7 +177,9 @@ def _folder(toml: str, dates: list[str]):
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
-        splits = table.group_by([FILE, BLOCK]).aggregate([(ROW_ID, "min"), (ROW_ID, "count")])
+        splits = table.group_by([FILE, BLOCK, SIZE, MTIME]).aggregate(
+            [(ROW_ID, "min"), (ROW_ID, "count")]
+        )
         source = pc.binary_join_element_wise(
             table.column(FILE), pc.cast(table.column(BLOCK), pa.string()), "\n"
         )
@@ -222,12 +230,15 @@ class _Splits:
     def __init__(self) -> None:
         self.first: dict[tuple[str, int], int] = {}
         self.count: dict[tuple[str, int], int] = defaultdict(int)
+        self.files: dict[str, tuple[int, str]] = {}
 
     def add(self, batch: pa.RecordBatch) -> None:
-        for f, b, m, n in zip(*(c.to_pylist() for c in batch.columns)):
+        for f, b, size, mtime, m, n in zip(*(c.to_pylist() for c in batch.columns)):
             key = (f, b)
             self.first[key] = min(self.first.get(key, m), m)
             self.count[key] += n
+            when = datetime.fromtimestamp(mtime, timezone.utc) if mtime is not None else None
+            self.files[f] = (size, when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None)
 
     def offsets(self) -> dict[tuple[str, int], int]:
         """Rows of the file before each split."""
@@ -244,7 +255,8 @@ class _Splits:
 
 
 def _renumber(rejects: pa.RecordBatch, splits: _Splits, offsets, name) -> pa.RecordBatch:
-    """The rejects with the CLI's file names and 1-based row numbers."""
+    """The rejects with the CLI's file names and 1-based row numbers, and the row counts per
+    file instead of per file split (in the batch's metadata)."""
     files, rows = [], []
     for source, row_id in zip(
         rejects.column("source_file").to_pylist(), rejects.column("source_row").to_pylist()
@@ -256,7 +268,86 @@ def _renumber(rejects: pa.RecordBatch, splits: _Splits, offsets, name) -> pa.Rec
     cols = dict(zip(rejects.schema.names, rejects.columns))
     cols["source_file"] = pa.array(files, pa.string())
     cols["source_row"] = pa.array(rows, pa.int64())
-    return pa.RecordBatch.from_arrays(list(cols.values()), schema=rejects.schema)
+    meta = dict(rejects.schema.metadata)
+    counts = json.loads(meta[_ROWS])
+    per_file: dict[str, dict[str, int]] = {}
+    for source, c in counts.get("sources", {}).items():
+        f = per_file.setdefault(name(source.rsplit("\n", 1)[0]), dict.fromkeys(c, 0))
+        for k, v in c.items():
+            f[k] += v
+    counts["sources"] = per_file
+    meta[_ROWS] = json.dumps(counts)
+    return pa.RecordBatch.from_arrays(
+        list(cols.values()), schema=rejects.schema.with_metadata(meta)
+    )
+
+
+_ROWS = b"customer_value.rows"
+
+
+def _partials(spark, toml: str, days: list[str], partitions, paths):
+    """Every date's merged partial of the inputs, and the input files as the manifest lists
+    them."""
+    cfg = json.loads(_core.config_json(toml))
+    paths = list(paths or cfg["input"]["paths"])
+    rows = read_rows(spark, toml, paths)
+    customer = cfg["input"]["columns"]["customer_id"]
+    n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    shuffled = rows.repartition(n, f"`{customer}`")
+    out = shuffled.mapInArrow(_folder(toml, days), OUT_SCHEMA).collect()
+
+    splits = _Splits()
+    for r in out:
+        if r["kind"] == "splits":
+            for b in _batches(r["payload"]):
+                splits.add(b)
+    offsets = splits.offsets()
+    name = _namer(paths)
+    merged: dict[str, Partial] = {}
+    for r in out:
+        if r["kind"] != "partial":
+            continue
+        sums, customers, rejects = _batches(r["payload"])
+        p = Partial.from_arrow(sums, customers, _renumber(rejects, splits, offsets, name))
+        if r["as_of"] in merged:
+            merged[r["as_of"]].merge(p)
+        else:
+            merged[r["as_of"]] = p
+    for d in days:
+        if d not in merged:
+            # No rows at all: an empty fold, which the data checks then refuse.
+            empty = pa.table({c: pa.array([], pa.string()) for c in _mapped(cfg["input"]["columns"])})
+            merged[d] = Computation(toml, d).fold_rows(empty)
+    fmt = {p: _format_of(p, cfg["input"]["format"]) for p in paths}
+    inputs = []
+    for url, (size, mtime) in sorted(splits.files.items(), key=lambda kv: name(kv[0])):
+        shown = name(url)
+        inputs.append(
+            {
+                "url": shown,
+                "format": fmt.get(shown, _format_of(shown, cfg["input"]["format"])),
+                "size": size,
+                "mtime": mtime,
+                "etag": None,
+                "rows_read": 0,
+                "rows_used": 0,
+                "rows_rejected": 0,
+                "rows_after_as_of": 0,
+            }
+        )
+    return merged, inputs
+
+
+def _days(as_of, dates) -> list[str]:
+    if (as_of is None) == (dates is None):
+        raise TypeError("give as_of or dates, not both")
+    days = [str(as_of)] if as_of is not None else sorted({str(d) for d in dates})
+    for d in days:
+        try:
+            date.fromisoformat(d)
+        except ValueError:
+            raise _core.ConfigError(f"as_of: '{d}' is not a date YYYY-MM-DD") from None
+    return days
 
 
 def compute(
@@ -270,48 +361,103 @@ def compute(
     check: bool = True,
 ) -> dict:
     """Every table of the configured inputs as of ``as_of`` (or of each of ``dates``: a
-    backfill, each date computed on the rows up to it), computed on Spark. Returns
-    ``{as_of: {table name: pyarrow.Table}}`` for ``dates``, or the one date's tables.
+    backfill, each date computed on the rows up to it), computed on Spark, returned to the
+    driver: ``{table name: pyarrow.Table}``, or ``{as_of: {…}}`` for ``dates``.
 
     ``partitions``: customer partitions of the shuffle (default: the session's
-    ``spark.sql.shuffle.partitions``). ``paths`` overrides ``input.paths``.
+    ``spark.sql.shuffle.partitions``). ``paths`` overrides ``input.paths``. With ``check``,
+    the job's data checks raise :class:`customer_value.DataError`.
     """
-    if (as_of is None) == (dates is None):
-        raise TypeError("give as_of or dates, not both")
-    days = [as_of] if as_of is not None else sorted(set(dates))
+    days = _days(as_of, dates)
     toml = config_toml(config)
-    cfg = json.loads(_core.config_json(toml))
-    jobs = {d: Computation(toml, d) for d in days}  # a bad date or config fails here
-    rows = read_rows(spark, toml, paths)
-    customer = cfg["input"]["columns"]["customer_id"]
-    n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
-    shuffled = rows.repartition(n, f"`{customer}`")
-    out = shuffled.mapInArrow(_folder(toml, days), OUT_SCHEMA).collect()
-
-    splits = _Splits()
-    for r in out:
-        if r["kind"] == "splits":
-            for b in _batches(r["payload"]):
-                splits.add(b)
-    offsets = splits.offsets()
-    name = _namer(list(paths or cfg["input"]["paths"]))
-    merged: dict[str, Partial] = {}
-    for r in out:
-        if r["kind"] != "partial":
-            continue
-        sums, customers, rejects = _batches(r["payload"])
-        p = Partial.from_arrow(sums, customers, _renumber(rejects, splits, offsets, name))
-        if r["as_of"] in merged:
-            merged[r["as_of"]].merge(p)
-        else:
-            merged[r["as_of"]] = p
+    merged, _ = _partials(spark, toml, days, partitions, paths)
     result = {}
     for d in days:
-        job = jobs[d]
-        if d not in merged:
-            # No rows at all: the empty fold has the CLI's accounting (nothing read).
-            merged[d] = job.fold_rows(pa.table({c: pa.array([], pa.string()) for c in _mapped(cfg["input"]["columns"])}))
+        job = Computation(toml, d)
         if check:
             job.check(merged[d])
         result[d] = job.finish(merged[d])
-    return result[as_of] if as_of is not None else result
+    return result[days[0]] if as_of is not None else result
+
+
+def run(
+    spark,
+    config: Config,
+    as_of: str | None = None,
+    *,
+    dates: Sequence[str] | None = None,
+    partitions: int | None = None,
+    paths: Sequence[str] | None = None,
+    force_unlock: bool = False,
+) -> list[str]:
+    """A run (or, with ``dates``, a backfill) of the job on Spark: computes every date like
+    :func:`compute`, then the driver publishes each date to ``[output] path`` (local or an
+    object store) exactly as the CLI does: under the output's lock, every table staged and
+    swapped in, then the manifest; a run that fails or is killed leaves the previous
+    partitions and manifests as they were. Task retries and speculative attempts cannot
+    duplicate a file: tasks write nothing; the driver writes once. Returns the manifests'
+    paths.
+    """
+    import time
+
+    started = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    days = _days(as_of, dates)
+    toml = config_toml(config)
+    merged, inputs = _partials(spark, toml, days, partitions, paths)
+    compute_ms = int((time.monotonic() - t0) * 1000)
+    run_id = started.strftime("%Y%m%dT%H%M%S") + f"{started.microsecond // 1000:03d}Z-" + os.urandom(4).hex()
+    return _core.publish(
+        toml,
+        [(d, merged[d]) for d in days],
+        json.dumps(inputs),
+        run_id,
+        started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        [("spark", compute_ms)],
+        force_unlock,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``spark-submit`` entry point: ``python -m customer_value.spark --config F --as-of D``
+    (or ``--dates D1,D2,…`` for a backfill). Exit codes as the CLI's: 2 bad configuration, 3
+    data checks failed, 1 anything else."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="customer_value.spark", description=main.__doc__)
+    parser.add_argument("--config", required=True, help="TOML configuration (a local path)")
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--as-of", help="YYYY-MM-DD")
+    when.add_argument("--dates", help="comma-separated YYYY-MM-DD dates (a backfill)")
+    parser.add_argument("--partitions", type=int, help="customer partitions of the shuffle")
+    parser.add_argument("--force-unlock", action="store_true")
+    args = parser.parse_args(argv)
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName("customer-value").getOrCreate()
+    try:
+        manifests = run(
+            spark,
+            args.config,
+            args.as_of,
+            dates=args.dates.split(",") if args.dates else None,
+            partitions=args.partitions,
+            force_unlock=args.force_unlock,
+        )
+    except _core.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except _core.DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except _core.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for m in manifests:
+        print(m)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -55,7 +55,7 @@ fn delete(remote: &Remote, key: &ObjPath) -> Result<(), object_store::Error> {
 /// Called by `lock::acquire` with the lock held: finishes the publishes that runs killed
 /// outright left half done, from their journals. A run whose manifest was written had only its
 /// replaced files left to delete; any other run's uploads are deleted (no manifest lists them).
-pub(crate) fn recover(remote: &Remote) -> Result<(), SinkError> {
+pub fn recover(remote: &Remote) -> Result<(), SinkError> {
     let prefix = remote.child(JOURNALS);
     for meta in remote.list(&prefix)? {
         let key = meta.location;
@@ -123,7 +123,7 @@ const PART: usize = 8 << 20;
 
 /// Data files uploaded, manifest not yet written.
 #[derive(Debug)]
-pub(crate) struct Uploaded {
+pub struct Uploaded {
     remote: Remote,
     run_id: String,
     as_of: String,
@@ -141,7 +141,7 @@ fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::E
 type ToUpload = (std::path::PathBuf, Option<usize>, u64, u64);
 
 /// Writes each table to a local temporary file and uploads it.
-pub(crate) fn upload(
+pub fn upload(
     remote: &Remote,
     opts: &PublishOptions<'_>,
     tables: &[(crate::schema::Table, TableData<'_>)],
@@ -287,7 +287,7 @@ fn upload_file(
 
 impl Uploaded {
     /// Writes the manifest conditionally, then deletes the replaced files. Returns the manifest URL.
-    pub(crate) fn finish(self, manifest: &Manifest) -> Result<String, SinkError> {
+    pub fn finish(self, manifest: &Manifest) -> Result<String, SinkError> {
         let key = self.remote.child(&format!(
             "{}/{}",
             manifest::DIR,
@@ -383,7 +383,7 @@ impl Uploaded {
     }
 
     /// Deletes this run's uploads and journal: the run does not publish after all.
-    pub(crate) fn abandon(self) {
+    pub fn abandon(self) {
         self.cleanup();
     }
 

@@ -11,7 +11,7 @@ use super::SinkError;
 
 /// One output file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct FileEntry {
+pub struct FileEntry {
     /// Path relative to the output root.
     pub path: String,
     pub rows: u64,
@@ -20,7 +20,7 @@ pub(crate) struct FileEntry {
 
 /// One table's partition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct TableEntry {
+pub struct TableEntry {
     /// Partition folder relative to the output root.
     pub partition: String,
     pub rows: u64,
@@ -33,7 +33,7 @@ pub(crate) struct TableEntry {
 
 /// The manifest document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Manifest {
+pub struct Manifest {
     pub run_id: String,
     pub job: String,
     pub job_version: String,
@@ -67,15 +67,15 @@ pub(crate) struct Manifest {
 }
 
 /// Folder of the manifests under the output root.
-pub(crate) const DIR: &str = "_manifests";
+pub const DIR: &str = "_manifests";
 
 /// File name of the manifest of `as_of`.
-pub(crate) fn file_name(as_of: &str) -> String {
+pub fn file_name(as_of: &str) -> String {
     format!("as_of={as_of}.json")
 }
 
 /// Writes the manifest atomically (temporary file, fsync, rename).
-pub(crate) fn write(
+pub fn write(
     dir: &Path,
     as_of: &str,
     run_id: &str,
@@ -98,7 +98,7 @@ pub(crate) fn write(
 }
 
 /// Reads the manifest of `as_of` from a local output; None when there is none.
-pub(crate) fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, SinkError> {
+pub fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, SinkError> {
     let path = dir.join(file_name(as_of));
     match std::fs::read(&path) {
         Ok(bytes) => parse(&bytes, &path.display().to_string()).map(Some),
@@ -108,7 +108,7 @@ pub(crate) fn read(dir: &Path, as_of: &str) -> Result<Option<Manifest>, SinkErro
 }
 
 /// Parses the manifest document read from `path`.
-pub(crate) fn parse(bytes: &[u8], path: &str) -> Result<Manifest, SinkError> {
+pub fn parse(bytes: &[u8], path: &str) -> Result<Manifest, SinkError> {
     serde_json::from_slice(bytes).map_err(|source| SinkError::Manifest {
         path: path.to_string(),
         source,

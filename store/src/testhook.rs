@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The environment variable naming the point and the file.
-pub(crate) const VAR: &str = "CUSTOMER_VALUE_TEST_HOLD";
+pub const VAR: &str = "CUSTOMER_VALUE_TEST_HOLD";
 
 fn setting() -> Option<&'static (String, PathBuf)> {
     static SETTING: OnceLock<Option<(String, PathBuf)>> = OnceLock::new();
@@ -23,7 +23,7 @@ fn setting() -> Option<&'static (String, PathBuf)> {
 }
 
 /// Waits at `point` if the tests asked for it.
-pub(crate) fn hold(point: &str) {
+pub fn hold(point: &str) {
     let Some((wanted, path)) = setting() else {
         return;
     };

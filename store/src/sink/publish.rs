@@ -42,7 +42,7 @@ struct Journal {
 /// Called by `lock::acquire` with the lock held, so no other run can be writing: finishes or
 /// undoes the publishes that runs killed outright left half done (their journals), then removes
 /// every staging folder left behind (readers never look there).
-pub(crate) fn recover(root: &Path) -> Result<(), SinkError> {
+pub fn recover(root: &Path) -> Result<(), SinkError> {
     let staging = root.join(STAGING);
     let Ok(entries) = std::fs::read_dir(&staging) else {
         return Ok(());
@@ -127,7 +127,7 @@ fn finish_interrupted(root: &Path, staging: &Path, j: &Journal) -> Result<(), Si
 
 /// A publish in progress: tables swapped in, manifest not yet written.
 #[derive(Debug)]
-pub(crate) struct Published {
+pub struct Published {
     staging: PathBuf,
     /// (live partition, staged folder that now holds the old one, whether an old one existed).
     swapped: Vec<(PathBuf, PathBuf, bool)>,
@@ -138,7 +138,7 @@ pub(crate) struct Published {
 
 /// Writes all tables to staging and swaps them into place. Call [`Published::commit`] after the
 /// manifest is written, or [`Published::rollback`] if it could not be.
-pub(crate) fn publish(
+pub fn publish(
     root: &Path,
     opts: &PublishOptions<'_>,
     tables: &[(crate::schema::Table, TableData<'_>)],
@@ -267,7 +267,7 @@ fn write_journal(staging: &Path, journal: &Journal) -> Result<(), SinkError> {
 
 impl Published {
     /// Deletes the replaced partitions and the staging folder.
-    pub(crate) fn commit(self) {
+    pub fn commit(self) {
         if let Err(e) = std::fs::remove_dir_all(&self.staging) {
             warn!(path = %self.staging.display(), error = %e, "Could not remove the staging folder.");
         }
@@ -275,7 +275,7 @@ impl Published {
     }
 
     /// Puts every swapped or retired table back as it was, then deletes the staging folder.
-    pub(crate) fn rollback(mut self) {
+    pub fn rollback(mut self) {
         for (live, staged) in self.retired.drain(..) {
             if let Err(e) = std::fs::rename(&staged, &live) {
                 warn!(path = %live.display(), error = %e, "Could not restore the previous partition.");

@@ -35,14 +35,14 @@ struct Holder {
 
 /// Where a lock is.
 #[derive(Debug, Clone)]
-pub(crate) enum LockAt {
+pub enum LockAt {
     Local(PathBuf),
     Remote(Remote, object_store::path::Path),
 }
 
 impl LockAt {
     /// Removes the lock (a warning if it cannot be).
-    pub(crate) fn release(&self) {
+    pub fn release(&self) {
         match self {
             LockAt::Local(p) => {
                 if let Err(e) = std::fs::remove_file(p) {
@@ -230,7 +230,7 @@ impl Renewer {
 /// Holds the output lock: renews its lease while it lives, releases it when dropped (or when
 /// the run is stopped, see `cancel`).
 #[derive(Debug)]
-pub(crate) struct LockGuard {
+pub struct LockGuard {
     /// The lock, released when the guard drops (also when a signal stopped the run).
     at: LockAt,
     renewer: Renewer,
@@ -264,7 +264,7 @@ impl LockGuard {
 
     /// Fails once the lease is lost (taken over by another run, or not renewed for the whole
     /// timeout): publishing then could interleave with another writer.
-    pub(crate) fn check(&self) -> Result<(), SinkError> {
+    pub fn check(&self) -> Result<(), SinkError> {
         if self.renewer.lost.load(Ordering::SeqCst) {
             return Err(SinkError::Locked(format!(
                 "{}: this run's lock was not renewed for output.lock_timeout_minutes = {} or was taken over; nothing more is published",
@@ -348,7 +348,7 @@ fn locked(what: &str, text: &str) -> SinkError {
 }
 
 /// Takes the output lock for `run_id`.
-pub(crate) fn acquire(
+pub fn acquire(
     output: &Location,
     run_id: &str,
     cfg: &Validated,

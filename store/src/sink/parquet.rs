@@ -22,7 +22,7 @@ use super::SinkError;
 
 /// What goes into each file's metadata.
 #[derive(Debug, Clone)]
-pub(crate) struct FileMeta<'a> {
+pub struct FileMeta<'a> {
     pub table: &'a str,
     pub as_of: &'a str,
     pub run_id: &'a str,
@@ -34,7 +34,7 @@ pub(crate) struct FileMeta<'a> {
 
 impl<'a> FileMeta<'a> {
     /// Metadata of table `table` in the publish described by `opts`.
-    pub(crate) fn for_table(table: crate::schema::Table, opts: &super::PublishOptions<'a>) -> Self {
+    pub fn for_table(table: crate::schema::Table, opts: &super::PublishOptions<'a>) -> Self {
         FileMeta {
             table: table.name(),
             as_of: opts.as_of,
@@ -54,11 +54,7 @@ fn perr(path: &Path, e: impl std::fmt::Display) -> SinkError {
 }
 
 /// Writes one batch to `path`; returns the file size in bytes.
-pub(crate) fn write(
-    path: &Path,
-    batch: &RecordBatch,
-    meta: &FileMeta<'_>,
-) -> Result<u64, SinkError> {
+pub fn write(path: &Path, batch: &RecordBatch, meta: &FileMeta<'_>) -> Result<u64, SinkError> {
     let schema = batch.schema();
     let sorting: Vec<SortingColumn> = meta
         .sorted_by

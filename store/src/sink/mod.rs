@@ -2,25 +2,25 @@
 //! descriptions), published into `{output}/{table}/as_of=D/` by an atomic swap, and the run
 //! manifest written last.
 
-pub(crate) mod lock;
-pub(crate) mod manifest;
-pub(crate) mod parquet;
-pub(crate) mod publish;
-pub(crate) mod remote;
+pub mod lock;
+pub mod manifest;
+pub mod parquet;
+pub mod publish;
+pub mod remote;
 
 use crate::schema::Table;
 use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 
-pub(crate) use manifest::Manifest;
+pub use manifest::Manifest;
 use manifest::TableEntry;
 
 use crate::storage::Location;
 
 /// Settings for one publish.
 #[derive(Debug, Clone)]
-pub(crate) struct PublishOptions<'a> {
+pub struct PublishOptions<'a> {
     pub as_of: &'a str,
     pub run_id: &'a str,
     pub zstd_level: i32,
@@ -29,7 +29,7 @@ pub(crate) struct PublishOptions<'a> {
 
 /// One table's data for a partition.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum TableData<'a> {
+pub enum TableData<'a> {
     /// Rows to write as one file.
     Batch(&'a RecordBatch),
     /// Parquet files already written (a spilled run's customers table, one per customer
@@ -39,7 +39,7 @@ pub(crate) enum TableData<'a> {
 
 /// A data file written ahead of publishing.
 #[derive(Debug, Clone)]
-pub(crate) struct PartFile {
+pub struct PartFile {
     pub path: PathBuf,
     pub rows: u64,
     pub bytes: u64,
@@ -47,7 +47,7 @@ pub(crate) struct PartFile {
 
 /// Name of a partition's data file: `part-<run_id>.parquet`, or with its number when the
 /// table has several.
-pub(crate) fn file_name(run_id: &str, number: Option<usize>) -> String {
+pub fn file_name(run_id: &str, number: Option<usize>) -> String {
     match number {
         None => format!("part-{run_id}.parquet"),
         Some(i) => format!("part-{run_id}-{i:05}.parquet"),
@@ -56,7 +56,7 @@ pub(crate) fn file_name(run_id: &str, number: Option<usize>) -> String {
 
 /// Tables written but not yet committed by a manifest.
 #[derive(Debug)]
-pub(crate) enum Staged {
+pub enum Staged {
     Local(PathBuf, publish::Published),
     Remote(remote::Uploaded),
 }
@@ -66,7 +66,7 @@ pub(crate) enum Staged {
 /// run has no rows for and does not keep, e.g. `models` after predictions were turned off), so
 /// no reader sees a table the manifest does not list. Nothing is complete until
 /// [`Staged::finish`] writes the manifest.
-pub(crate) fn stage(
+pub fn stage(
     output: &Location,
     opts: &PublishOptions<'_>,
     tables: &[(Table, TableData<'_>)],
@@ -85,7 +85,7 @@ pub(crate) fn stage(
 /// previous manifest of that date for the tables where `left_out` holds, each marked with the
 /// run that wrote it. None without a previous manifest; an unreadable one is logged and kept
 /// nothing from (its files stay, unlisted).
-pub(crate) fn kept_tables(
+pub fn kept_tables(
     output: &Location,
     as_of: &str,
     left_out: impl Fn(&str) -> bool,
@@ -121,7 +121,7 @@ pub(crate) fn kept_tables(
 
 impl Staged {
     /// (table, partition entry) of what was written.
-    pub(crate) fn tables(&self) -> &[(String, TableEntry)] {
+    pub fn tables(&self) -> &[(String, TableEntry)] {
         match self {
             Staged::Local(_, p) => &p.tables,
             Staged::Remote(u) => &u.tables,
@@ -129,7 +129,7 @@ impl Staged {
     }
 
     /// Puts back what was staged, without a manifest (the run may not publish after all).
-    pub(crate) fn abandon(self) {
+    pub fn abandon(self) {
         match self {
             Staged::Local(_, published) => published.rollback(),
             Staged::Remote(u) => u.abandon(),
@@ -137,7 +137,7 @@ impl Staged {
     }
 
     /// Writes the manifest and commits; on failure restores the previous state.
-    pub(crate) fn finish(
+    pub fn finish(
         self,
         as_of: &str,
         run_id: &str,
@@ -164,7 +164,7 @@ impl Staged {
 
 /// Errors writing outputs; each names the path.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SinkError {
+pub enum SinkError {
     #[error("output {path}: {source}")]
     Io {
         path: String,
@@ -185,7 +185,7 @@ pub(crate) enum SinkError {
     Locked(String),
 }
 
-pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> SinkError {
+pub fn io(path: &std::path::Path, source: std::io::Error) -> SinkError {
     SinkError::Io {
         path: path.display().to_string(),
         source,

@@ -25,7 +25,7 @@ use crate::config::StorageConfig;
 
 /// Storage errors: the (redacted) URL, the operation, and the store's message.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StorageError {
+pub enum StorageError {
     #[error("{url}: {message}")]
     Url { url: String, message: String },
     #[error("{url}: {op} failed: {message}")]
@@ -38,14 +38,14 @@ pub(crate) enum StorageError {
 
 /// Where something lives.
 #[derive(Debug, Clone)]
-pub(crate) enum Location {
+pub enum Location {
     Local(PathBuf),
     Remote(Remote),
 }
 
 /// A location in an object store.
 #[derive(Debug, Clone)]
-pub(crate) struct Remote {
+pub struct Remote {
     pub store: Arc<dyn ObjectStore>,
     /// `scheme://authority` (redacted), to print object URLs.
     pub base: String,
@@ -57,12 +57,12 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// Redacted URL of an object of this store.
-    pub(crate) fn url(&self, path: &ObjPath) -> String {
+    pub fn url(&self, path: &ObjPath) -> String {
         format!("{}/{}", self.base, path)
     }
 
     /// `self.path` joined with a relative key (`a/b.parquet`).
-    pub(crate) fn child(&self, rel: &str) -> ObjPath {
+    pub fn child(&self, rel: &str) -> ObjPath {
         let mut p = self.path.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
             p = p.clone().join(part);
@@ -70,12 +70,7 @@ impl Remote {
         p
     }
 
-    pub(crate) fn op_err(
-        &self,
-        path: &ObjPath,
-        op: &'static str,
-        e: object_store::Error,
-    ) -> StorageError {
+    pub fn op_err(&self, path: &ObjPath, op: &'static str, e: object_store::Error) -> StorageError {
         StorageError::Op {
             url: self.url(path),
             op,
@@ -84,7 +79,7 @@ impl Remote {
     }
 
     /// The bytes of object `key`; None when there is no such object.
-    pub(crate) fn get(&self, key: &ObjPath) -> Result<Option<Vec<u8>>, StorageError> {
+    pub fn get(&self, key: &ObjPath) -> Result<Option<Vec<u8>>, StorageError> {
         use object_store::ObjectStoreExt;
         let store = Arc::clone(&self.store);
         let k = key.clone();
@@ -99,7 +94,7 @@ impl Remote {
     }
 
     /// Lists every object under `prefix`.
-    pub(crate) fn list(&self, prefix: &ObjPath) -> Result<Vec<ObjectMeta>, StorageError> {
+    pub fn list(&self, prefix: &ObjPath) -> Result<Vec<ObjectMeta>, StorageError> {
         let store = Arc::clone(&self.store);
         let p = prefix.clone();
         block_on(async move { store.list(Some(&p)).try_collect::<Vec<_>>().await })
@@ -108,7 +103,7 @@ impl Remote {
 }
 
 /// One line describing an object_store error, without credentials.
-pub(crate) fn store_message(e: &object_store::Error) -> String {
+pub fn store_message(e: &object_store::Error) -> String {
     let text = match e {
         object_store::Error::NotFound { .. } => "not found".to_string(),
         other => {
@@ -129,7 +124,7 @@ pub(crate) fn store_message(e: &object_store::Error) -> String {
 }
 
 /// Whether a configured location is a URL rather than a local path.
-pub(crate) fn is_url(s: &str) -> bool {
+pub fn is_url(s: &str) -> bool {
     match s.split_once("://") {
         Some((scheme, _)) => matches!(
             scheme.to_ascii_lowercase().as_str(),
@@ -153,7 +148,7 @@ pub(crate) fn is_url(s: &str) -> bool {
 /// work, no URL parsing: a password may hold `/`, `?`, `#` or `@`, which a parser reads as the
 /// end of the user info, so everything up to the last `@` goes (a key holding `@` then loses its
 /// start, shown as `***@`: too much removed rather than a secret shown).
-pub(crate) fn redact(s: &str) -> String {
+pub fn redact(s: &str) -> String {
     let Some(i) = s.find("://") else {
         return s.to_string();
     };
@@ -170,7 +165,7 @@ pub(crate) fn redact(s: &str) -> String {
 
 /// Redacts every URL in a message (see `redact`): each `scheme://` and what follows it up to
 /// the next whitespace or double quote (the end of a JSON string in a JSON log line).
-pub(crate) fn redact_text(s: &str) -> String {
+pub fn redact_text(s: &str) -> String {
     if !s.contains("://") {
         return s.to_string();
     }
@@ -205,7 +200,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// Runs a future to completion on the I/O runtime.
-pub(crate) fn block_on<F: Future + Send + 'static>(f: F) -> F::Output
+pub fn block_on<F: Future + Send + 'static>(f: F) -> F::Output
 where
     F::Output: Send + 'static,
 {
@@ -249,7 +244,7 @@ fn config_keys<'a, K: FromStr>(
 }
 
 /// Opens a location. Local paths (and `file://` URLs) stay paths; other URLs get a store.
-pub(crate) fn open(s: &str, cfg: &StorageConfig) -> Result<Location, StorageError> {
+pub fn open(s: &str, cfg: &StorageConfig) -> Result<Location, StorageError> {
     if !is_url(s) {
         return Ok(Location::Local(PathBuf::from(s)));
     }
@@ -344,7 +339,7 @@ pub(crate) fn open(s: &str, cfg: &StorageConfig) -> Result<Location, StorageErro
 }
 
 /// The object key part of a URL as written (after bucket/container; the whole path for HTTP).
-pub(crate) fn raw_key(s: &str, scheme: &ObjectStoreScheme) -> String {
+pub fn raw_key(s: &str, scheme: &ObjectStoreScheme) -> String {
     let after = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
     let (authority, path) = after.split_once('/').unwrap_or((after, ""));
     let path = path.split('?').next().unwrap_or("");
