@@ -377,7 +377,6 @@ pub(super) fn ingest(
                 };
                 acc.rows_used += 1;
                 counts.used += 1;
-                counts.used += 1;
                 acc.newest = acc.newest.max(Some(used.ts_local));
                 ing.money_abs +=
                     used.amount.unsigned_abs() as u128 + used.cost.unsigned_abs() as u128;
