@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from collections import defaultdict
 from datetime import date, datetime, timezone
 from collections.abc import Iterable, Iterator, Sequence
@@ -174,9 +175,11 @@ def _folder(toml: str, dates: list[str]):
             if ctx is not None and ctx.partitionId() == 0 and not os.path.exists(marker):
                 open(marker, "w").close()
                 raise RuntimeError("customer-value test: this task fails once")
+        started = time.perf_counter()
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
+        received = time.perf_counter()
         splits = table.group_by([FILE, BLOCK, SIZE, MTIME]).aggregate(
             [(ROW_ID, "min"), (ROW_ID, "count")]
         )
@@ -190,6 +193,13 @@ def _folder(toml: str, dates: list[str]):
         for d in dates:
             partial = Computation(toml, d).fold_rows(rows, source="spark")
             out.append((d, "partial", _ipc(partial.to_arrow())))
+        stats = {
+            "rows": table.num_rows,
+            # Waiting for the shuffled rows to arrive in Arrow, then folding every date.
+            "receive_ms": round((received - started) * 1000),
+            "fold_ms": round((time.perf_counter() - received) * 1000),
+        }
+        out.append(("", "stats", json.dumps(stats).encode()))
         yield pa.RecordBatch.from_pydict(
             {
                 "as_of": [o[0] for o in out],
@@ -297,10 +307,13 @@ def _partials(spark, toml: str, days: list[str], partitions, paths):
     out = shuffled.mapInArrow(_folder(toml, days), OUT_SCHEMA).collect()
 
     splits = _Splits()
+    tasks = []
     for r in out:
         if r["kind"] == "splits":
             for b in _batches(r["payload"]):
                 splits.add(b)
+        elif r["kind"] == "stats":
+            tasks.append(json.loads(r["payload"]))
     offsets = splits.offsets()
     name = _namer(paths)
     merged: dict[str, Partial] = {}
@@ -335,7 +348,14 @@ def _partials(spark, toml: str, days: list[str], partitions, paths):
                 "rows_after_as_of": 0,
             }
         )
-    return merged, inputs
+    timings = [
+        ("spark_tasks", len(tasks)),
+        ("spark_task_rows_max", max((t["rows"] for t in tasks), default=0)),
+        ("spark_task_receive_ms_max", max((t["receive_ms"] for t in tasks), default=0)),
+        ("spark_task_fold_ms_max", max((t["fold_ms"] for t in tasks), default=0)),
+        ("spark_task_fold_ms_sum", sum(t["fold_ms"] for t in tasks)),
+    ]
+    return merged, inputs, timings
 
 
 def _days(as_of, dates) -> list[str]:
@@ -370,7 +390,7 @@ def compute(
     """
     days = _days(as_of, dates)
     toml = config_toml(config)
-    merged, _ = _partials(spark, toml, days, partitions, paths)
+    merged, _, _ = _partials(spark, toml, days, partitions, paths)
     result = {}
     for d in days:
         job = Computation(toml, d)
@@ -398,13 +418,11 @@ def run(
     duplicate a file: tasks write nothing; the driver writes once. Returns the manifests'
     paths.
     """
-    import time
-
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     days = _days(as_of, dates)
     toml = config_toml(config)
-    merged, inputs = _partials(spark, toml, days, partitions, paths)
+    merged, inputs, task_timings = _partials(spark, toml, days, partitions, paths)
     compute_ms = int((time.monotonic() - t0) * 1000)
     run_id = started.strftime("%Y%m%dT%H%M%S") + f"{started.microsecond // 1000:03d}Z-" + os.urandom(4).hex()
     return _core.publish(
@@ -413,7 +431,7 @@ def run(
         json.dumps(inputs),
         run_id,
         started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        [("spark", compute_ms)],
+        [("spark", compute_ms), *task_timings],
         force_unlock,
     )
 
