@@ -386,10 +386,7 @@ fn publish_dates(
             status: "complete".into(),
             started_at: started_at.to_string(),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            settings: customer_value_core::config::manifest_settings(
-                &cfg.config,
-                cfg.config.input.columns.cost.is_some(),
-            ),
+            settings: cfg.manifest_settings(cfg.config.input.columns.cost.is_some()),
             inputs,
             rows_read: view.rows_read,
             rows_used: view.rows_used,

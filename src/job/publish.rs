@@ -87,7 +87,6 @@ pub(super) fn publish_computed(
     timings
         .0
         .push(("date_total".into(), t0.elapsed().as_millis() as u64));
-    let c = &cfg.config;
     let manifest = Manifest {
         run_id: run_id.to_string(),
         job: "customer-value".into(),
@@ -98,7 +97,7 @@ pub(super) fn publish_computed(
         status: "complete".into(),
         started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         finished_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        settings: crate::config::manifest_settings(c, ing.has_cost),
+        settings: cfg.manifest_settings(ing.has_cost),
         inputs: view.files,
         rows_read: view.rows_read,
         rows_used: view.rows_used,

@@ -20,6 +20,26 @@ pub struct Validated {
     pub hash: String,
 }
 
+impl Validated {
+    /// The settings a run's manifest records (what the numbers mean): period, churn window,
+    /// timezone, margin, segments and their assignment, money decimals, whether cost was read,
+    /// the predictions.
+    pub fn manifest_settings(&self, has_cost: bool) -> serde_json::Value {
+        let c = &self.config;
+        serde_json::json!({
+            "period": c.metrics.period.to_string(),
+            "churn_window_days": c.metrics.churn_window_days,
+            "timezone": c.metrics.timezone,
+            "margin": c.metrics.margin,
+            "segment_assignment": c.metrics.segment_assignment,
+            "segments": c.input.columns.segments,
+            "amount_decimals": c.input.amount_decimals,
+            "has_cost": has_cost,
+            "predict": c.predict,
+        })
+    }
+}
+
 impl Config {
     /// Checks every rule and reports all problems at once.
     pub fn validate(self) -> Result<Validated, ConfigError> {
