@@ -47,7 +47,7 @@ def cli_run(tmp: Path, inputs: list[Path], config: Path, as_of: str) -> dict[str
     for name in cv.TABLES:
         files = sorted(glob.glob(str(out / name / f"as_of={as_of}" / "*.parquet")))
         # No models file with predictions off (None: the table must be empty).
-        tables[name] = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+        tables[name] = pa.concat_tables([pq.ParquetFile(f).read() for f in files]) if files else None
     tables["_manifest"] = json.loads((out / "_manifests" / f"as_of={as_of}.json").read_text())
     return tables
 

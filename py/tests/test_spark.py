@@ -165,7 +165,7 @@ def read_output(out: Path, as_of: str) -> dict:
     tables = {}
     for name in cv.TABLES:
         files = sorted((out / name / f"as_of={as_of}").glob("*.parquet"))
-        tables[name] = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+        tables[name] = pa.concat_tables([pq.ParquetFile(f).read() for f in files]) if files else None
     tables["_manifest"] = json.loads((out / "_manifests" / f"as_of={as_of}.json").read_text())
     return tables
 
