@@ -11,7 +11,7 @@ use crate::config::{self, Config, ConfigError, Validated};
 use crate::generate::{self, GenFormat, GenerateOptions, Truth, DEFAULT_TRUTH};
 use crate::job::{self, RunOptions};
 use crate::time::Period;
-use crate::{schema, Result};
+use crate::{export, report, schema, Result};
 
 /// Default config path when --config is not given.
 pub(crate) const DEFAULT_CONFIG: &str = "config/default.toml";
@@ -58,6 +58,24 @@ pub(crate) enum Command {
     Schema(SchemaArgs),
     /// Write a deterministic synthetic transaction export.
     Generate(GenerateArgs),
+    /// Write one self-contained HTML page of a published run (charts, tables, data quality).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// Config file (TOML) whose output the report reads.
+    #[arg(long, env = "CUSTOMER_VALUE_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// The published output to read (folder or URL), replacing output.path.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The published run's as_of date (default: the newest manifest in the output).
+    #[arg(long, env = "CUSTOMER_VALUE_AS_OF")]
+    pub as_of: Option<String>,
+    /// The HTML file to write (replaced atomically).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
 }
 
 /// Flags that locate and override the configuration.
@@ -164,7 +182,8 @@ pub(crate) enum Every {
 
 #[derive(Debug, Args)]
 pub(crate) struct SchemaArgs {
-    /// Output format.
+    /// Output format: the tables' documentation (markdown, json), a dbt sources.yml (dbt), or
+    /// the statements that make the output queryable in an engine (sql; see --dialect).
     #[arg(
         long,
         value_enum,
@@ -172,12 +191,32 @@ pub(crate) struct SchemaArgs {
         env = "CUSTOMER_VALUE_SCHEMA_FORMAT"
     )]
     pub format: SchemaFormat,
+    /// Engine of the sql statements and of the dbt tests' expressions.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "duckdb",
+        env = "CUSTOMER_VALUE_SCHEMA_DIALECT"
+    )]
+    pub dialect: crate::export::Dialect,
+    /// Database (schema) the statements create and the dbt source reads.
+    #[arg(long, default_value = crate::export::DEFAULT_DATABASE, env = "CUSTOMER_VALUE_SCHEMA_DATABASE")]
+    pub database: String,
+    /// Trino catalog of the Hive connector (sql --dialect trino).
+    #[arg(long, default_value = "hive", env = "CUSTOMER_VALUE_SCHEMA_CATALOG")]
+    pub catalog: String,
+    /// dbt and sql: the configuration whose output location, segment columns and predictions
+    /// are described (markdown and json document every configuration and read none).
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum SchemaFormat {
     Markdown,
     Json,
+    Dbt,
+    Sql,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +297,23 @@ impl ConfigArgs {
             cfg.input.max_reject_ratio = r;
         }
         cfg.validate()
+    }
+}
+
+/// Database and catalog names are plain identifiers (every engine takes them unquoted too).
+fn check_database_name(name: &str) -> std::result::Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(vec![format!(
+            "--database: {name:?} is not a plain lowercase name (a-z, 0-9, _; not starting with a digit)"
+        )]))
     }
 }
 
@@ -485,7 +541,45 @@ fn execute(cli: Cli) -> Result<()> {
                     "{}",
                     serde_json::to_string_pretty(&schema::json()).unwrap_or_default()
                 ),
+                SchemaFormat::Dbt | SchemaFormat::Sql => {
+                    check_database_name(&args.database)?;
+                    let described = export::describe(&args.config.load()?);
+                    if matches!(args.format, SchemaFormat::Dbt) {
+                        print!(
+                            "{}",
+                            export::sources_yml(&described, args.dialect, &args.database)
+                        );
+                    } else {
+                        print!(
+                            "{}",
+                            export::statements(
+                                &described,
+                                args.dialect,
+                                &args.database,
+                                &args.catalog
+                            )
+                        );
+                    }
+                }
             }
+            Ok(())
+        }
+        Command::Report(args) => {
+            let config_args = ConfigArgs {
+                config: args.config.clone(),
+                inputs: Vec::new(),
+                output: args.from.clone(),
+                max_reject_ratio: None,
+            };
+            let (cfg, as_of) = load_with_as_of(&config_args, args.as_of.as_deref())?;
+            let as_of = as_of.map(|d| d.format("%Y-%m-%d").to_string());
+            let (date, html) = report::build(&cfg, as_of.as_deref())?;
+            report::write_file(&args.output, &html)?;
+            println!(
+                "wrote {} (as of {date}, {} bytes)",
+                args.output.display(),
+                html.len()
+            );
             Ok(())
         }
         Command::Generate(a) => {

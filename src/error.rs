@@ -24,6 +24,10 @@ pub(crate) enum Error {
     /// A signal asked the run to stop (see `cancel`); exit code 1.
     #[error(transparent)]
     Stopped(#[from] crate::cancel::Stopped),
+    /// `report` could not read the published run or write the page; exit code 1, or 2 when
+    /// nothing is published for the date asked for.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// `generate` could not write its files; exit code 1.
     #[error(transparent)]
     Generate(#[from] crate::generate::GenerateError),
@@ -37,6 +41,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Generate(crate::generate::GenerateError::Options(_)) => 2,
             Error::Quality(_) => 3,
+            Error::Report(crate::report::ReportError::NoRun { .. }) => 2,
             // The input's columns cannot be read as mapped: the same input fails again.
             Error::Source(
                 crate::source::SourceError::MissingColumn { .. }

@@ -12,9 +12,11 @@
 mod cancel;
 mod cli;
 mod error;
+mod export;
 mod generate;
 mod job;
 mod progress;
+mod report;
 mod signals;
 mod source;
 #[cfg(test)]

@@ -123,6 +123,12 @@ pub(super) fn publish_computed(
     }
     let manifest_path = staged.finish(&as_of_s, run_id, &manifest)?;
     info!(manifest = %manifest_path, "Partition published.");
+    if cfg.config.output.report {
+        // Drawn from what was just published, as `customer-value report` would; a failure
+        // here fails the run (exit 1) with the partition published.
+        let report = crate::report::publish(&prep.output, &as_of_s)?;
+        info!(report = %report, "Report written.");
+    }
     Ok(RunSummary {
         manifest_path,
         manifest,

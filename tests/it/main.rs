@@ -3,6 +3,7 @@
 mod api;
 mod backfill;
 mod bad_input;
+mod exports;
 mod faults;
 mod fixtures;
 mod formats;
@@ -11,6 +12,7 @@ mod kills;
 mod object_storage;
 mod predictions;
 mod reader;
+mod report;
 mod servers;
 mod spill;
 mod tools;

@@ -1,11 +1,12 @@
 //! The real components the tests need, provisioned on first use into the cache `.ci/run` uses
 //! (`$CUSTOMER_VALUE_CACHE`, default `~/.cache/customer-value`): a Python venv with DuckDB,
-//! pyarrow, moto's S3 server and the Azure SDK, and Azurite from npm. So plain `cargo test`
+//! pyarrow, moto's S3 server and the Azure SDK; dbt-duckdb and Playwright in venvs of their
+//! own; Azurite from npm (Chromium itself comes from the distribution). So plain `cargo test`
 //! runs every test on a fresh machine (the first run installs them, once). Where that cannot
-//! work (no python3 or npm, no package registry), a test that needs the tool fails naming it,
-//! unless the run opts out with `CUSTOMER_VALUE_ALLOW_SKIP=1` (the test then says loudly that
-//! it skipped). `CUSTOMER_VALUE_TEST_PYTHON` and `CUSTOMER_VALUE_TEST_AZURITE` name ready tools
-//! instead.
+//! work (no python3 or npm, no package registry, no Chromium), a test that needs the tool fails
+//! naming it, unless the run opts out with `CUSTOMER_VALUE_ALLOW_SKIP=1` (the test then says
+//! loudly that it skipped). `CUSTOMER_VALUE_TEST_PYTHON`, `CUSTOMER_VALUE_TEST_DBT`,
+//! `CUSTOMER_VALUE_TEST_CHROMIUM` and `CUSTOMER_VALUE_TEST_AZURITE` name ready tools instead.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -110,5 +111,81 @@ pub fn azurite() -> Option<PathBuf> {
     match got {
         Ok(p) => Some(p.clone()),
         Err(e) => unavailable("Azurite (npm)", e),
+    }
+}
+
+/// dbt with the DuckDB adapter, in a venv of its own (its pins stay apart from the test venv's);
+/// installed the first time. `CUSTOMER_VALUE_TEST_DBT` names a ready `dbt` instead.
+pub fn dbt() -> Option<PathBuf> {
+    static DBT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let got = DBT.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CUSTOMER_VALUE_TEST_DBT") {
+            return Ok(PathBuf::from(p));
+        }
+        let venv = cache().join("venv-dbt");
+        let dbt = venv.join("bin/dbt");
+        let ready = || {
+            Command::new(venv.join("bin/python"))
+                .args(["-c", "import dbt.adapters.duckdb"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !ready() {
+            std::fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+            run(Command::new(venv.join("bin/python"))
+                // dbt-core 1.12's parser package fetches its wheel from outside the package
+                // registries while installing; 1.11 installs from them alone.
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "dbt-core<1.12",
+                    "dbt-duckdb",
+                ]))?;
+        }
+        Ok(dbt)
+    });
+    match got {
+        Ok(p) => Some(p.clone()),
+        Err(e) => unavailable("dbt-duckdb (PyPI)", e),
+    }
+}
+
+/// A Python with Playwright (a venv of its own) and the system's Chromium, to open pages in a
+/// real headless browser. Chromium comes from the distribution (`.ci/run` installs Debian's
+/// `chromium` when it is missing); `CUSTOMER_VALUE_TEST_CHROMIUM` names another binary.
+pub fn browser() -> Option<(PathBuf, PathBuf)> {
+    static BROWSER: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
+    let got = BROWSER.get_or_init(|| {
+        let chromium = std::env::var_os("CUSTOMER_VALUE_TEST_CHROMIUM")
+            .map(PathBuf::from)
+            .or_else(|| {
+                ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.exists())
+            })
+            .ok_or("no chromium binary (apt-get install chromium)")?;
+        let venv = cache().join("venv-browser");
+        let python = venv.join("bin/python");
+        let ready = || {
+            Command::new(&python)
+                .args(["-c", "import playwright.sync_api"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !ready() {
+            std::fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+            // Only the driver: it launches the system's Chromium, never a downloaded one.
+            run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "playwright"]))?;
+        }
+        Ok((python, chromium))
+    });
+    match got {
+        Ok(p) => Some(p.clone()),
+        Err(e) => unavailable("Chromium and Playwright", e),
     }
 }

@@ -10,10 +10,12 @@ use crate::time::Period;
 
 mod check;
 mod predict;
+mod storage;
 
 pub use check::Validated;
 pub use check::{parse_as_of, parse_date};
 pub use predict::{PredictConfig, TransactionModel};
+pub use storage::StorageConfig;
 
 /// Problems with the configuration. Each names the key (or file) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -80,54 +82,6 @@ pub struct EngineConfig {
     /// Folder for spill files (deleted at the end of the run); "" = the system's temp folder.
     #[serde(default)]
     pub spill_dir: String,
-}
-
-/// `[storage]`: how object stores are reached. Credentials and endpoints come from the
-/// environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`); `options` adds object_store keys for every store
-/// (e.g. `aws_region = "eu-west-1"`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    /// Retries per request (with exponential backoff).
-    #[serde(default = "default_retries")]
-    pub retries: usize,
-    /// Give up retrying a request after this many seconds.
-    #[serde(default = "default_retry_timeout")]
-    pub retry_timeout_secs: u64,
-    /// Timeout of one request, seconds.
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout_secs: u64,
-    /// Timeout to connect, seconds.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: u64,
-    /// Extra object_store configuration keys for every store.
-    #[serde(default)]
-    pub options: std::collections::BTreeMap<String, String>,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            retries: default_retries(),
-            retry_timeout_secs: default_retry_timeout(),
-            request_timeout_secs: default_request_timeout(),
-            connect_timeout_secs: default_connect_timeout(),
-            options: Default::default(),
-        }
-    }
-}
-
-fn default_retries() -> usize {
-    3
-}
-fn default_retry_timeout() -> u64 {
-    60
-}
-fn default_request_timeout() -> u64 {
-    120
-}
-fn default_connect_timeout() -> u64 {
-    5
 }
 
 /// `[spend]`: a CSV with columns `segment_by`, `segment`, `period_start` (YYYY-MM-DD, any day of
@@ -294,6 +248,9 @@ pub struct OutputConfig {
     /// this long is a dead run's and is taken over (at least `MIN_LOCK_TIMEOUT_MINUTES`).
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_minutes: u64,
+    /// Also write the HTML report of every published date to `_reports/as_of=D.html`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report: bool,
 }
 
 impl Default for OutputConfig {
@@ -303,6 +260,7 @@ impl Default for OutputConfig {
             zstd_level: default_zstd_level(),
             row_group_rows: default_row_group_rows(),
             lock_timeout_minutes: default_lock_timeout(),
+            report: false,
         }
     }
 }
