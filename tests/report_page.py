@@ -38,7 +38,7 @@ with sync_playwright() as p:
                 key: b.dataset.segmentBlock,
                 charts: [...b.querySelectorAll('svg.chart')].map(s => ({
                   label: s.getAttribute('aria-label'),
-                  marks: s.querySelectorAll('circle.point, rect.bar').length,
+                  marks: s.querySelectorAll('circle.point, rect.bar, polyline').length,
                   width: s.getBoundingClientRect().width,
                 })),
               }));

@@ -67,6 +67,9 @@ pub(crate) struct Series {
     pub(crate) values: Vec<Option<f64>>,
     /// From this x on the line is dashed (the period that is not complete yet).
     pub(crate) dashed_from: Option<usize>,
+    /// Draw every value as a point with its title; false: the line only, titled with the
+    /// series' name (many series, e.g. one per cohort, stay light).
+    pub(crate) points: bool,
 }
 
 /// Layout of a chart.
@@ -126,7 +129,24 @@ fn y_scale(values: impl Iterator<Item = f64>) -> (f64, f64, Vec<f64>) {
     (lo, hi, ticks)
 }
 
-fn frame(out: &mut String, axes: &Axes<'_>, lo: f64, hi: f64, ticks: &[f64], n: usize) {
+/// Where the x labels go: on the points of a line chart, or under the bars' slots.
+#[derive(Clone, Copy)]
+enum XAt {
+    Points,
+    Slots,
+}
+
+impl XAt {
+    fn x(self, i: usize, n: usize) -> f64 {
+        match self {
+            XAt::Points => x_at(i, n),
+            XAt::Slots => LEFT + (W - LEFT - RIGHT) * (i as f64 + 0.5) / n.max(1) as f64,
+        }
+    }
+}
+
+fn frame(out: &mut String, axes: &Axes<'_>, (lo, hi): (f64, f64), ticks: &[f64], at: XAt) {
+    let n = axes.x_labels.len();
     let _ = write!(
         out,
         "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
@@ -145,13 +165,21 @@ fn frame(out: &mut String, axes: &Axes<'_>, lo: f64, hi: f64, ticks: &[f64], n: 
             y = y(t)
         );
     }
-    let every = n.div_ceil(12).max(1);
-    for (i, label) in axes.x_labels.iter().enumerate().take(n) {
-        if i % every == 0 || i + 1 == n {
+    // As many labels as fit without touching (11px text is about 6.5px per character).
+    let widest = axes
+        .x_labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(1);
+    let fit = (((W - LEFT - RIGHT) / (widest as f64 * 6.5 + 12.0)).floor() as usize).max(1);
+    let every = n.div_ceil(fit).max(1);
+    for (i, label) in axes.x_labels.iter().enumerate() {
+        if i % every == 0 {
             let _ = write!(
                 out,
                 "<text class=\"tick\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                x_at(i, n),
+                at.x(i, n),
                 H - BOTTOM + 16.0,
                 esc(label)
             );
@@ -184,10 +212,15 @@ pub(crate) fn lines(axes: &Axes<'_>, series: &[Series]) -> String {
             .flat_map(|s| s.values.iter().flatten().copied()),
     );
     let mut out = String::new();
-    frame(&mut out, axes, lo, hi, &ticks, n);
+    frame(&mut out, axes, (lo, hi), &ticks, XAt::Points);
     let y = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (v - lo) / (hi - lo));
     for s in series {
-        let _ = write!(out, "<g class=\"series\" data-series=\"{}\">", esc(&s.name));
+        let _ = write!(
+            out,
+            "<g class=\"series\" data-series=\"{}\"><title>{}</title>",
+            esc(&s.name),
+            esc(&s.name)
+        );
         // Runs of consecutive points; the dashed part starts at the last solid point.
         let mut solid = String::new();
         let mut dashed = String::new();
@@ -218,7 +251,7 @@ pub(crate) fn lines(axes: &Axes<'_>, series: &[Series]) -> String {
                 );
             }
         }
-        for (i, v) in s.values.iter().enumerate() {
+        for (i, v) in s.values.iter().enumerate().filter(|_| s.points) {
             let Some(v) = v.filter(|v| v.is_finite()) else {
                 continue;
             };
@@ -257,7 +290,7 @@ pub(crate) fn bars(
         .copied();
     let (lo, hi, ticks) = y_scale(all);
     let mut out = String::new();
-    frame(&mut out, axes, lo, hi, &ticks, n);
+    frame(&mut out, axes, (lo, hi), &ticks, XAt::Slots);
     let y = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (v - lo) / (hi - lo));
     let slot = (W - LEFT - RIGHT) / n.max(1) as f64;
     let groups = if second.is_some() { 2.0 } else { 1.0 };
@@ -324,6 +357,7 @@ mod tests {
                 color: "#000".into(),
                 values: vec![Some(1.0), Some(2.0), Some(3.0)],
                 dashed_from: Some(2),
+                points: true,
             }],
         );
         assert_eq!(svg.matches("<polyline").count(), 2);

@@ -90,6 +90,14 @@ pub(crate) fn write_file(path: &Path, html: &str) -> Result<(), ReportError> {
     std::fs::create_dir_all(&dir).map_err(err)?;
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(err)?;
     std::io::Write::write_all(&mut tmp, html.as_bytes()).map_err(err)?;
+    // Readable like any file the job writes (a temporary file is created owner-only).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(err)?;
+    }
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())

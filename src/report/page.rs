@@ -229,10 +229,10 @@ fn models_section(out: &mut String, models: &RecordBatch) -> Result<(), ReportEr
             esc(&ps.join(", "))
         );
         if let (Some(p), Some(a)) = (opt_f64(predicted, i), opt_i64(actual, i)) {
-            let label = if by.value(i) == "all" {
-                "all".to_string()
-            } else {
-                seg.value(i).to_string()
+            let label = match (by.value(i), seg.value(i)) {
+                ("all", _) => "all".to_string(),
+                (by, "__unknown__") => format!("{by}: unknown"),
+                (_, value) => value.to_string(),
             };
             backtest.push((label, p, a as f64));
         }

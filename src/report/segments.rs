@@ -182,7 +182,7 @@ fn block(out: &mut String, s: &Segment, r: &Rows, d: &Distributions, period: &st
 }
 
 fn retention(out: &mut String, s: &Segment, r: &Rows, period: &str) {
-    let labels: Vec<String> = r.periods.iter().map(|p| p.start.to_string()).collect();
+    let labels: Vec<String> = r.periods.iter().map(|p| short(p.start, period)).collect();
     let partial = r.periods.iter().position(|p| !p.complete);
     let axes = Axes {
         title: &format!("CRR and churn rate per {period}, {}", s.label()),
@@ -196,12 +196,14 @@ fn retention(out: &mut String, s: &Segment, r: &Rows, period: &str) {
             color: PALETTE[0].into(),
             values: r.periods.iter().map(|p| p.crr).collect(),
             dashed_from: partial,
+            points: true,
         },
         Series {
             name: "churn rate".into(),
             color: PALETTE[1].into(),
             values: r.periods.iter().map(|p| p.churn).collect(),
             dashed_from: partial,
+            points: true,
         },
     ];
     out.push_str("<div class=\"charts\"><figure>");
@@ -279,7 +281,8 @@ fn cohorts(out: &mut String, s: &Segment, r: &Rows, period: &str) {
         let size = cells.first().map(|c| c.size).unwrap_or(0);
         let _ = write!(
             out,
-            "<tr><th scope=\"row\">{cohort}</th><td class=\"num\">{}</td>",
+            "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td>",
+            short(**cohort, period),
             f::int(size)
         );
         for k in 0..=max_offset {
@@ -327,6 +330,7 @@ fn cohorts(out: &mut String, s: &Segment, r: &Rows, period: &str) {
                     color: charts::ramp(1.0 - i as f64 / n.max(2) as f64 * 0.9),
                     values,
                     dashed_from: dashed,
+                    points: false,
                 }
             })
             .collect()
@@ -348,6 +352,18 @@ fn cohorts(out: &mut String, s: &Segment, r: &Rows, period: &str) {
     };
     out.push_str(&charts::lines(&axes, &curves(|c| c.ltv)));
     let _ = write!(out, "<figcaption>LTV to date: cumulative margin per acquired customer, by {period}s since acquisition</figcaption></figure></div>");
+}
+
+/// A period's start as people name the period: 2024-03 (month), 2024-Q1, 2024, or the date
+/// (week).
+fn short(start: NaiveDate, period: &str) -> String {
+    use chrono::Datelike;
+    match period {
+        "month" => start.format("%Y-%m").to_string(),
+        "quarter" => format!("{}-Q{}", start.year(), start.month0() / 3 + 1),
+        "year" => start.format("%Y").to_string(),
+        _ => start.to_string(),
+    }
 }
 
 /// Counts of `values` in `bins` equal bins over [lo, hi] (values above hi in the last).
