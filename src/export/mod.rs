@@ -13,7 +13,7 @@ use std::path::Path;
 
 use clap::ValueEnum;
 
-use crate::config::Validated;
+use crate::config::{ConfigError, Validated};
 use crate::metrics::rfm;
 use crate::schema::{Col, Table, Ty, PARTITION_COLUMN, SEGMENT_COLUMNS_PLACEHOLDER};
 use crate::storage;
@@ -101,6 +101,40 @@ impl TableDef {
             self.name(),
             self.table.grain()
         )
+    }
+}
+
+/// `schema --format dbt` (`dbt`) or `--format sql` of `cfg`: the sources.yml or the statements.
+pub(crate) fn render(
+    cfg: &Validated,
+    dbt: bool,
+    dialect: Dialect,
+    database: &str,
+    catalog: &str,
+) -> Result<String, ConfigError> {
+    check_database_name(database)?;
+    let described = describe(cfg);
+    Ok(if dbt {
+        sources_yml(&described, dialect, database)
+    } else {
+        statements(&described, dialect, database, catalog)
+    })
+}
+
+/// Database and catalog names are plain identifiers (every engine takes them unquoted too).
+fn check_database_name(name: &str) -> std::result::Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(vec![format!(
+            "--database: {name:?} is not a plain lowercase name (a-z, 0-9, _; not starting with a digit)"
+        )]))
     }
 }
 

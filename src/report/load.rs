@@ -24,7 +24,7 @@ pub(crate) struct Published {
 
 /// Customers columns the report uses; the segment columns (those the schema does not document)
 /// are read too.
-const CUSTOMER_COLUMNS: [&str; 5] = ["status", "p_alive", "predicted_clv", "orders", "revenue"];
+const CUSTOMER_COLUMNS: [&str; 2] = ["p_alive", "predicted_clv"];
 
 /// The newest as_of with a manifest under `output`.
 pub(crate) fn newest_as_of(output: &Location) -> Result<String, ReportError> {

@@ -289,6 +289,61 @@ fn s3_multipart_output_over_10_mib() {
     );
 }
 
+/// The heat-map cells of a report page: (segment, cohort, offset, value) as written.
+fn heat_map_cells(html: &str) -> Vec<String> {
+    html.split("<td class=\"cell")
+        .skip(1)
+        .map(|cell| {
+            let start = cell.find("data-segment=").unwrap();
+            let end = cell.find(" title=").unwrap();
+            cell[start..end].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn s3_run_publishes_its_report_and_report_reads_the_bucket() {
+    let Some(moto) = servers::moto() else { return };
+    servers::create_bucket(&moto, "rep");
+    let store = s3_store(&moto, "rep");
+    let ws = Workspace::new();
+    generate(&ws, "tx.csv", "300", "3000");
+    let input = ws.path("tx.csv").display().to_string();
+    ok(&run(&ws, &input, "local_out", &[], "report = true\n"));
+    let local = std::fs::read_to_string(ws.path(&format!("local_out/_reports/as_of={AS_OF}.html")))
+        .unwrap();
+    ok(&run(
+        &ws,
+        &input,
+        "s3://rep/out",
+        &s3_env(&moto),
+        "report = true\n",
+    ));
+    let key = format!("out/_reports/as_of={AS_OF}.html");
+    let published = String::from_utf8(get(&store, &key)).unwrap();
+    // The same numbers as the local run's page (the run ids and timings differ).
+    let cells = heat_map_cells(&published);
+    assert!(cells.len() > 50, "{} cells", cells.len());
+    assert_eq!(cells, heat_map_cells(&local));
+    // `report` reads the bucket's newest run and draws the same page as the run did.
+    let o = ws.run_env(
+        &[
+            "report",
+            "--config",
+            "config.toml",
+            "--output",
+            "from_s3.html",
+        ],
+        &s3_env(&moto),
+    );
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("as of {AS_OF}")));
+    assert_eq!(
+        std::fs::read_to_string(ws.path("from_s3.html")).unwrap(),
+        published
+    );
+}
+
 #[test]
 fn azure_run_equals_local() {
     let Some(az) = servers::azurite() else { return };
