@@ -5,20 +5,14 @@
 
 use std::process::Command;
 
-use crate::util::{ok, read_partition, Workspace, GEN_COLUMNS, TABLES};
+use crate::util::{ok, read_partition, script_json, Workspace, TABLES};
 
 const DATES: [&str; 2] = ["2024-06-30", "2024-12-31"];
 
 /// Two runs of generated data with segments, refunds, multi-line orders and one rejected row.
 fn published() -> Workspace {
     let ws = Workspace::new();
-    ws.generate("tx.csv", &["--customers", "1500", "--rows", "15000"]);
-    let csv = std::fs::read_to_string(ws.path("tx.csv")).unwrap();
-    let fields = csv.lines().next().unwrap().split(',').count();
-    // A row whose timestamp is not one: rejected, so the rejects table has a row.
-    let bad = format!("c-bad,yesterday{}\n", ",".repeat(fields - 2));
-    ws.write("tx.csv", csv + &bad);
-    ws.config(&["tx.csv"], GEN_COLUMNS, "", "");
+    ws.generated_with_a_reject();
     for d in DATES {
         ok(&ws.run_as_of(d, &[]));
     }
@@ -48,19 +42,13 @@ fn duckdb_views_read_every_table_of_every_run() {
         return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/query_views.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(ws.path("out"))
-        .arg(ws.path("views.sql"))
-        .args(DATES)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = script_json(
+        Command::new(&python)
+            .arg(script)
+            .arg(ws.path("out"))
+            .arg(ws.path("views.sql"))
+            .args(DATES),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut views: Vec<&str> = report["views"]
         .as_array()
         .unwrap()

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::util::{ok, Workspace, GEN_COLUMNS};
+use crate::util::{ok, script_json, Workspace};
 
 const AS_OF: &str = "2024-12-31";
 
@@ -13,14 +13,7 @@ const AS_OF: &str = "2024-12-31";
 /// holdout backtest and `output.report` on.
 fn published() -> Workspace {
     let ws = Workspace::new();
-    ws.generate("tx.csv", &["--customers", "1500", "--rows", "15000"]);
-    let csv = std::fs::read_to_string(ws.path("tx.csv")).unwrap();
-    let fields = csv.lines().next().unwrap().split(',').count();
-    ws.write(
-        "tx.csv",
-        csv + &format!("c-bad,yesterday{}\n", ",".repeat(fields - 2)),
-    );
-    let config = ws.config(&["tx.csv"], GEN_COLUMNS, "", "");
+    let config = ws.generated_with_a_reject();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("report = true\n[predict]\nholdout_days = 90\n");
     std::fs::write(&config, text).unwrap();
@@ -54,19 +47,13 @@ fn report_opens_in_chromium_with_every_chart_filled_and_the_tables_values() {
     };
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report.png");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/report_page.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(chromium)
-        .arg(ws.path("report.html"))
-        .arg(&screenshot)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let page = script_json(
+        Command::new(python)
+            .arg(script)
+            .arg(chromium)
+            .arg(ws.path("report.html"))
+            .arg(&screenshot),
     );
-    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
     assert_eq!(page["console"], serde_json::json!([]), "console messages");
     assert_eq!(page["page_errors"], serde_json::json!([]));

@@ -105,6 +105,18 @@ impl Workspace {
         ws
     }
 
+    /// `tx.csv`: generated lines of 1,500 customers (segments, refunds, multi-line orders) and
+    /// one row whose timestamp is not one (rejected, so the rejects table has a row), written
+    /// as config.toml reads it (the generated columns) with `out/` as the output.
+    pub fn generated_with_a_reject(&self) -> PathBuf {
+        self.generate("tx.csv", &["--customers", "1500", "--rows", "15000"]);
+        let csv = std::fs::read_to_string(self.path("tx.csv")).unwrap();
+        let fields = csv.lines().next().unwrap().split(',').count();
+        let bad = format!("c-bad,yesterday{}\n", ",".repeat(fields - 2));
+        self.write("tx.csv", csv + &bad);
+        self.config(&["tx.csv"], GEN_COLUMNS, "", "")
+    }
+
     /// Runs `generate --output file` with `args` and asserts it succeeded.
     pub fn generate(&self, file: &str, args: &[&str]) {
         let mut all = vec!["generate", "--output", file];
@@ -498,4 +510,16 @@ fn tables_follow_the_schema() {
         .map(|t| t.name())
         .collect();
     assert_eq!(names, TABLES);
+}
+
+/// Runs a checking script (it prints one JSON document) and returns what it printed; fails the
+/// test with the script's stderr when it fails.
+pub fn script_json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().expect("the script runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
 }
