@@ -68,6 +68,9 @@ bad2,x2,2024-01-05,NaN,0,web,eu
 bad4,x4,,1.00,0,web,eu
 bad5,x5,2024-01-05,abc,0,web,eu
 late,x6,2030-01-01,1.00,0,web,eu
+bad6,x7,2024-01-05,1.00
+bad7,x8,2024-01-05,1.00,0,web,eu,extra
+"bad8,x9,2024-01-05,1.00,0,web,eu
 """
 
 
@@ -129,9 +132,15 @@ def test_spark_equals_the_cli(spark, inputs, cli_tables, n):
         ("ties.csv", 8, "customer_id: missing or empty"),
         ("ties.csv", 9, "ts: missing"),
         ("ties.csv", 10, "amount: not a number"),
+        # Malformed records Spark's parser flags, rejected with the CLI's reasons.
+        ("ties.csv", 12, "csv: fewer fields than the header"),
+        ("ties.csv", 13, "csv: more fields than the header"),
+        ("ties.csv", 14, "csv: unbalanced quotes (a quoted value may not span lines unless "
+                         "input.csv.allow_quoted_newlines)"),
     ]
+    assert all(r["customer_id"] is None and r["amount"] is None for r in rejects[5:])
     m = cli_tables["_manifest"]
-    assert m["rows_rejected"] == 5 and m["rows_after_as_of"] >= 1
+    assert m["rows_rejected"] == 8 and m["rows_after_as_of"] >= 1
 
 
 def test_a_task_that_fails_once_is_retried_with_the_same_result(spark, inputs, cli_tables):

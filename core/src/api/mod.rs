@@ -72,7 +72,7 @@ use chrono::{Duration, NaiveDate};
 pub use crate::config::{Config, ConfigError};
 pub use crate::schema::Table;
 pub use partial::Partial;
-pub use rows::{Accounting, Rows, SourceCounts, SOURCE_FILE, SOURCE_ROW};
+pub use rows::{Accounting, Rows, SourceCounts, REJECT, SOURCE_FILE, SOURCE_ROW};
 pub use wire::PartialBatches;
 
 use crate::config::Validated;

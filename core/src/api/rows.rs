@@ -61,6 +61,11 @@ pub const SOURCE_FILE: &str = "__source_file";
 /// Column of a row's number within its source file (see [`Rows`]).
 pub const SOURCE_ROW: &str = "__source_row";
 
+/// Column of a reason the engine's reader already rejected the row for (a malformed CSV record
+/// its parser flagged, named with the CLI's reason): a row with a value there is a reject with
+/// that reason and no values, as the CLI rejects such a record.
+pub const REJECT: &str = "__reject";
+
 /// The mapped columns of one batch.
 struct Columns {
     cid: StringArray,
@@ -72,6 +77,8 @@ struct Columns {
     segs: Vec<StringArray>,
     /// Each row's own source file and row, when the batch names them.
     sources: Option<(StringArray, Int64Array)>,
+    /// Reasons rows were already rejected for (`REJECT`), when the batch has them.
+    rejected: Option<StringArray>,
 }
 
 fn text(a: &ArrayRef) -> StringArray {
@@ -194,6 +201,7 @@ impl Columns {
                     })
                 }
             },
+            rejected: batch.column_by_name(REJECT).map(text),
         })
     }
 
@@ -355,6 +363,23 @@ pub(super) fn ingest(
                 }
                 let counts = &mut last.as_mut().expect("set above").1;
                 counts.read += 1;
+                if let Some(reason) = cols
+                    .rejected
+                    .as_ref()
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i))
+                {
+                    acc.rejects.push(Reject {
+                        file: file.to_string(),
+                        row: row_in_file,
+                        reason: reason.to_string(),
+                        customer_id: None,
+                        ts: None,
+                        amount: None,
+                        ts_local: None,
+                    });
+                    continue;
+                }
                 let used = match rules::classify(&row, &rules) {
                     Outcome::Used(u) => u,
                     Outcome::After | Outcome::Blank => {
@@ -426,4 +451,55 @@ fn add(sources: &mut BTreeMap<String, SourceCounts>, name: String, c: SourceCoun
     s.read += c.read;
     s.used += c.used;
     s.after_as_of += c.after_as_of;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, StringArray};
+
+    use super::*;
+    use crate::api::Computation;
+
+    #[test]
+    fn a_row_its_reader_rejected_is_a_reject_with_that_reason_and_no_values() {
+        let toml = "[input]\n[input.columns]\ncustomer_id = \"c\"\nts = \"t\"\namount = \"a\"\n";
+        let as_of = chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap();
+        let c = Computation::from_toml(toml, as_of).unwrap();
+        let text = |v: [Option<&str>; 3]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
+        // Row 1 is fine; row 2 has values but its reader flagged it (a record with fewer fields);
+        // row 3 is not a number. By hand: read 3, used 1, rejected 2 (rows 2 and 3).
+        let batch = RecordBatch::try_from_iter([
+            ("c", text([Some("x"), Some("y"), Some("z")])),
+            (
+                "t",
+                text([Some("2024-01-02"), Some("2024-01-03"), Some("2024-01-04")]),
+            ),
+            ("a", text([Some("1.00"), Some("2.00"), Some("abc")])),
+            (
+                REJECT,
+                text([None, Some("csv: fewer fields than the header"), None]),
+            ),
+        ])
+        .unwrap();
+        let partial = c
+            .fold_rows(&[Rows {
+                source: "f.csv",
+                first_row: 1,
+                batches: &[batch],
+            }])
+            .unwrap();
+        let acc = &partial.accounting;
+        assert_eq!(
+            (acc.rows_read, acc.rows_used, acc.rows_rejected()),
+            (3, 1, 2)
+        );
+        let r = &acc.rejects[0];
+        assert_eq!((r.file.as_str(), r.row), ("f.csv", 2));
+        assert_eq!(r.reason, "csv: fewer fields than the header");
+        assert_eq!((&r.customer_id, &r.ts, &r.amount), (&None, &None, &None));
+        assert_eq!(acc.rejects[1].row, 3);
+        assert_eq!(acc.rejects[1].reason, "amount: not a number");
+    }
 }

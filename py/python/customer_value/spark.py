@@ -37,6 +37,8 @@ BLOCK = "__block"
 SIZE = "__file_size"
 MTIME = "__file_mtime"
 ROW_ID = "__row_id"
+CORRUPT = "__corrupt_record"
+WIDTH = "__csv_width"
 
 # Input formats by file name, as the CLI detects them (`input.format = "auto"`).
 _SUFFIXES = {
@@ -111,11 +113,24 @@ def read_rows(spark, config: Config, paths: Sequence[str] | None = None):
         reader = reader.format("parquet")
     else:
         reader = reader.format("json")
+    width = 0
+    if fmt == "csv":
+        # Every column as text, plus the record of a row Spark's parser flags as malformed (a
+        # field count other than the header's, an unbalanced quote): such rows are rejected
+        # with the CLI's reasons in the fold (`_structural`).
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        header = reader.load(paths).columns
+        width = len(header)
+        schema = StructType(
+            [StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())]
+        )
+        reader = reader.schema(schema).option("columnNameOfCorruptRecord", CORRUPT)
     df = reader.load(paths)
     columns = inp["columns"]
     if fmt == "csv" and not inp["csv"]["has_header"]:
         # The CLI names headerless columns column_1, column_2, …
-        df = df.toDF(*[f"column_{i + 1}" for i in range(len(df.columns))])
+        df = df.toDF(*[f"column_{i + 1}" for i in range(width)], CORRUPT)
     missing = [c for c in _mapped(columns) if c not in df.columns]
     if missing:
         raise _core.InputError(
@@ -129,6 +144,8 @@ def read_rows(spark, config: Config, paths: Sequence[str] | None = None):
         # Seconds since the epoch (the manifest writes them as UTC RFC 3339, as the CLI).
         F.col("_metadata.file_modification_time").cast("long").alias(MTIME),
         F.monotonically_increasing_id().alias(ROW_ID),
+        (F.col(CORRUPT) if fmt == "csv" else F.lit(None).cast("string")).alias(CORRUPT),
+        F.lit(width).alias(WIDTH),
     )
 
 
@@ -160,9 +177,49 @@ def _batches(payload: bytes) -> list[pa.RecordBatch]:
 OUT_SCHEMA = "as_of string, kind string, payload binary"
 
 
+def _structural(table: pa.Table, csv_options: dict) -> pa.Array:
+    """The CLI's reason for each row Spark's CSV parser flagged (its raw record in CORRUPT), null
+    for the others: an odd number of quotes is an unbalanced (or, with quoted newlines, an
+    unclosed) quote, else the record has more or fewer fields than the header."""
+    import csv
+
+    column = table.column(CORRUPT)
+    none = pa.nulls(table.num_rows, pa.string())
+    if column.null_count == table.num_rows:
+        return none
+    flagged = pc.is_valid(column)
+    width = table.column(WIDTH)[0].as_py()
+    quote = csv_options.get("quote") or None
+    reasons = []
+    for record in pc.filter(column, flagged).to_pylist():
+        if quote and record.count(quote) % 2 == 1:
+            reasons.append(UNCLOSED if csv_options.get("allow_quoted_newlines") else UNBALANCED)
+        else:
+            delimiter = csv_options.get("delimiter", ",")
+            reader = (
+                csv.reader([record], delimiter=delimiter, quotechar=quote)
+                if quote
+                else csv.reader([record], delimiter=delimiter, quoting=csv.QUOTE_NONE)
+            )
+            fields = len(next(reader, []))
+            reasons.append(MORE_FIELDS if fields > width else FEWER_FIELDS)
+    return pc.replace_with_mask(none, flagged.combine_chunks(), pa.array(reasons, pa.string()))
+
+
+# The CLI's reasons for malformed CSV records (src/source/records/mod.rs).
+UNBALANCED = (
+    "csv: unbalanced quotes (a quoted value may not span lines unless "
+    "input.csv.allow_quoted_newlines)"
+)
+UNCLOSED = "csv: a quote opened here never closes"
+MORE_FIELDS = "csv: more fields than the header"
+FEWER_FIELDS = "csv: fewer fields than the header"
+
+
 def _folder(toml: str, dates: list[str]):
     """The mapInArrow function: one customer partition's rows → a partial per date and the
     splits' first ids and row counts."""
+    csv_options = json.loads(_core.config_json(toml))["input"]["csv"]
 
     def fold(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
@@ -189,6 +246,7 @@ def _folder(toml: str, dates: list[str]):
         rows = table.append_column(_SOURCE_FILE, source).append_column(
             _SOURCE_ROW, table.column(ROW_ID)
         )
+        rows = rows.append_column(_REJECT, _structural(table, csv_options))
         out = [("", "splits", _ipc(splits.to_batches()))]
         for d in dates:
             partial = Computation(toml, d).fold_rows(rows, source="spark")
@@ -216,6 +274,7 @@ def _folder(toml: str, dates: list[str]):
 
 _SOURCE_FILE = "__source_file"
 _SOURCE_ROW = "__source_row"
+_REJECT = "__reject"
 
 
 def _namer(paths: Sequence[str]):
