@@ -14,7 +14,7 @@ use std::path::Path;
 use clap::ValueEnum;
 
 use crate::config::{ConfigError, Validated};
-use crate::metrics::rfm;
+use crate::metrics::{customers, predictions, rfm};
 use crate::schema::{Col, Table, Ty, PARTITION_COLUMN, SEGMENT_COLUMNS_PLACEHOLDER};
 use crate::storage;
 
@@ -228,9 +228,9 @@ fn accepted(table: Table, col: &Col, segments: &[String]) -> Option<Vec<String>>
             }
             Some(v)
         }
-        (Table::Customers, "status") => owned(&["active", "churned"]),
+        (Table::Customers, "status") => owned(&customers::STATUSES),
         (Table::Customers, "rfm_segment") => owned(&rfm::SEGMENTS),
-        (Table::Models, "model") => owned(&["bg_nbd", "mbg_nbd", "pareto_nbd", "gamma_gamma"]),
+        (Table::Models, "model") => owned(&predictions::MODEL_NAMES),
         _ => None,
     }
 }

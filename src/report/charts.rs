@@ -91,7 +91,7 @@ const BOTTOM: f64 = 40.0;
 
 /// Round tick step for a range of `span` with about `n` ticks.
 fn nice_step(span: f64, n: f64) -> f64 {
-    if span.is_nan() || span <= 0.0 || !span.is_finite() {
+    if !span.is_finite() || span <= 0.0 {
         return 1.0;
     }
     let raw = span / n;

@@ -13,6 +13,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::ReportError;
 use crate::schema::{self, Table};
+use crate::sink;
 use crate::sink::manifest::{self, Manifest};
 use crate::storage::Location;
 
@@ -37,7 +38,7 @@ pub(crate) fn newest_as_of(output: &Location) -> Result<String, ReportError> {
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(ReportError::read(&dir.display().to_string(), e)),
+                Err(e) => return Err(ReportError::io(&dir.display().to_string(), e)),
             }
         }
         Location::Remote(r) => r
@@ -73,7 +74,7 @@ fn read(output: &Location, rel: &str) -> Result<Option<Vec<u8>>, ReportError> {
             match std::fs::read(&path) {
                 Ok(b) => Ok(Some(b)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(ReportError::read(&path.display().to_string(), e)),
+                Err(e) => Err(ReportError::io(&path.display().to_string(), e)),
             }
         }
         Location::Remote(r) => Ok(r.get(&r.child(rel))?),
@@ -82,12 +83,10 @@ fn read(output: &Location, rel: &str) -> Result<Option<Vec<u8>>, ReportError> {
 
 /// The published run of `as_of` under `output`.
 pub(crate) fn load(output: &Location, as_of: &str) -> Result<Published, ReportError> {
-    let rel = format!("{}/{}", manifest::DIR, manifest::file_name(as_of));
-    let bytes = read(output, &rel)?.ok_or_else(|| ReportError::NoRun {
+    let manifest = sink::read_manifest(output, as_of)?.ok_or_else(|| ReportError::NoRun {
         output: display(output),
         as_of: Some(as_of.to_string()),
     })?;
-    let manifest = manifest::parse(&bytes, &rel)?;
     let mut tables = BTreeMap::new();
     for (name, entry) in &manifest.tables {
         let Some(table) = Table::from_name(name) else {

@@ -32,8 +32,9 @@ pub(crate) enum ReportError {
     /// The manifest lists a file that is not there.
     #[error("output: {path} (listed by the manifest of as_of {as_of}) is missing")]
     Missing { path: String, as_of: String },
+    /// Reading the run or writing the page failed.
     #[error("{path}: {message}")]
-    Read { path: String, message: String },
+    Io { path: String, message: String },
     /// A table without a column the report draws, or with another type.
     #[error("{table} table: column {column} {message}")]
     Column {
@@ -48,15 +49,15 @@ pub(crate) enum ReportError {
 }
 
 impl ReportError {
-    fn read(path: &str, e: impl std::fmt::Display) -> Self {
-        ReportError::Read {
+    fn io(path: &str, e: impl std::fmt::Display) -> Self {
+        ReportError::Io {
             path: path.to_string(),
             message: e.to_string(),
         }
     }
 
     fn parquet(path: &str, e: impl std::fmt::Display) -> Self {
-        ReportError::Read {
+        ReportError::Io {
             path: path.to_string(),
             message: format!("not readable as Parquet: {e}"),
         }
@@ -82,7 +83,7 @@ fn build_at(output: &Location, as_of: Option<&str>) -> Result<(String, String), 
 
 /// Writes `html` to a local file atomically (a temporary file next to it, then a rename).
 pub(crate) fn write_file(path: &Path, html: &str) -> Result<(), ReportError> {
-    let err = |e: std::io::Error| ReportError::read(&path.display().to_string(), e);
+    let err = |e: std::io::Error| ReportError::io(&path.display().to_string(), e);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),

@@ -458,28 +458,30 @@ pub(crate) fn customer_distributions(
         .filter(|c| customers.has(c))
         .map(|c| customers.str(c).map(|a| (c, a)))
         .collect::<Result<_, _>>()?;
-    let all = Segment {
-        by: "all".into(),
-        value: "__all__".into(),
-    };
+    // Keyed by borrowed (segment_by, value) while reading: no allocation per customer.
+    let mut by_value: BTreeMap<(&str, &str), Distributions> = BTreeMap::new();
     for i in 0..customers.rows() {
         let (p, v) = (opt_f64(p_alive, i), opt_f64(clv, i));
         if p.is_none() && v.is_none() {
             continue;
         }
-        let mut add = |s: Segment| {
-            let d = out.entry(s).or_default();
+        let mut add = |key| {
+            let d: &mut Distributions = by_value.entry(key).or_default();
             d.p_alive.extend(p);
             d.clv.extend(v);
         };
-        add(all.clone());
+        add(("all", "__all__"));
         for (name, a) in &columns {
-            add(Segment {
-                by: (*name).clone(),
-                value: opt_str(a, i).unwrap_or("__unknown__").to_string(),
-            });
+            add((name.as_str(), opt_str(a, i).unwrap_or("__unknown__")));
         }
     }
+    out.extend(by_value.into_iter().map(|((by, value), d)| {
+        let key = Segment {
+            by: by.to_string(),
+            value: value.to_string(),
+        };
+        (key, d)
+    }));
     Ok(out)
 }
 

@@ -55,6 +55,27 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// The python of venv `name` in the cache, once `probe` (Python code) runs there: the venv is
+/// created and `packages` installed the first time.
+fn venv(name: &str, probe: &str, packages: &[&str]) -> Result<PathBuf, String> {
+    let venv = cache().join(name);
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", probe])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready() {
+        std::fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(packages))?;
+    }
+    Ok(python)
+}
+
 /// The venv's python, with every module installed (installing them the first time).
 pub fn python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -62,22 +83,7 @@ pub fn python() -> Option<PathBuf> {
         if let Some(p) = std::env::var_os("CUSTOMER_VALUE_TEST_PYTHON") {
             return Ok(PathBuf::from(p));
         }
-        let venv = cache().join("venv");
-        let python = venv.join("bin/python");
-        let ready = || {
-            Command::new(&python)
-                .args(["-c", MODULES])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !ready() {
-            std::fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-            run(Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(PACKAGES))?;
-        }
-        Ok(python)
+        venv("venv", MODULES, PACKAGES)
     });
     match got {
         Ok(p) => Some(p.clone()),
@@ -122,29 +128,14 @@ pub fn dbt() -> Option<PathBuf> {
         if let Some(p) = std::env::var_os("CUSTOMER_VALUE_TEST_DBT") {
             return Ok(PathBuf::from(p));
         }
-        let venv = cache().join("venv-dbt");
-        let dbt = venv.join("bin/dbt");
-        let ready = || {
-            Command::new(venv.join("bin/python"))
-                .args(["-c", "import dbt.adapters.duckdb"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !ready() {
-            std::fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-            run(Command::new(venv.join("bin/python"))
-                // dbt-core 1.12's parser package fetches its wheel from outside the package
-                // registries while installing; 1.11 installs from them alone.
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "dbt-core<1.12",
-                    "dbt-duckdb",
-                ]))?;
-        }
+        // dbt-core 1.12's parser package fetches its wheel from outside the package
+        // registries while installing; 1.11 installs from them alone.
+        let python = venv(
+            "venv-dbt",
+            "import dbt.adapters.duckdb",
+            &["dbt-core<1.12", "dbt-duckdb"],
+        )?;
+        let dbt = python.with_file_name("dbt");
         Ok(dbt)
     });
     match got {
@@ -168,20 +159,12 @@ pub fn browser() -> Option<(PathBuf, PathBuf)> {
                     .find(|p| p.exists())
             })
             .ok_or("no chromium binary (apt-get install chromium)")?;
-        let venv = cache().join("venv-browser");
-        let python = venv.join("bin/python");
-        let ready = || {
-            Command::new(&python)
-                .args(["-c", "import playwright.sync_api"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !ready() {
-            std::fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-            // Only the driver: it launches the system's Chromium, never a downloaded one.
-            run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "playwright"]))?;
-        }
+        // Only the driver: it launches the system's Chromium, never a downloaded one.
+        let python = venv(
+            "venv-browser",
+            "import playwright.sync_api",
+            &["playwright"],
+        )?;
         Ok((python, chromium))
     });
     match got {

@@ -14,6 +14,9 @@ use crate::time::date_to_days;
 
 use super::{arc, Ctx, CustomerRow};
 
+/// The values of the customers' `status`: active, churned.
+pub const STATUSES: [&str; 2] = ["active", "churned"];
+
 /// Builds the customers table of `rows`.
 pub fn table(mut rows: Vec<&CustomerRow>, ingested: &Ingested, ctx: &Ctx) -> RecordBatch {
     // Rows come from the fold in the orders' layout, which is customer_id order for a run held
@@ -135,7 +138,7 @@ fn build(
         lifespan.append_option(r.lifespan_months);
         per_month.append_option(r.lifespan_months.map(|l| r.purchases as f64 / l as f64));
         days_since.append_option(r.days_since_last);
-        status.append_option(r.active.map(|a| if a { "active" } else { "churned" }));
+        status.append_option(r.active.map(|a| if a { STATUSES[0] } else { STATUSES[1] }));
         churned_at.append_option(r.churned_at_utc);
         frequency.append_option(r.frequency);
         recency.append_option(r.recency);

@@ -227,8 +227,19 @@ impl Fits {
     }
 }
 
+/// The spend model's name in the models table.
+pub const GAMMA_GAMMA: &str = "gamma_gamma";
+
+/// Every value of the models table's `model` column.
+pub const MODEL_NAMES: [&str; 4] = [
+    model_name(ModelKind::BgNbd),
+    model_name(ModelKind::MbgNbd),
+    model_name(ModelKind::ParetoNbd),
+    GAMMA_GAMMA,
+];
+
 /// The transaction model's name in the models table.
-fn model_name(m: ModelKind) -> &'static str {
+const fn model_name(m: ModelKind) -> &'static str {
     match m {
         ModelKind::BgNbd => "bg_nbd",
         ModelKind::MbgNbd => "mbg_nbd",
@@ -243,7 +254,7 @@ fn warn_unconverged(groups: &[GroupFit], model: ModelKind, ctx: &Ctx) {
         let (segment_by, segment) = &ctx.slots.names[slot];
         let models = [
             (model_name(model), g.transactions.map(|f| f.converged)),
-            ("gamma_gamma", g.spend.map(|f| f.converged)),
+            (GAMMA_GAMMA, g.spend.map(|f| f.converged)),
         ];
         for (model, converged) in models {
             if converged == Some(false) {
@@ -403,7 +414,7 @@ pub fn models_table(fits: &Fits, ctx: &Ctx, s: &Settings) -> arrow::array::Recor
                 if r.1 {
                     name
                 } else {
-                    "gamma_gamma"
+                    GAMMA_GAMMA
                 }
             }))),
         ),

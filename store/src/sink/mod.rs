@@ -81,6 +81,20 @@ pub fn stage(
     }
 }
 
+/// The manifest of `as_of` under `output` (local or object store); None when there is none.
+pub fn read_manifest(output: &Location, as_of: &str) -> Result<Option<Manifest>, SinkError> {
+    match output {
+        Location::Local(root) => manifest::read(&root.join(manifest::DIR), as_of),
+        Location::Remote(r) => {
+            let key = r.child(&format!("{}/{}", manifest::DIR, manifest::file_name(as_of)));
+            match r.get(&key)? {
+                Some(bytes) => manifest::parse(&bytes, &r.url(&key)).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
 /// The partitions of `as_of` that a run leaving some tables out keeps: the entries of the
 /// previous manifest of that date for the tables where `left_out` holds, each marked with the
 /// run that wrote it. None without a previous manifest; an unreadable one is logged and kept
@@ -90,18 +104,7 @@ pub fn kept_tables(
     as_of: &str,
     left_out: impl Fn(&str) -> bool,
 ) -> Vec<(String, TableEntry)> {
-    let previous = match output {
-        Location::Local(root) => manifest::read(&root.join(manifest::DIR), as_of),
-        Location::Remote(r) => {
-            let key = r.child(&format!("{}/{}", manifest::DIR, manifest::file_name(as_of)));
-            match r.get(&key) {
-                Ok(Some(bytes)) => manifest::parse(&bytes, &r.url(&key)).map(Some),
-                Ok(None) => Ok(None),
-                Err(e) => Err(e.into()),
-            }
-        }
-    };
-    match previous {
+    match read_manifest(output, as_of) {
         Ok(Some(m)) => m
             .tables
             .into_iter()
