@@ -9,7 +9,7 @@ use super::special::{hyp2f1, log_add_exp};
 use super::{sum_by_x, Model, Triple};
 
 /// The four parameters, all positive.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BgNbd {
     pub r: f64,
     pub alpha: f64,
@@ -20,7 +20,7 @@ pub struct BgNbd {
 /// The MBG/NBD model (Batislam, Denizel & Filiztekin 2007): BG/NBD's parameters, but a
 /// customer may also drop out right after their first purchase, so one without repeat
 /// purchases is not certainly alive.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MbgNbd(pub BgNbd);
 
 fn from_log(p: &[f64]) -> BgNbd {

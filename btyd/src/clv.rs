@@ -7,7 +7,7 @@ use super::{BgNbd, GammaGamma, MbgNbd, ParetoNbd, Triple};
 pub const MONTH_DAYS: f64 = 30.4375;
 
 /// A fitted transaction model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Transactions {
     BgNbd(BgNbd),
     MbgNbd(MbgNbd),

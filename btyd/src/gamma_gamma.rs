@@ -8,7 +8,7 @@ use super::{sum_by_x, Model};
 
 /// A repeat customer in a fit: x repeat purchases of mean value m̄ (> 0), shared by `n`
 /// customers.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Spend {
     pub x: f64,
     pub mean: f64,
@@ -25,7 +25,7 @@ impl super::Scaled for Spend {
 }
 
 /// The three parameters, all positive.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GammaGamma {
     pub p: f64,
     pub q: f64,

@@ -28,7 +28,7 @@ pub struct Settings {
 }
 
 /// A group's fits: the rows of the models table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GroupFit {
     pub customers: u64,
     pub repeaters: u64,

@@ -111,7 +111,7 @@ fn sum_by_x<O, T>(
 }
 
 /// What a fit found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Fitted<M> {
     pub model: M,
     /// Σ n ln L at the estimate (without the penalty).

@@ -9,7 +9,7 @@ use super::special::gauss_legendre_16;
 use super::{sum_by_x, Model, Triple};
 
 /// The four parameters, all positive.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParetoNbd {
     pub r: f64,
     pub alpha: f64,

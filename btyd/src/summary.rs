@@ -8,7 +8,7 @@ use super::{Spend, Triple};
 
 /// One fit group's customers (those acquired by as_of). Kept in hash maps while customers are
 /// added; a fit reads them in key order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// (frequency x, recency t_x, age T) in days → customers.
     triples: FxHashMap<(i64, i64, i64), u64>,

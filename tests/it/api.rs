@@ -13,7 +13,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::NaiveDate;
-use customer_value::{ApiError, Computation, Partial, PartialBatches, Table};
+use customer_value::{api, ApiError, Computation, Partial, PartialBatches, Table};
 
 use crate::input_order::{lines as tied_lines, Lcg};
 use crate::util::{by_customer, ok, read_partition, Workspace, GEN_COLUMNS};
@@ -177,6 +177,102 @@ fn api_tables_equal_the_cli_in_any_partitioning_and_merge_order() {
                     &format!("{assignment}, {n} partitions: {table}"),
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn a_spread_run_in_two_passes_equals_the_cli_and_holds_no_rows_on_the_driver() {
+    // The two passes of a Spark run (api::spread): tasks fold and take a census, the driver
+    // merges partials and censuses and plans, tasks fold again and score against the plan,
+    // the driver finishes every table but customers from the merged ltv sums. Predictions on,
+    // fitted per channel, with a holdout backtest, so the plan carries fits.
+    let ws = Workspace::new();
+    let lines = tied_lines();
+    let header = "customer_id,order_id,ts,amount,channel,region";
+    ws.write("tied.csv", format!("{header}\n{}\n", lines.join("\n")));
+    let cfg = crate::util::config(
+        &["tied.csv"],
+        "out",
+        &crate::util::DEFAULT_COLUMNS.replace("[\"channel\"]", "[\"channel\", \"region\"]"),
+        "period = \"month\"\n[predict]\nfit_by = \"channel\"\nmin_customers = 5\nholdout_days = 60",
+        "",
+    );
+    ws.write("tied.toml", &cfg);
+    ok(&ws.run(&[
+        "run",
+        "--config",
+        "tied.toml",
+        "--as-of",
+        "2024-11-30",
+        "--no-progress",
+    ]));
+    let job = Computation::from_toml(&cfg, date("2024-11-30")).unwrap();
+    let mut rng = Lcg(5);
+    for n in [1, 3, 8] {
+        let mut shuffled = lines.clone();
+        rng.shuffle(&mut shuffled);
+        let parts = partitions(&shuffled, n);
+        // Pass 1: each task's partial without rows (through Arrow) and census (through bytes).
+        let mut merged: Option<Partial> = None;
+        let mut census = api::Census::default();
+        for p in &parts {
+            let mut partial = job.fold(p).unwrap();
+            let c = job.census(&mut partial);
+            assert_eq!(partial.customers(), 0, "the census takes the rows out");
+            let back = Partial::from_arrow(&partial.to_arrow()).unwrap();
+            match merged.as_mut() {
+                Some(m) => m.merge(back).unwrap(),
+                None => merged = Some(back),
+            }
+            census.merge(api::Census::from_bytes(&c.to_bytes()).unwrap());
+        }
+        let merged = merged.unwrap();
+        let plan = job.plan(&merged, &census).unwrap();
+        let plan = api::Plan::from_bytes(&plan.to_bytes()).unwrap();
+        // Pass 2: each task folds again and scores against the plan.
+        let mut customers = Vec::new();
+        let mut sums: Option<api::LtvSums> = None;
+        for p in &parts {
+            let scored = job.score(&plan, job.fold(p).unwrap()).unwrap();
+            customers.push(scored.customers);
+            let s = api::LtvSums::from_bytes(&scored.sums.to_bytes()).unwrap();
+            match sums.as_mut() {
+                Some(m) => m.merge(&s),
+                None => sums = Some(s),
+            }
+        }
+        let tables = job
+            .finish_planned(merged.clone(), &plan, sums.clone().unwrap())
+            .unwrap();
+        assert_eq!(tables.get(Table::Customers).num_rows(), 0);
+        assert_eq!(tables.customers(), plan.customers());
+        let schema = customers[0].schema();
+        let got_customers = arrow::compute::concat_batches(&schema, &customers).unwrap();
+        for table in [
+            Table::Customers,
+            Table::Retention,
+            Table::Cohorts,
+            Table::Ltv,
+            Table::Models,
+        ] {
+            let dir = ws.path(&format!("out/{table}/as_of=2024-11-30"));
+            let mut want = read_partition(&dir).0;
+            let mut got = match table {
+                Table::Customers => got_customers.clone(),
+                t => tables.get(t).clone(),
+            };
+            if table == Table::Customers {
+                (want, got) = (by_customer(want), by_customer(got));
+            }
+            assert!(want.num_rows() > 0, "{table}");
+            assert_equal(&got, &want, &format!("spread, {n} partitions: {table}"));
+        }
+        // A partition left out of pass 2 is refused, not published short.
+        if n > 1 {
+            let one = job.score(&plan, job.fold(&parts[0]).unwrap()).unwrap();
+            let err = job.finish_planned(merged, &plan, one.sums).unwrap_err();
+            assert!(err.to_string().contains("a partition is missing"), "{err}");
         }
     }
 }

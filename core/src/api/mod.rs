@@ -63,6 +63,7 @@
 mod lines;
 mod partial;
 mod rows;
+mod spread;
 mod wire;
 
 use arrow::array::RecordBatch;
@@ -73,6 +74,7 @@ pub use crate::config::{Config, ConfigError};
 pub use crate::schema::Table;
 pub use partial::Partial;
 pub use rows::{Accounting, Rows, SourceCounts, REJECT, SOURCE_FILE, SOURCE_ROW};
+pub use spread::{Census, LtvSums, Plan, Scored};
 pub use wire::PartialBatches;
 
 use crate::config::Validated;
@@ -140,6 +142,7 @@ pub struct Tables {
     batches: [RecordBatch; 6],
     accounting: Accounting,
     orders: u64,
+    customers: u64,
 }
 
 impl Tables {
@@ -155,6 +158,12 @@ impl Tables {
     /// counted).
     pub fn accounting(&self) -> &Accounting {
         &self.accounting
+    }
+
+    /// Customers of the whole base (the manifest's `customers`; the customers table's rows,
+    /// but for [`finish_planned`](Computation::finish_planned), whose tasks wrote them).
+    pub fn customers(&self) -> u64 {
+        self.customers
     }
 
     /// Orders before the cutoff (the manifest's `orders`).
@@ -294,25 +303,8 @@ impl Computation {
     /// The tables of the whole base from the merge of every partition's partial: RFM scores
     /// rank each customer within all of them.
     pub fn finish(&self, partial: Partial) -> Result<Tables, ApiError> {
-        if partial.head != self.head() {
-            return Err(ApiError::Mismatch(format!(
-                "the partial is of another computation ({:?}, not {:?})",
-                partial.head,
-                self.head()
-            )));
-        }
-        let mut ing = Ingested {
-            has_cost: self.cfg.config.input.columns.cost.is_some(),
-            ..Ingested::default()
-        };
-        for values in &partial.values {
-            let mut dict = Dict::default();
-            for v in values {
-                dict.intern(v);
-            }
-            ing.segments.push(dict);
-        }
-        let ctx = Ctx::with_earliest(&self.cfg, self.as_of, &ing, partial.earliest);
+        self.same_head(&partial)?;
+        let (mut ing, ctx) = self.context(&partial.values, partial.earliest);
         debug_assert_eq!(ctx.frame.first_index, partial.first_index());
         let acc = partial.acc(&ctx)?;
         let Partial {
@@ -347,10 +339,49 @@ impl Computation {
             fits,
             fit_ms: None,
         };
-        let t = merged.tables(&ctx, &accounting.rejects, customers);
-        Ok(Tables {
+        Ok(Self::tables(merged, &ctx, accounting, customers))
+    }
+
+    fn same_head(&self, partial: &Partial) -> Result<(), ApiError> {
+        if partial.head != self.head() {
+            return Err(ApiError::Mismatch(format!(
+                "the partial is of another computation ({:?}, not {:?})",
+                partial.head,
+                self.head()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ingest (segment dictionaries of `values`, no customers yet) and context of the whole
+    /// base whose segment values are `values` and earliest order `earliest`.
+    fn context(&self, values: &[Vec<String>], earliest: Option<i64>) -> (Ingested, Ctx) {
+        let mut ing = Ingested {
+            has_cost: self.cfg.config.input.columns.cost.is_some(),
+            ..Ingested::default()
+        };
+        for values in values {
+            let mut dict = Dict::default();
+            for v in values {
+                dict.intern(v);
+            }
+            ing.segments.push(dict);
+        }
+        let ctx = Ctx::with_earliest(&self.cfg, self.as_of, &ing, earliest);
+        (ing, ctx)
+    }
+
+    fn tables(
+        merged: compute::Merged,
+        ctx: &Ctx,
+        accounting: Accounting,
+        customers: RecordBatch,
+    ) -> Tables {
+        let t = merged.tables(ctx, &accounting.rejects, customers);
+        Tables {
             accounting,
             orders: t.orders,
+            customers: t.n_customers,
             batches: [
                 t.customers,
                 t.retention,
@@ -360,6 +391,6 @@ impl Computation {
                 t.models
                     .unwrap_or_else(|| RecordBatch::new_empty(Table::Models.schema(&[]))),
             ],
-        })
+        }
     }
 }

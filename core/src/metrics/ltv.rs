@@ -11,7 +11,7 @@ use crate::time::date_to_days;
 use super::{arc, rfm, Ctx, CustomerRow};
 
 /// Sums over a group of acquired customers (money in minor units).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LtvAcc {
     pub customers: i64,
     pub revenue: i64,
@@ -91,7 +91,7 @@ struct Cac(f64, Option<f64>, Option<f64>);
 /// array indexed by (slot, cohort + 1) — slot = a segment of `ctx.slots` or an rfm_segment
 /// value, cohort 0 = all cohorts — and only named (and sorted) at the end. Sums of disjoint
 /// sets of customers merge by addition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sums {
     acc: Vec<LtvAcc>,
     width: usize,

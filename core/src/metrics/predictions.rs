@@ -51,7 +51,7 @@ fn groups_of<'a>(r: &'a CustomerRow, ctx: &'a Ctx) -> impl Iterator<Item = usize
 }
 
 /// What the fits of one group need, merged exactly across partitions.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupSummary {
     /// The customers acquired by as_of.
     pub fit: Summary,
@@ -62,7 +62,7 @@ pub struct GroupSummary {
 }
 
 impl GroupSummary {
-    fn merge(&mut self, other: &GroupSummary) {
+    pub fn merge(&mut self, other: &GroupSummary) {
         self.fit.merge(&other.fit);
         self.calibration.merge(&other.calibration);
         self.holdout_actual += other.holdout_actual;
@@ -116,7 +116,7 @@ pub fn merge(into: &mut Vec<GroupSummary>, other: &[GroupSummary]) {
 
 /// A group's holdout backtest (SPEC §4): the customers acquired by the calibration end, the
 /// repeat purchases the calibration fit expects of them in the holdout days, and theirs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Backtest {
     pub customers: u64,
     /// None when no calibration fit converged (not even `all`'s).
@@ -132,6 +132,14 @@ pub struct Fits {
     /// Per slot, with a holdout backtest.
     pub backtests: Option<Vec<Backtest>>,
     predictors: Vec<Option<Predictor>>,
+    fit_by: Option<usize>,
+}
+
+/// The fitted parameters of a date, without the predictors built from them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FitParts {
+    groups: Vec<GroupFit>,
+    backtests: Option<Vec<Backtest>>,
     fit_by: Option<usize>,
 }
 
@@ -203,6 +211,26 @@ impl Fits {
             groups,
             backtests,
             fit_by: p.fit_by,
+        }
+    }
+
+    /// What travels of the fits (to the tasks of a spread run): the parameters; each
+    /// process rebuilds the predictors from them.
+    pub fn to_parts(&self) -> FitParts {
+        FitParts {
+            groups: self.groups.clone(),
+            backtests: self.backtests.clone(),
+            fit_by: self.fit_by,
+        }
+    }
+
+    /// The fits of `parts` (from [`to_parts`](Self::to_parts)) under the settings `p`.
+    pub fn from_parts(parts: FitParts, p: &PredictCtx) -> Fits {
+        Fits {
+            predictors: predictors(&parts.groups, &p.settings),
+            groups: parts.groups,
+            backtests: parts.backtests,
+            fit_by: parts.fit_by,
         }
     }
 

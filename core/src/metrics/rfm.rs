@@ -63,6 +63,76 @@ impl Keys {
     }
 }
 
+/// The three measures of the scored customers counted by value (sorted): what a run spread
+/// over machines gathers on its driver instead of every customer's keys (at most one entry per
+/// distinct value; recency and purchases have few).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeyCounts([std::collections::BTreeMap<i64, u64>; 3]);
+
+impl KeyCounts {
+    /// Adds the scored customers of `rows`.
+    pub fn add(&mut self, rows: &[CustomerRow]) {
+        for k in rows.iter().filter_map(keys_of) {
+            for (counts, v) in self.0.iter_mut().zip(k) {
+                *counts.entry(v).or_default() += 1;
+            }
+        }
+    }
+
+    /// Adds another part's counts.
+    pub fn merge(&mut self, other: KeyCounts) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            for (v, n) in theirs {
+                *mine.entry(v).or_default() += n;
+            }
+        }
+    }
+
+    /// Scored customers counted.
+    pub fn customers(&self) -> u64 {
+        self.0[0].values().sum()
+    }
+
+    /// The cut points of the whole base counted: per measure, the smallest key of each score
+    /// 2..=5. The score of a key k of the base is 1 + floor(5 w(k) / n) and w (keys strictly
+    /// smaller) never falls as k grows, so it is 1 + the number of cut points ≤ k.
+    pub fn cuts(&self) -> Cuts {
+        let n = self.customers();
+        let at = std::array::from_fn(|m| {
+            let mut at = [None; 4];
+            let mut w = 0u64;
+            for (&v, &count) in &self.0[m] {
+                let above = (5 * w / n) as usize; // floor(5 w / n), the score − 1 of v
+                for cut in at.iter_mut().take(above) {
+                    cut.get_or_insert(v);
+                }
+                w += count;
+            }
+            at
+        });
+        Cuts { n, at }
+    }
+}
+
+/// A whole base's RFM scorer in a few numbers (see [`KeyCounts::cuts`]): scores the base's
+/// customers as [`Scorer`] does, and travels to every machine of a spread run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cuts {
+    n: u64,
+    /// Per measure, the smallest key scored 2, 3, 4 and 5 (None: no key scores that high).
+    at: [[Option<i64>; 4]; 3],
+}
+
+impl Cuts {
+    /// The scorer of these cut points.
+    pub fn scorer(&self) -> Scorer {
+        Scorer {
+            n: self.n,
+            measures: self.at.map(Worse::Cuts),
+        }
+    }
+}
+
 /// Scores customers against a whole base: w = customers strictly worse, n = all scored.
 #[derive(Debug)]
 pub struct Scorer {
@@ -78,6 +148,8 @@ enum Worse {
     Counts { lo: i64, below: Vec<u32> },
     /// Others (revenue) are sorted once; w = position of the first key not smaller.
     Sorted(Vec<i64>),
+    /// The cut points of the scores (for keys of the base only): gives the score, not w.
+    Cuts([Option<i64>; 4]),
 }
 
 impl Worse {
@@ -100,15 +172,20 @@ impl Worse {
         Worse::Sorted(keys)
     }
 
-    fn of(&self, k: i64) -> u32 {
-        match self {
+    /// The score of key `k` in a base of `n` scored customers: 1 + floor(5 w / n).
+    fn score(&self, k: i64, n: u64) -> u8 {
+        let w = match self {
+            Worse::Cuts(at) => {
+                return 1 + at.iter().filter(|c| c.is_some_and(|c| c <= k)).count() as u8
+            }
             Worse::Counts { lo, below } => {
                 // Keys outside the range (not in the base) are below or above all of it.
                 let j = (k as i128 - *lo as i128).clamp(0, below.len() as i128 - 1);
                 below[j as usize]
             }
             Worse::Sorted(v) => v.partition_point(|&x| x < k) as u32,
-        }
+        };
+        (1 + (5 * w as u64) / n) as u8
     }
 }
 
@@ -119,10 +196,9 @@ impl Scorer {
         if self.n == 0 {
             return;
         }
-        let s = |w: u32| (1 + (5 * w as u64) / self.n) as u8;
         rows.iter_mut().for_each(|r| {
             if let Some(k) = keys_of(r) {
-                let scores = [0, 1, 2].map(|m| s(self.measures[m].of(k[m])));
+                let scores = [0, 1, 2].map(|m| self.measures[m].score(k[m], self.n));
                 r.rfm = Some(scores);
                 r.rfm_segment = Some(segment(scores));
             }
@@ -228,6 +304,30 @@ mod tests {
     }
 
     #[test]
+    fn cut_points_by_hand() {
+        // scores_by_hand's revenue -5, 10, 10, 30, 90 (n = 5): w = 0, 1, 1, 3, 4, so the
+        // scores are 1, 2, 2, 4, 5: 10 is the first key scored 2, 30 the first scored 3 and 4
+        // (none scores exactly 3), 90 the first scored 5.
+        let rows = vec![
+            row(1, 9, 90),
+            row(2, 1, 10),
+            row(2, 1, 10),
+            row(9, 3, 30),
+            row(30, 2, -5),
+        ];
+        let mut counts = KeyCounts::default();
+        counts.add(&rows);
+        let cuts = counts.cuts();
+        assert_eq!(cuts.at[2], [Some(10), Some(30), Some(30), Some(90)]);
+        // Recency keys −days: −30, −9, −2, −2, −1 → w 0, 1, 2, 2, 4 → R 1, 2, 3, 3, 5.
+        assert_eq!(cuts.at[0], [Some(-9), Some(-2), Some(-1), Some(-1)]);
+        // A base of one customer: w = 0, score 1, no cut point.
+        let mut one = KeyCounts::default();
+        one.add(&rows[..1]);
+        assert_eq!(one.cuts().at, [[None; 4]; 3]);
+    }
+
+    #[test]
     fn ten_customers_use_floor_of_five_w_over_n() {
         // n = 10 with distinct revenue 1..=10: w = 0..=9, M = 1 + floor(w/2) = 1,1,2,2,…,5,5.
         let mut rows: Vec<CustomerRow> = (1..=10).map(|i| row(0, 1, i)).collect();
@@ -275,6 +375,20 @@ mod tests {
             scorer.score(first);
             score(&mut rows);
             assert_eq!(parts, rows);
+            // Counted by value in two parts, cut points scoring a third copy: the same scores.
+            let mut cut = rows.clone();
+            for r in cut.iter_mut() {
+                (r.rfm, r.rfm_segment) = (None, None);
+            }
+            let (a, b) = cut.split_at(117);
+            let mut counts = KeyCounts::default();
+            counts.add(a);
+            let mut other = KeyCounts::default();
+            other.add(b);
+            counts.merge(other);
+            assert_eq!(counts.customers(), 300);
+            counts.cuts().scorer().score(&mut cut);
+            assert_eq!(cut, rows);
             let n = rows.len() as i64;
             for r in &rows {
                 let d = r.days_since_last.unwrap();
