@@ -2,20 +2,19 @@
 //! the C data interface (no copy); the work runs without the GIL on a thread pool of this
 //! process (see [`pool`]). The Python package (`python/customer_value`) wraps it.
 
+mod output;
+
 use std::sync::{Mutex, OnceLock};
 
 use arrow::array::RecordBatch;
 use arrow::pyarrow::{PyArrowType, Table as PyTable};
 use chrono::NaiveDate;
-use std::collections::BTreeMap;
 
-use customer_value_core::config::Validated;
-use customer_value_core::source::{quality, FileStats};
-use customer_value_core::{api, ApiError, Table};
-use customer_value_store::{sink, storage};
+use customer_value_core::{api, ApiError};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 create_exception!(
     customer_value,
@@ -196,6 +195,51 @@ impl Computation {
         self.inner.check(&partial.inner).map_err(py_err)
     }
 
+    /// Pass 1 of a spread run (see the core's `api::spread`): takes the customer rows out of
+    /// `partial` and returns its census, as bytes.
+    fn census<'py>(&self, py: Python<'py>, partial: &mut Partial) -> PyResult<Bound<'py, PyBytes>> {
+        let census = run(py, || self.inner.census(&mut partial.inner))?;
+        Ok(PyBytes::new(py, &census.to_bytes()))
+    }
+
+    /// The plan of pass 2 from the merged partial (taken a census of) and every partition's
+    /// census: fits the models. Bytes, the same for every task.
+    fn plan<'py>(
+        &self,
+        py: Python<'py>,
+        partial: &Partial,
+        censuses: Vec<Vec<u8>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let plan = run(py, || -> Result<api::Plan, ApiError> {
+            let mut census = api::Census::default();
+            for c in &censuses {
+                census.merge(api::Census::from_bytes(c)?);
+            }
+            self.inner.plan(&partial.inner, &census)
+        })?
+        .map_err(py_err)?;
+        Ok(PyBytes::new(py, &plan.to_bytes()))
+    }
+
+    /// Pass 2: `partial` (the partition folded again) scored against `plan`: its customers
+    /// (a pyarrow.RecordBatch) and its ltv sums (bytes).
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        plan: &[u8],
+        partial: &Partial,
+    ) -> PyResult<(Py<PyAny>, Bound<'py, PyBytes>)> {
+        let p = partial.inner.clone();
+        let scored = run(py, || {
+            api::Plan::from_bytes(plan).and_then(|plan| self.inner.score(&plan, p))
+        })?
+        .map_err(py_err)?;
+        Ok((
+            PyArrowType(scored.customers).into_pyobject(py)?.unbind(),
+            PyBytes::new(py, &scored.sums.to_bytes()),
+        ))
+    }
+
     /// Every table of the merged partial, as (name, pyarrow.Table) pairs in publish order.
     fn finish(&self, py: Python<'_>, partial: &Partial) -> PyResult<Vec<(String, Py<PyAny>)>> {
         let p = partial.inner.clone();
@@ -262,159 +306,6 @@ impl Partial {
     }
 }
 
-/// Publishes the merged partial of each date like a CLI run: under the output's lock, every
-/// table of a date staged and swapped in (or uploaded), then its manifest. `inputs` is the JSON
-/// list of the input files (url, format, size, mtime) whose rows the partials counted by url.
-/// Every date is checked before anything is written. Returns the manifests' paths.
-#[pyfunction]
-#[pyo3(signature = (config, partials, inputs, run_id, started_at, timings, force_unlock = false))]
-#[allow(clippy::too_many_arguments)]
-fn publish(
-    py: Python<'_>,
-    config: &str,
-    partials: Vec<(String, PyRef<'_, Partial>)>,
-    inputs: &str,
-    run_id: &str,
-    started_at: &str,
-    timings: Vec<(String, u64)>,
-    force_unlock: bool,
-) -> PyResult<Vec<String>> {
-    let files: Vec<FileStats> =
-        serde_json::from_str(inputs).map_err(|e| Error::new_err(format!("inputs: {e}")))?;
-    let mut dates = Vec::new();
-    for (as_of, p) in &partials {
-        let job = Computation::new(config, as_of)?;
-        job.inner.check(&p.inner).map_err(py_err)?;
-        dates.push((job, p.inner.clone()));
-    }
-    let cfg = api::Config::from_toml(config)
-        .and_then(|c| c.validate_lines())
-        .map_err(|e| py_err(e.into()))?;
-    run(py, move || {
-        publish_dates(
-            &cfg,
-            dates,
-            files,
-            run_id,
-            started_at,
-            timings,
-            force_unlock,
-        )
-    })?
-    .map_err(|e| Error::new_err(e.to_string()))
-}
-
-fn publish_dates(
-    cfg: &Validated,
-    dates: Vec<(Computation, api::Partial)>,
-    files: Vec<FileStats>,
-    run_id: &str,
-    started_at: &str,
-    timings: Vec<(String, u64)>,
-    force_unlock: bool,
-) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
-    let output = storage::open(&cfg.config.output.path, &cfg.config.storage)?;
-    let lock = sink::lock::acquire(&output, run_id, cfg, force_unlock)?;
-    let mut paths = Vec::new();
-    for (job, partial) in dates {
-        let t0 = std::time::Instant::now();
-        let accounting = partial.accounting.clone();
-        let earliest = partial.earliest;
-        let tables = job.inner.finish(partial)?;
-        let as_of = job.inner.as_of().format("%Y-%m-%d").to_string();
-        // With predictions off there is no models table: an earlier run's partition of this
-        // date is taken out, as the CLI does.
-        let predicts = cfg.config.predict.enabled;
-        let data: Vec<(Table, sink::TableData<'_>)> = tables
-            .iter()
-            .filter(|(t, _)| predicts || *t != Table::Models)
-            .map(|(t, b)| (t, sink::TableData::Batch(b)))
-            .collect();
-        let retired: Vec<Table> = if predicts {
-            vec![]
-        } else {
-            vec![Table::Models]
-        };
-        let opts = sink::PublishOptions {
-            as_of: &as_of,
-            run_id,
-            zstd_level: cfg.config.output.zstd_level,
-            row_group_rows: cfg.config.output.row_group_rows,
-        };
-        lock.check()?;
-        let staged = sink::stage(&output, &opts, &data, &retired)?;
-        let mut by_reason = BTreeMap::new();
-        let mut rejected_in: BTreeMap<&str, u64> = BTreeMap::new();
-        for r in &accounting.rejects {
-            *by_reason.entry(r.reason.clone()).or_insert(0u64) += 1;
-            *rejected_in.entry(r.file.as_str()).or_default() += 1;
-        }
-        let inputs: Vec<FileStats> = files
-            .iter()
-            .map(|f| {
-                let c = accounting.sources.get(&f.url).copied().unwrap_or_default();
-                let rejected = rejected_in.get(f.url.as_str()).copied().unwrap_or(0);
-                FileStats {
-                    rows_read: c.read,
-                    rows_used: c.used,
-                    rows_rejected: rejected,
-                    rows_after_as_of: c.after_as_of,
-                    ..f.clone()
-                }
-            })
-            .collect();
-        let view = quality::View {
-            rows_read: accounting.rows_read,
-            rows_used: accounting.rows_used,
-            rows_rejected: accounting.rows_rejected(),
-            rows_after_as_of: accounting.rows_after_as_of,
-            rejects_by_reason: &by_reason,
-            first_reject: None,
-            earliest,
-            newest: accounting.newest,
-        };
-        let mut timings = timings.clone();
-        timings.push(("date_total".into(), t0.elapsed().as_millis() as u64));
-        let zone = customer_value_core::time::Zone::new(cfg.tz);
-        let manifest = sink::Manifest {
-            run_id: run_id.to_string(),
-            job: "customer-value".into(),
-            job_version: env!("CARGO_PKG_VERSION").into(),
-            config_hash: cfg.hash.clone(),
-            as_of: as_of.clone(),
-            as_of_source: "flag".into(),
-            status: "complete".into(),
-            started_at: started_at.to_string(),
-            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            settings: cfg.manifest_settings(cfg.config.input.columns.cost.is_some()),
-            inputs,
-            rows_read: view.rows_read,
-            rows_used: view.rows_used,
-            rows_rejected: view.rows_rejected,
-            rows_after_as_of: view.rows_after_as_of,
-            reject_ratio: quality::reject_ratio(&view),
-            rejects_by_reason: by_reason.clone(),
-            warnings: Vec::new(),
-            newest_transaction_at: accounting.newest.map(|local| {
-                chrono::DateTime::from_timestamp_micros(zone.local_to_utc(local))
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default()
-            }),
-            customers: tables.get(Table::Customers).num_rows() as u64,
-            orders: tables.orders(),
-            tables: staged.tables().iter().cloned().collect(),
-            timings_ms: timings,
-        };
-        if let Err(e) = lock.check() {
-            staged.abandon();
-            return Err(e.into());
-        }
-        paths.push(staged.finish(&as_of, run_id, &manifest)?);
-    }
-    drop(lock);
-    Ok(paths)
-}
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -423,7 +314,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(toml_from_json, m)?)?;
     m.add_function(wrap_pyfunction!(config_json, m)?)?;
-    m.add_function(wrap_pyfunction!(publish, m)?)?;
+    m.add_class::<output::Output>()?;
+    m.add_function(wrap_pyfunction!(output::stage_part, m)?)?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("InputError", py.get_type::<InputError>())?;

@@ -25,6 +25,10 @@ from test_compute import DEFAULT, ROOT, assert_tables_equal, cli_bin, cli_run
 FAIL_MARKER = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"cv-spark-fail-{os.getpid()}"
 os.environ["CUSTOMER_VALUE_SPARK_FAIL_ONCE"] = str(FAIL_MARKER)
 FAIL_MARKER.touch()
+# Likewise a scoring task (pass 2 of `run`) fails once after staging its customers file.
+SCORE_MARKER = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"cv-spark-fail-score-{os.getpid()}"
+os.environ["CUSTOMER_VALUE_SPARK_FAIL_ONCE_SCORE_AFTER"] = str(SCORE_MARKER)
+SCORE_MARKER.touch()
 os.environ["PYSPARK_PYTHON"] = sys.executable
 
 
@@ -163,6 +167,12 @@ def test_a_backfill_equals_single_dates(spark, inputs):
         assert_tables_equal(both[d], cvs.compute(spark, config, as_of=d, partitions=2))
 
 
+def by_customer(tables: dict) -> dict:
+    """The customers table sorted by customer_id: a run's tasks write one file each, so its
+    rows come in partition order."""
+    return {**tables, "customers": tables["customers"].sort_by("customer_id")}
+
+
 def read_output(out: Path, as_of: str) -> dict:
     import json
 
@@ -202,7 +212,7 @@ def test_a_spark_run_publishes_what_the_cli_does_and_a_kill_leaves_the_last_run(
     shutil.rmtree(out, ignore_errors=True)
     [manifest] = cvs.run(spark, config, as_of=AS_OF, partitions=3)
     got = read_output(out, AS_OF)
-    assert_tables_equal(got, cli_tables)
+    assert_tables_equal(by_customer(got), by_customer(cli_tables))
     m, want = got["_manifest"], cli_tables["_manifest"]
     assert manifest.endswith(f"as_of={AS_OF}.json") and m["status"] == "complete"
     for key in ("rows_read", "rows_used", "rows_rejected", "rows_after_as_of", "reject_ratio",
@@ -218,8 +228,8 @@ def test_a_spark_run_publishes_what_the_cli_does_and_a_kill_leaves_the_last_run(
         t: e["rows"] for t, e in want["tables"].items()
     }
     run_id = m["run_id"]
-    assert all(f["path"].endswith(f"part-{run_id}.parquet")
-               for e in m["tables"].values() for f in e["files"])
+    assert_one_file_per_table_but_customers(out, m)
+    assert not (out / "_staging").exists(), "the tasks' staged files are gone"
 
     # A second run killed after swapping two tables in: the partition and manifest stay the
     # first run's; the next run recovers and publishes.
@@ -243,11 +253,136 @@ def test_a_spark_run_publishes_what_the_cli_does_and_a_kill_leaves_the_last_run(
     cvs.run(spark, config, as_of=AS_OF, partitions=2)
     rerun = read_output(out, AS_OF)
     assert rerun["_manifest"]["run_id"] not in (run_id, None)
-    assert_tables_equal(rerun, cli_tables)
-    # One file per table partition, the new run's: nothing of the killed run is left.
-    for name in ("customers", "retention", "cohorts", "ltv", "rejects", "models"):
-        files = sorted(p.name for p in (out / name / f"as_of={AS_OF}").iterdir())
-        assert files == [f"part-{rerun['_manifest']['run_id']}.parquet"], (name, files)
+    assert_tables_equal(by_customer(rerun), by_customer(cli_tables))
+    # The new run's files only: nothing of the killed run is left, staged files included.
+    assert_one_file_per_table_but_customers(out, rerun["_manifest"])
+    assert not (out / "_staging").exists()
+
+
+def assert_one_file_per_table_but_customers(out: Path, m: dict) -> None:
+    """Every table partition holds exactly the files the manifest lists, the run's: one per
+    table, and for customers one per partition the tasks wrote (``part-<run>-NNNNN``)."""
+    run_id = m["run_id"]
+    for name, entry in m["tables"].items():
+        listed = sorted(Path(f["path"]).name for f in entry["files"])
+        found = sorted(p.name for p in (out / name / f"as_of={AS_OF}").iterdir())
+        assert found == listed, (name, found, listed)
+        if name == "customers":
+            assert 1 <= len(listed) <= 3
+            assert listed == [f"part-{run_id}-{i:05d}.parquet" for i in range(len(listed))]
+        else:
+            assert listed == [f"part-{run_id}.parquet"], (name, listed)
+
+
+def test_the_driver_of_a_run_receives_no_customer_rows(spark, inputs):
+    """Pass 1 of `run` sends the driver partials without customer rows and censuses; the
+    customers reach the manifest's count through the censuses."""
+    import customer_value.spark as cvs
+    from customer_value import config_toml
+
+    config, _ = inputs
+    toml = config_toml(config)
+    shuffled = cvs._shuffled(spark, toml, 3, None)
+    merged, censuses, _, _ = cvs._partials(toml, [AS_OF], shuffled, None, census=True)
+    assert merged[AS_OF].customers == 0
+    assert 1 <= len(censuses[AS_OF]) <= 3
+
+
+def test_a_scoring_task_that_fails_after_staging_its_file_publishes_no_duplicate(
+    spark, inputs, cli_tables
+):
+    import customer_value.spark as cvs
+    import tomllib
+
+    config, _ = inputs
+    out = Path(tomllib.loads(config.read_text())["output"]["path"])
+    shutil.rmtree(out, ignore_errors=True)
+    SCORE_MARKER.unlink()
+    cvs.run(spark, config, as_of=AS_OF, partitions=3)
+    assert SCORE_MARKER.exists(), "the first scoring attempt of partition 0 failed"
+    got = read_output(out, AS_OF)
+    assert_tables_equal(by_customer(got), by_customer(cli_tables))
+    assert_one_file_per_table_but_customers(out, got["_manifest"])
+    assert not (out / "_staging").exists()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto():
+    """moto's S3 server on 127.0.0.1 (from the test venv `.ci/run` makes), with a bucket."""
+    import socket
+    import urllib.request
+
+    python = os.environ.get(
+        "CUSTOMER_VALUE_TEST_PYTHON", str(Path.home() / ".cache/customer-value/venv/bin/python")
+    )
+    server = Path(python).parent / "moto_server"
+    need(f"moto_server ({server})", server.exists())
+    port = free_port()
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        endpoint = f"http://127.0.0.1:{port}"
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/cv-spark", method="PUT"))
+        yield endpoint
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_spark_run_to_s3_publishes_the_cli_tables(spark, inputs, cli_tables, moto):
+    """The tasks stage their customers files in the bucket; the driver copies them into the
+    partition and deletes the staged ones."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+
+    import customer_value.spark as cvs
+
+    config, _ = inputs
+    text = config.read_text()
+    out_line = next(line for line in text.splitlines() if line.startswith("path = "))
+    s3 = config.with_name("config-s3.toml")
+    s3.write_text(
+        text.replace(out_line, 'path = "s3://cv-spark/out"')
+        + "\n[storage.options]\n"
+        + f'aws_endpoint = "{moto}"\naws_allow_http = "true"\naws_access_key_id = "test"\n'
+        + 'aws_secret_access_key = "test"\naws_region = "us-east-1"\n'
+    )
+    [manifest] = cvs.run(spark, s3, as_of=AS_OF, partitions=3)
+    assert manifest == f"s3://cv-spark/out/_manifests/as_of={AS_OF}.json"
+    bucket = fs.S3FileSystem(access_key="test", secret_key="test", region="us-east-1",
+                             endpoint_override=moto, scheme="http")
+    with bucket.open_input_stream(f"cv-spark/out/_manifests/as_of={AS_OF}.json") as f:
+        m = json.loads(f.read())
+    got = {"_manifest": m}
+    for name, entry in m["tables"].items():
+        got[name] = pa.concat_tables(
+            [pq.read_table(f"cv-spark/out/{e['path']}", filesystem=bucket) for e in entry["files"]]
+        )
+    assert_tables_equal(by_customer(got), by_customer(cli_tables))
+    assert len(m["tables"]["customers"]["files"]) >= 1
+    every = bucket.get_file_info(fs.FileSelector("cv-spark/out", recursive=True))
+    assert not [i.path for i in every if "/_staging/" in i.path]
+    # Exactly the listed data files are in the partitions.
+    data = sorted(i.path for i in every if i.path.endswith(".parquet"))
+    listed = sorted(f"cv-spark/out/{e['path']}" for t in m["tables"].values() for e in t["files"])
+    assert data == listed
 
 
 def test_the_spark_sql_statements_read_every_table(spark, inputs, cli_tables, tmp_path):

@@ -251,6 +251,42 @@ pub struct OutputConfig {
     /// Also write the HTML report of every published date to `_reports/as_of=D.html`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub report: bool,
+    /// How readers find the tables: `parquet` (Hive-style `as_of=D` folders and the run
+    /// manifests) or `delta` (the same files, each table also a Delta Lake table).
+    #[serde(default, skip_serializing_if = "OutputFormat::is_parquet")]
+    pub format: OutputFormat,
+    /// With `format = "delta"`: a data file a commit removed (a rerun replaced its date) is
+    /// deleted by the first publish this many hours later, so readers of older table versions
+    /// (and time travel) still find it until then.
+    #[serde(
+        default = "default_delta_retention_hours",
+        skip_serializing_if = "is_default_delta_retention"
+    )]
+    pub delta_retention_hours: u64,
+}
+
+/// `[output] format`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    #[default]
+    Parquet,
+    Delta,
+}
+
+impl OutputFormat {
+    fn is_parquet(&self) -> bool {
+        *self == OutputFormat::Parquet
+    }
+}
+
+/// Delta Lake's own default (`delta.deletedFileRetentionDuration`, 7 days).
+fn default_delta_retention_hours() -> u64 {
+    168
+}
+
+fn is_default_delta_retention(h: &u64) -> bool {
+    *h == default_delta_retention_hours()
 }
 
 impl Default for OutputConfig {
@@ -261,6 +297,8 @@ impl Default for OutputConfig {
             row_group_rows: default_row_group_rows(),
             lock_timeout_minutes: default_lock_timeout(),
             report: false,
+            format: OutputFormat::Parquet,
+            delta_retention_hours: default_delta_retention_hours(),
         }
     }
 }

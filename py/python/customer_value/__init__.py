@@ -125,6 +125,23 @@ class Computation:
         """Every table of the merged partial of all partitions, keyed by name."""
         return dict(self._inner.finish(partial))
 
+    # A run spread over machines in two passes, so no driver holds customer rows (the Rust
+    # core's ``api::spread``; ``customer_value.spark.run`` uses it).
+
+    def census(self, partial: Partial) -> bytes:
+        """Pass 1, per partition: takes the customer rows out of ``partial`` (which then
+        merges as before) and returns what the plan needs of them."""
+        return self._inner.census(partial)
+
+    def plan(self, partial: Partial, censuses: list[bytes]) -> bytes:
+        """From the merged partial and every partition's census: the plan of pass 2 (the
+        whole base's RFM cut points and fitted models), the same for every partition."""
+        return self._inner.plan(partial, list(censuses))
+
+    def score(self, plan: bytes, partial: Partial) -> tuple[pa.RecordBatch, bytes]:
+        """Pass 2, per partition (folded again): its customers table and its ltv sums."""
+        return self._inner.score(plan, partial)
+
 
 def compute(
     lines: Any, config: Config, as_of: str, *, source: str = "lines", check: bool = True

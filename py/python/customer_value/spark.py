@@ -216,22 +216,52 @@ MORE_FIELDS = "csv: more fields than the header"
 FEWER_FIELDS = "csv: fewer fields than the header"
 
 
-def _folder(toml: str, dates: list[str]):
-    """The mapInArrow function: one customer partition's rows → a partial per date and the
-    splits' first ids and row counts."""
+def _task(hook: str):
+    """This Spark task's context, with the core's threads sized to its cores (rayon starts in
+    this worker process, after the fork). ``hook``: the test environment variable that makes
+    the task of partition 0 fail once (a marker file remembers it failed)."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    _core.set_threads(max(1, int(ctx.cpus())) if ctx is not None else 1)
+    marker = os.environ.get(hook)
+    if marker and ctx is not None and ctx.partitionId() == 0 and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("customer-value test: this task fails once")
+    return ctx
+
+
+def _prepared(table: pa.Table, csv_options: dict) -> pa.Table:
+    """The rows of a task as the core folds them: each row's source (file and split) and scan
+    id, and the reason of a malformed CSV record."""
+    source = pc.binary_join_element_wise(
+        table.column(FILE), pc.cast(table.column(BLOCK), pa.string()), "\n"
+    )
+    rows = table.append_column(_SOURCE_FILE, source).append_column(
+        _SOURCE_ROW, table.column(ROW_ID)
+    )
+    return rows.append_column(_REJECT, _structural(table, csv_options))
+
+
+def _rows_out(out: list[tuple[str, str, bytes]]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {
+            "as_of": [o[0] for o in out],
+            "kind": [o[1] for o in out],
+            "payload": [o[2] for o in out],
+        },
+        schema=pa.schema([("as_of", pa.string()), ("kind", pa.string()), ("payload", pa.binary())]),
+    )
+
+
+def _folder(toml: str, dates: list[str], census: bool):
+    """The mapInArrow function of pass 1: one customer partition's rows → a partial per date
+    (with ``census``: without its customer rows, plus its census) and the splits' first ids
+    and row counts."""
     csv_options = json.loads(_core.config_json(toml))["input"]["csv"]
 
     def fold(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        # Rayon starts in this worker process (after the fork), sized to the task's cores.
-        ctx = TaskContext.get()
-        _core.set_threads(max(1, int(ctx.cpus())) if ctx is not None else 1)
-        if os.environ.get("CUSTOMER_VALUE_SPARK_FAIL_ONCE"):
-            marker = os.environ["CUSTOMER_VALUE_SPARK_FAIL_ONCE"]
-            if ctx is not None and ctx.partitionId() == 0 and not os.path.exists(marker):
-                open(marker, "w").close()
-                raise RuntimeError("customer-value test: this task fails once")
+        _task("CUSTOMER_VALUE_SPARK_FAIL_ONCE")
         started = time.perf_counter()
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
@@ -240,16 +270,13 @@ def _folder(toml: str, dates: list[str]):
         splits = table.group_by([FILE, BLOCK, SIZE, MTIME]).aggregate(
             [(ROW_ID, "min"), (ROW_ID, "count")]
         )
-        source = pc.binary_join_element_wise(
-            table.column(FILE), pc.cast(table.column(BLOCK), pa.string()), "\n"
-        )
-        rows = table.append_column(_SOURCE_FILE, source).append_column(
-            _SOURCE_ROW, table.column(ROW_ID)
-        )
-        rows = rows.append_column(_REJECT, _structural(table, csv_options))
+        rows = _prepared(table, csv_options)
         out = [("", "splits", _ipc(splits.to_batches()))]
         for d in dates:
-            partial = Computation(toml, d).fold_rows(rows, source="spark")
+            job = Computation(toml, d)
+            partial = job.fold_rows(rows, source="spark")
+            if census:
+                out.append((d, "census", job.census(partial)))
             out.append((d, "partial", _ipc(partial.to_arrow())))
         stats = {
             "rows": table.num_rows,
@@ -258,18 +285,41 @@ def _folder(toml: str, dates: list[str]):
             "fold_ms": round((time.perf_counter() - received) * 1000),
         }
         out.append(("", "stats", json.dumps(stats).encode()))
-        yield pa.RecordBatch.from_pydict(
-            {
-                "as_of": [o[0] for o in out],
-                "kind": [o[1] for o in out],
-                "payload": [o[2] for o in out],
-            },
-            schema=pa.schema(
-                [("as_of", pa.string()), ("kind", pa.string()), ("payload", pa.binary())]
-            ),
-        )
+        yield _rows_out(out)
 
     return fold
+
+
+def _scorer(toml: str, plans: dict[str, bytes], run_id: str):
+    """The mapInArrow function of pass 2: one customer partition's rows, folded again and
+    scored against each date's plan → its customers file, staged in the output under a name
+    unique to this task attempt, and its ltv sums."""
+    csv_options = json.loads(_core.config_json(toml))["input"]["csv"]
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        ctx = _task("CUSTOMER_VALUE_SPARK_FAIL_ONCE_SCORE_BEFORE")
+        started = time.perf_counter()
+        table = pa.Table.from_batches(list(batches))
+        if table.num_rows == 0:
+            return
+        rows = _prepared(table, csv_options)
+        partition, attempt = (ctx.partitionId(), ctx.taskAttemptId()) if ctx else (0, 0)
+        out = []
+        for d, plan in plans.items():
+            job = Computation(toml, d)
+            customers, sums = job.score(plan, job.fold_rows(rows, source="spark"))
+            out.append((d, "sums", sums))
+            if customers.num_rows:
+                name = f"part-{partition:05d}-attempt-{attempt}.parquet"
+                path, n, size = _core.stage_part(toml, run_id, d, "customers", name, customers)
+                out.append((d, "file", json.dumps([path, n, size]).encode()))
+        # A test: the attempt fails after staging its files (the retry stages others).
+        _task("CUSTOMER_VALUE_SPARK_FAIL_ONCE_SCORE_AFTER")
+        stats = {"score_ms": round((time.perf_counter() - started) * 1000)}
+        out.append(("", "stats", json.dumps(stats).encode()))
+        yield _rows_out(out)
+
+    return score
 
 
 _SOURCE_FILE = "__source_file"
@@ -354,16 +404,26 @@ def _renumber(rejects: pa.RecordBatch, splits: _Splits, offsets, name) -> pa.Rec
 _ROWS = b"customer_value.rows"
 
 
-def _partials(spark, toml: str, days: list[str], partitions, paths):
-    """Every date's merged partial of the inputs, and the input files as the manifest lists
-    them."""
+def _shuffled(spark, toml: str, partitions, paths):
+    """The input rows, every customer's in one of ``partitions`` partitions."""
     cfg = json.loads(_core.config_json(toml))
-    paths = list(paths or cfg["input"]["paths"])
-    rows = read_rows(spark, toml, paths)
+    rows = read_rows(spark, toml, list(paths or cfg["input"]["paths"]))
     customer = cfg["input"]["columns"]["customer_id"]
     n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
-    shuffled = rows.repartition(n, f"`{customer}`")
-    out = shuffled.mapInArrow(_folder(toml, days), OUT_SCHEMA).collect()
+    return rows.repartition(n, f"`{customer}`")
+
+
+def _partials(toml: str, days: list[str], shuffled, paths, census: bool = False):
+    """Every date's merged partial of the shuffled rows (with ``census``: without customer
+    rows, and every partition's census of each date), and the input files as the manifest
+    lists them."""
+    cfg = json.loads(_core.config_json(toml))
+    paths = list(paths or cfg["input"]["paths"])
+    out = shuffled.mapInArrow(_folder(toml, days, census), OUT_SCHEMA).collect()
+    censuses: dict[str, list[bytes]] = {d: [] for d in days}
+    for r in out:
+        if r["kind"] == "census":
+            censuses[r["as_of"]].append(bytes(r["payload"]))
 
     splits = _Splits()
     tasks = []
@@ -390,6 +450,8 @@ def _partials(spark, toml: str, days: list[str], partitions, paths):
             # No rows at all: an empty fold, which the data checks then refuse.
             empty = pa.table({c: pa.array([], pa.string()) for c in _mapped(cfg["input"]["columns"])})
             merged[d] = Computation(toml, d).fold_rows(empty)
+            if census:
+                censuses[d].append(Computation(toml, d).census(merged[d]))
     fmt = {p: _format_of(p, cfg["input"]["format"]) for p in paths}
     inputs = []
     for url, (size, mtime) in sorted(splits.files.items(), key=lambda kv: name(kv[0])):
@@ -414,7 +476,7 @@ def _partials(spark, toml: str, days: list[str], partitions, paths):
         ("spark_task_fold_ms_max", max((t["fold_ms"] for t in tasks), default=0)),
         ("spark_task_fold_ms_sum", sum(t["fold_ms"] for t in tasks)),
     ]
-    return merged, inputs, timings
+    return merged, censuses, inputs, timings
 
 
 def _days(as_of, dates) -> list[str]:
@@ -449,7 +511,7 @@ def compute(
     """
     days = _days(as_of, dates)
     toml = config_toml(config)
-    merged, _, _ = _partials(spark, toml, days, partitions, paths)
+    merged, _, _, _ = _partials(toml, days, _shuffled(spark, toml, partitions, paths), paths)
     result = {}
     for d in days:
         job = Computation(toml, d)
@@ -469,30 +531,67 @@ def run(
     paths: Sequence[str] | None = None,
     force_unlock: bool = False,
 ) -> list[str]:
-    """A run (or, with ``dates``, a backfill) of the job on Spark: computes every date like
-    :func:`compute`, then the driver publishes each date to ``[output] path`` (local or an
-    object store) exactly as the CLI does: under the output's lock, every table staged and
-    swapped in, then the manifest; a run that fails or is killed leaves the previous
-    partitions and manifests as they were. Task retries and speculative attempts cannot
-    duplicate a file: tasks write nothing; the driver writes once. Returns the manifests'
-    paths.
+    """A run (or, with ``dates``, a backfill) of the job on Spark, published to ``[output]
+    path`` (local or an object store) exactly as the CLI publishes: every table staged and
+    swapped in, then the manifest; a run that fails or is killed leaves the previous partitions
+    and manifests as they were. Returns the manifests' paths.
+
+    It holds the output's lock from start to end and runs in two passes over the shuffled
+    rows, so the driver never holds customer rows: pass 1 folds each partition into its sums,
+    rejects and census (the RFM measures counted by value, the model summaries); the driver
+    merges them and plans (RFM cut points, fitted models); pass 2 folds each partition again,
+    scores it against the plan, and writes its customers file into the output's staging
+    folder under a name unique to the task attempt. The driver publishes the files of the
+    attempts Spark kept (retried and speculative attempts never duplicate a row), then deletes
+    the staging folder.
     """
+    from pyspark import StorageLevel
+
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     days = _days(as_of, dates)
     toml = config_toml(config)
-    merged, inputs, task_timings = _partials(spark, toml, days, partitions, paths)
-    compute_ms = int((time.monotonic() - t0) * 1000)
-    run_id = started.strftime("%Y%m%dT%H%M%S") + f"{started.microsecond // 1000:03d}Z-" + os.urandom(4).hex()
-    return _core.publish(
-        toml,
-        [(d, merged[d]) for d in days],
-        json.dumps(inputs),
-        run_id,
-        started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        [("spark", compute_ms), *task_timings],
-        force_unlock,
-    )
+    stamp = started.strftime("%Y%m%dT%H%M%S") + f"{started.microsecond // 1000:03d}Z"
+    run_id = f"{stamp}-{os.urandom(4).hex()}"
+    output = _core.Output(toml, run_id, force_unlock)
+    shuffled = _shuffled(spark, toml, partitions, paths).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        merged, censuses, inputs, task_timings = _partials(toml, days, shuffled, paths, True)
+        for d in days:
+            # The data checks before the second pass (the publish checks again).
+            Computation(toml, d).check(merged[d])
+        pass1_ms = int((time.monotonic() - t0) * 1000)
+        plans = {d: Computation(toml, d).plan(merged[d], censuses[d]) for d in days}
+        plan_ms = int((time.monotonic() - t0) * 1000) - pass1_ms
+        scored = shuffled.mapInArrow(_scorer(toml, plans, run_id), OUT_SCHEMA).collect()
+        sums: dict[str, list[bytes]] = {d: [] for d in days}
+        files: dict[str, list[tuple[str, int, int]]] = {d: [] for d in days}
+        score_ms = []
+        for r in scored:
+            if r["kind"] == "sums":
+                sums[r["as_of"]].append(bytes(r["payload"]))
+            elif r["kind"] == "file":
+                files[r["as_of"]].append(tuple(json.loads(r["payload"])))
+            elif r["kind"] == "stats":
+                score_ms.append(json.loads(r["payload"])["score_ms"])
+        compute_ms = int((time.monotonic() - t0) * 1000)
+        timings = [
+            ("spark", compute_ms),
+            ("spark_pass1", pass1_ms),
+            ("spark_plan", plan_ms),
+            *task_timings,
+            ("spark_task_score_ms_max", max(score_ms, default=0)),
+        ]
+        return output.publish(
+            toml,
+            [(d, merged[d], (plans[d], sums[d], sorted(files[d]))) for d in days],
+            json.dumps(inputs),
+            started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            timings,
+        )
+    finally:
+        shuffled.unpersist()
+        output.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod parquet;
 pub mod publish;
 pub mod remote;
+pub mod spread;
 
 use crate::schema::Table;
 use std::path::PathBuf;
@@ -35,6 +36,10 @@ pub enum TableData<'a> {
     /// Parquet files already written (a spilled run's customers table, one per customer
     /// partition); they are moved or uploaded as they are.
     Files(&'a [PartFile]),
+    /// Parquet files already in the output's own store, `path` relative to the output root
+    /// (a spread run's tasks wrote them under `_staging/`): moved (local disk) or copied
+    /// within the store (object store) as they are.
+    InOutput(&'a [PartFile]),
 }
 
 /// A data file written ahead of publishing.

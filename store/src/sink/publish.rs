@@ -20,7 +20,7 @@ use super::parquet::{write, FileMeta};
 use super::{PublishOptions, SinkError, TableData};
 
 /// Folder under the output root where runs stage their partitions.
-const STAGING: &str = "_staging";
+pub(super) const STAGING: &str = "_staging";
 
 /// File in a run's staging folder naming what it is swapping in.
 const JOURNAL: &str = "journal.json";
@@ -169,12 +169,16 @@ pub fn publish(
                     let bytes = write(&dir.join(&file), batch, &FileMeta::for_table(*name, opts))?;
                     Ok(vec![entry(file, batch.num_rows() as u64, bytes)])
                 }
-                TableData::Files(parts) => parts
+                TableData::Files(parts) | TableData::InOutput(parts) => parts
                     .iter()
                     .enumerate()
                     .map(|(i, part)| {
                         let file = super::file_name(opts.run_id, Some(i));
-                        move_file(&part.path, &dir.join(&file))?;
+                        let from = match data {
+                            TableData::InOutput(_) => root.join(&part.path),
+                            _ => part.path.clone(),
+                        };
+                        move_file(&from, &dir.join(&file))?;
                         Ok(entry(file, part.rows, part.bytes))
                     })
                     .collect(),

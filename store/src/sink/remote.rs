@@ -96,6 +96,15 @@ pub fn recover(remote: &Remote) -> Result<(), SinkError> {
         }
         delete(remote, &key).map_err(|e| SinkError::Storage(remote.op_err(&key, "delete", e)))?;
     }
+    // Files the tasks of a spread run staged (`sink::spread`) whose driver did not finish.
+    let staged = remote.list(&remote.child(super::publish::STAGING))?;
+    if !staged.is_empty() {
+        for meta in &staged {
+            delete(remote, &meta.location)
+                .map_err(|e| SinkError::Storage(remote.op_err(&meta.location, "delete", e)))?;
+        }
+        warn!(files = staged.len(), "Deleted the files staged by the tasks of a run that did not finish.");
+    }
     Ok(())
 }
 
@@ -137,8 +146,14 @@ fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::E
     SinkError::Storage(remote.op_err(path, op, e))
 }
 
-/// A local file to upload: (path, its number among a table's several files, rows, bytes).
-type ToUpload = (std::path::PathBuf, Option<usize>, u64, u64);
+/// Where a data file comes from: a local file, or a key of the output's store.
+enum From {
+    Local(std::path::PathBuf),
+    Stored(ObjPath),
+}
+
+/// A file to upload: (its source, its number among a table's several files, rows, bytes).
+type ToUpload = (From, Option<usize>, u64, u64);
 
 /// Writes each table to a local temporary file and uploads it.
 pub fn upload(
@@ -168,7 +183,9 @@ pub fn upload(
             .flat_map(|(name, data)| {
                 let numbers: Vec<Option<usize>> = match data {
                     TableData::Batch(_) => vec![None],
-                    TableData::Files(parts) => (0..parts.len()).map(Some).collect(),
+                    TableData::Files(parts) | TableData::InOutput(parts) => {
+                        (0..parts.len()).map(Some).collect()
+                    }
                 };
                 let partition = &partition;
                 numbers.into_iter().map(move |n| {
@@ -197,12 +214,20 @@ pub fn upload(
             TableData::Batch(batch) => {
                 let local = tmp.path().join(format!("{name}.parquet"));
                 write(&local, batch, &FileMeta::for_table(*name, opts))
-                    .map(|bytes| vec![(local, None, batch.num_rows() as u64, bytes)])
+                    .map(|bytes| vec![(From::Local(local), None, batch.num_rows() as u64, bytes)])
             }
             TableData::Files(parts) => Ok(parts
                 .iter()
                 .enumerate()
-                .map(|(i, p)| (p.path.clone(), Some(i), p.rows, p.bytes))
+                .map(|(i, p)| (From::Local(p.path.clone()), Some(i), p.rows, p.bytes))
+                .collect()),
+            TableData::InOutput(parts) => Ok(parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let key = remote.child(&p.path.to_string_lossy());
+                    (From::Stored(key), Some(i), p.rows, p.bytes)
+                })
                 .collect()),
         };
         let mut entry = TableEntry {
@@ -212,13 +237,21 @@ pub fn upload(
             run_id: None,
         };
         let result = files.and_then(|files| {
-            for (local, number, rows, bytes) in files {
+            for (from, number, rows, bytes) in files {
                 let rel = format!(
                     "{name}/{partition}/{}",
                     super::file_name(opts.run_id, number)
                 );
                 let key = remote.child(&rel);
-                upload_file(remote, &local, &key, bytes)?;
+                match from {
+                    From::Local(local) => upload_file(remote, &local, &key, bytes)?,
+                    From::Stored(at) => {
+                        let store = Arc::clone(&remote.store);
+                        let (a, k) = (at.clone(), key.clone());
+                        block_on(async move { store.copy(&a, &k).await })
+                            .map_err(|e| storage(remote, &at, "copy", e))?;
+                    }
+                }
                 up.uploaded.push(key);
                 entry.rows += rows;
                 entry.files.push(FileEntry {
@@ -240,7 +273,7 @@ pub fn upload(
 }
 
 /// Uploads one local file: a single put when small, multipart (aborted on failure) when large.
-fn upload_file(
+pub(super) fn upload_file(
     remote: &Remote,
     local: &std::path::Path,
     key: &ObjPath,
