@@ -56,6 +56,7 @@ pub mod bench {
             run_id: "encode-floor",
             zstd_level: output.zstd_level,
             row_group_rows: output.row_group_rows,
+            delta: None,
         };
         let meta =
             crate::sink::parquet::FileMeta::for_table(crate::schema::Table::Customers, &opts);

@@ -52,6 +52,12 @@ impl Output {
     #[pyo3(signature = (config, run_id, force_unlock = false))]
     fn new(py: Python<'_>, config: &str, run_id: &str, force_unlock: bool) -> PyResult<Self> {
         let cfg = validated(config)?;
+        if sink::DeltaSettings::of(&cfg).is_some() {
+            return Err(super::ConfigError::new_err(
+                "output.format = \"delta\": the Python package and Spark runs write Parquet only; \
+                 the customer-value CLI writes Delta tables",
+            ));
+        }
         let (output, lock) = run(py, || {
             let output = storage::open(&cfg.config.output.path, &cfg.config.storage)
                 .map_err(err)?;
@@ -177,6 +183,7 @@ pub fn stage_part(
             run_id,
             zstd_level: cfg.config.output.zstd_level,
             row_group_rows: cfg.config.output.row_group_rows,
+            delta: None,
         };
         sink::spread::stage_part(&output, &opts, table, &batch, name).map_err(err)
     })??;
@@ -228,6 +235,7 @@ fn publish_dates(
             run_id,
             zstd_level: cfg.config.output.zstd_level,
             row_group_rows: cfg.config.output.row_group_rows,
+            delta: None,
         };
         lock.check()?;
         let staged = sink::stage(output, &opts, &data, &retired)?;

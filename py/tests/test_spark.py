@@ -358,11 +358,14 @@ def test_a_spark_run_to_s3_publishes_the_cli_tables(spark, inputs, cli_tables, m
     text = config.read_text()
     out_line = next(line for line in text.splitlines() if line.startswith("path = "))
     s3 = config.with_name("config-s3.toml")
+    assert "\n[storage.options]\n" in text
     s3.write_text(
-        text.replace(out_line, 'path = "s3://cv-spark/out"')
-        + "\n[storage.options]\n"
-        + f'aws_endpoint = "{moto}"\naws_allow_http = "true"\naws_access_key_id = "test"\n'
-        + 'aws_secret_access_key = "test"\naws_region = "us-east-1"\n'
+        text.replace(out_line, 'path = "s3://cv-spark/out"').replace(
+            "\n[storage.options]\n",
+            "\n[storage.options]\n"
+            + f'aws_endpoint = "{moto}"\naws_allow_http = "true"\naws_access_key_id = "test"\n'
+            + 'aws_secret_access_key = "test"\naws_region = "us-east-1"\n',
+        )
     )
     [manifest] = cvs.run(spark, s3, as_of=AS_OF, partitions=3)
     assert manifest == f"s3://cv-spark/out/_manifests/as_of={AS_OF}.json"

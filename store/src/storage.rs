@@ -43,6 +43,28 @@ pub enum Location {
     Remote(Remote),
 }
 
+impl Location {
+    /// The location as logs and errors show it (redacted for object stores).
+    pub fn shown(&self) -> String {
+        match self {
+            Location::Local(p) => p.display().to_string(),
+            Location::Remote(r) => r.display.clone(),
+        }
+    }
+
+    /// The location `rel` (a `/`-separated relative path) under this one.
+    pub fn child(&self, rel: &str) -> Location {
+        match self {
+            Location::Local(p) => Location::Local(p.join(rel)),
+            Location::Remote(r) => Location::Remote(Remote {
+                path: r.child(rel),
+                display: format!("{}/{rel}", r.display.trim_end_matches('/')),
+                ..r.clone()
+            }),
+        }
+    }
+}
+
 /// A location in an object store.
 #[derive(Debug, Clone)]
 pub struct Remote {

@@ -2,6 +2,8 @@
 //! descriptions), published into `{output}/{table}/as_of=D/` by an atomic swap, and the run
 //! manifest written last.
 
+#[cfg(feature = "delta")]
+pub mod delta;
 pub mod lock;
 pub mod manifest;
 pub mod parquet;
@@ -26,7 +28,33 @@ pub struct PublishOptions<'a> {
     pub run_id: &'a str,
     pub zstd_level: i32,
     pub row_group_rows: usize,
+    /// With `[output] format = "delta"`: each table is also a Delta table, committed once the
+    /// manifest is written; replaced files stay for its readers until the retention passes.
+    pub delta: Option<DeltaSettings>,
 }
+
+/// What a publish to Delta tables needs of the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaSettings {
+    /// The segment columns (the customers table has one per column).
+    pub segments: Vec<String>,
+    pub retention_hours: u64,
+}
+
+impl DeltaSettings {
+    /// The settings of `cfg`; None when its output format is Parquet.
+    pub fn of(cfg: &customer_value_core::config::Validated) -> Option<DeltaSettings> {
+        let out = &cfg.config.output;
+        (out.format == customer_value_core::config::OutputFormat::Delta).then(|| DeltaSettings {
+            segments: cfg.config.input.columns.segments.clone(),
+            retention_hours: out.delta_retention_hours,
+        })
+    }
+}
+
+/// Whether this build writes Delta tables (the store's `delta` feature: the CLI has it, the
+/// Python package does not).
+pub const DELTA: bool = cfg!(feature = "delta");
 
 /// One table's data for a partition.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +89,14 @@ pub fn file_name(run_id: &str, number: Option<usize>) -> String {
 
 /// Tables written but not yet committed by a manifest.
 #[derive(Debug)]
-pub enum Staged {
+pub struct Staged {
+    kind: StagedIn,
+    output: Location,
+    delta: Option<DeltaSettings>,
+}
+
+#[derive(Debug)]
+enum StagedIn {
     Local(PathBuf, publish::Published),
     Remote(remote::Uploaded),
 }
@@ -77,13 +112,25 @@ pub fn stage(
     tables: &[(Table, TableData<'_>)],
     retired: &[Table],
 ) -> Result<Staged, SinkError> {
-    match output {
-        Location::Local(root) => Ok(Staged::Local(
-            root.clone(),
-            publish::publish(root, opts, tables, retired)?,
-        )),
-        Location::Remote(r) => Ok(Staged::Remote(remote::upload(r, opts, tables, retired)?)),
+    if opts.delta.is_some() && !DELTA {
+        return Err(SinkError::Delta {
+            path: output.shown(),
+            message: "output.format = \"delta\": this build writes Parquet only (the Python \
+                      package; the customer-value CLI writes Delta tables)"
+                .into(),
+        });
     }
+    let kind = match output {
+        Location::Local(root) => {
+            StagedIn::Local(root.clone(), publish::publish(root, opts, tables, retired)?)
+        }
+        Location::Remote(r) => StagedIn::Remote(remote::upload(r, opts, tables, retired)?),
+    };
+    Ok(Staged {
+        kind,
+        output: output.clone(),
+        delta: opts.delta.clone(),
+    })
 }
 
 /// The manifest of `as_of` under `output` (local or object store); None when there is none.
@@ -130,43 +177,51 @@ pub fn kept_tables(
 impl Staged {
     /// (table, partition entry) of what was written.
     pub fn tables(&self) -> &[(String, TableEntry)] {
-        match self {
-            Staged::Local(_, p) => &p.tables,
-            Staged::Remote(u) => &u.tables,
+        match &self.kind {
+            StagedIn::Local(_, p) => &p.tables,
+            StagedIn::Remote(u) => &u.tables,
         }
     }
 
     /// Puts back what was staged, without a manifest (the run may not publish after all).
     pub fn abandon(self) {
-        match self {
-            Staged::Local(_, published) => published.rollback(),
-            Staged::Remote(u) => u.abandon(),
+        match self.kind {
+            StagedIn::Local(_, published) => published.rollback(),
+            StagedIn::Remote(u) => u.abandon(),
         }
     }
 
-    /// Writes the manifest and commits; on failure restores the previous state.
+    /// Writes the manifest and commits; on failure restores the previous state. With Delta
+    /// tables, then commits each table's partition (see `delta::publish`).
     pub fn finish(
         self,
         as_of: &str,
         run_id: &str,
         manifest: &Manifest,
     ) -> Result<String, SinkError> {
-        match self {
-            Staged::Local(root, published) => {
+        let written = match self.kind {
+            StagedIn::Local(root, published) => {
                 match manifest::write(&root.join(manifest::DIR), as_of, run_id, manifest) {
                     Ok(p) => {
                         crate::testhook::hold("publish:manifest");
                         published.commit();
-                        Ok(p.display().to_string())
+                        p.display().to_string()
                     }
                     Err(e) => {
                         published.rollback();
-                        Err(e)
+                        return Err(e);
                     }
                 }
             }
-            Staged::Remote(u) => u.finish(manifest),
+            StagedIn::Remote(u) => u.finish(manifest)?,
+        };
+        #[cfg(feature = "delta")]
+        if let Some(settings) = &self.delta {
+            delta::publish::commit_date(&self.output, settings, manifest)?;
         }
+        #[cfg(not(feature = "delta"))]
+        let _ = (&self.output, &self.delta);
+        Ok(written)
     }
 }
 
@@ -191,6 +246,9 @@ pub enum SinkError {
     Storage(#[from] crate::storage::StorageError),
     #[error("output {0}")]
     Locked(String),
+    /// A Delta Lake commit or snapshot read that failed.
+    #[error("output {path}: Delta log: {message}")]
+    Delta { path: String, message: String },
 }
 
 pub fn io(path: &std::path::Path, source: std::io::Error) -> SinkError {

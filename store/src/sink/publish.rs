@@ -222,8 +222,14 @@ pub fn publish(
         crate::testhook::hold(&format!("publish:swapped:{}", published.swapped.len()));
         let parent = root.join(&name);
         let live = parent.join(&partition);
-        let result = std::fs::create_dir_all(&parent)
-            .map_err(|e| super::io(&parent, e))
+        // Delta tables: the previous run's files stay in the live folder for the readers of
+        // the table's current version (the commit after the manifest removes them from it).
+        let linked = match opts.delta {
+            Some(_) => link_previous(&live, &dir),
+            None => Ok(()),
+        };
+        let result = linked
+            .and_then(|_| std::fs::create_dir_all(&parent).map_err(|e| super::io(&parent, e)))
             .and_then(|_| swap_in(&dir, &live));
         match result {
             Ok(existed) => published.swapped.push((live, dir, existed)),
@@ -235,7 +241,8 @@ pub fn publish(
     }
     for rel in &journal.retired {
         let (live, staged) = (root.join(rel), staging.join(rel));
-        if !live.exists() {
+        // A Delta table keeps the files until its commit removes them (and the vacuum).
+        if !live.exists() || opts.delta.is_some() {
             continue;
         }
         let result = std::fs::create_dir_all(staged.parent().unwrap_or(&staging))
@@ -252,6 +259,24 @@ pub fn publish(
     crate::testhook::hold(&format!("publish:swapped:{}", published.swapped.len()));
     info!(tables = published.tables.len(), retired = published.retired.len(), partition = %partition, "Swapped partitions into place.");
     Ok(published)
+}
+
+/// Hard-links (or copies) every file of the live partition `live` into the staged one, so the
+/// swap leaves them in place.
+fn link_previous(live: &Path, staged: &Path) -> Result<(), SinkError> {
+    let Ok(entries) = std::fs::read_dir(live) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let to = staged.join(e.file_name());
+        if to.exists() {
+            continue;
+        }
+        std::fs::hard_link(e.path(), &to)
+            .or_else(|_| std::fs::copy(e.path(), &to).map(|_| ()))
+            .map_err(|err| super::io(&to, err))?;
+    }
+    Ok(())
 }
 
 /// Writes the journal durably (temporary file, fsync, rename) before the first swap.

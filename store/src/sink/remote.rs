@@ -140,6 +140,9 @@ pub struct Uploaded {
     pub tables: Vec<(String, TableEntry)>,
     /// Partitions of tables this run retires: emptied once the manifest is written.
     retired: Vec<String>,
+    /// Delta tables: replaced files stay for the readers of older versions (the Delta publish
+    /// vacuums them after the retention).
+    keep_replaced: bool,
 }
 
 fn storage(remote: &Remote, path: &ObjPath, op: &'static str, e: object_store::Error) -> SinkError {
@@ -173,6 +176,7 @@ pub fn upload(
             .iter()
             .map(|name| format!("{name}/as_of={}", opts.as_of))
             .collect(),
+        keep_replaced: opts.delta.is_some(),
     };
     let partition = format!("as_of={}", opts.as_of);
     let journal = Journal {
@@ -193,10 +197,13 @@ pub fn upload(
                 })
             })
             .collect(),
+        // With Delta tables nothing is removed after the manifest, so recovery has nothing
+        // to remove either.
         partitions: tables
             .iter()
             .map(|(name, _)| format!("{name}/{partition}"))
             .chain(up.retired.iter().cloned())
+            .filter(|_| !up.keep_replaced)
             .collect(),
     };
     let jkey = journal_key(remote, opts.run_id);
@@ -406,6 +413,9 @@ impl Uploaded {
     /// Deletes the files of each partition that the new manifest does not list, and the files
     /// of the retired partitions.
     fn remove_replaced(&self) {
+        if self.keep_replaced {
+            return;
+        }
         let partitions: Vec<String> = self
             .tables
             .iter()
