@@ -214,6 +214,19 @@ def test_errors_name_the_key_the_column_and_the_check():
     assert issubclass(cv.DataError, cv.Error) and issubclass(cv.ConfigError, cv.Error)
 
 
+def test_publishing_refuses_delta_tables(tmp_path):
+    """The package writes Parquet only: an output configured as Delta is refused before any
+    lock or file is taken (the CLI writes Delta tables)."""
+    from customer_value import _core
+
+    toml = DEFAULT.read_text().replace('path = "out"', f'path = "{tmp_path / "out"}"')
+    toml = toml.replace('format = "parquet"', 'format = "delta"')
+    assert 'format = "delta"' in toml
+    with pytest.raises(cv.ConfigError, match='output.format = "delta"'):
+        _core.Output(toml, "run-1")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_dict_config_is_the_toml_one():
     import tomllib
 

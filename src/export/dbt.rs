@@ -26,7 +26,7 @@ pub(crate) fn sources_yml(d: &Described, dialect: Dialect, database: &str) -> St
         q(database)
     );
     for t in &d.tables {
-        table(&mut out, t, dialect);
+        table(&mut out, t, dialect, d.delta);
     }
     out
 }
@@ -36,7 +36,7 @@ fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-fn table(out: &mut String, t: &TableDef, dialect: Dialect) {
+fn table(out: &mut String, t: &TableDef, dialect: Dialect, delta: bool) {
     let _ = write!(
         out,
         "      - name: {}\n        description: {}\n",
@@ -47,12 +47,17 @@ fn table(out: &mut String, t: &TableDef, dialect: Dialect) {
         let _ = write!(
             out,
             "        meta:\n          external_location: {}\n",
-            q(&format!(
-                // No `{`: dbt-duckdb formats this string with the source's fields. as_of is
-                // read as a DATE by DuckDB's partition type detection.
-                "read_parquet('{}/{PARTITION_COLUMN}=*/*.parquet', hive_partitioning = true)",
-                t.location.replace('\'', "''")
-            ))
+            q(&if delta {
+                // DuckDB's delta extension reads the table's current version.
+                format!("delta_scan('{}')", t.location.replace('\'', "''"))
+            } else {
+                format!(
+                    // No `{`: dbt-duckdb formats this string with the source's fields. as_of
+                    // is read as a DATE by DuckDB's partition type detection.
+                    "read_parquet('{}/{PARTITION_COLUMN}=*/*.parquet', hive_partitioning = true)",
+                    t.location.replace('\'', "''")
+                )
+            })
         );
     }
     let _ = write!(

@@ -144,6 +144,8 @@ pub(crate) struct Described {
     /// The output root as readers address it: an absolute path, or the store URL.
     pub(crate) root: String,
     pub(crate) tables: Vec<TableDef>,
+    /// The tables are Delta tables (`[output] format = "delta"`).
+    pub(crate) delta: bool,
 }
 
 /// Name of the database / schema the statements create and the dbt source points to.
@@ -165,7 +167,11 @@ pub(crate) fn describe(cfg: &Validated) -> Described {
             key: table.sort_keys().to_vec(),
         })
         .collect();
-    Described { root, tables }
+    Described {
+        root,
+        tables,
+        delta: c.output.format == crate::config::OutputFormat::Delta,
+    }
 }
 
 fn output_root(path: &str) -> String {

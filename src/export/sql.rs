@@ -2,7 +2,9 @@
 //! over `read_parquet`, Spark SQL tables `USING PARQUET`, Trino Hive-connector tables over
 //! `external_location`, and Athena external tables with partition projection on `as_of`. Each
 //! declares the columns and their comments, so a reader sees the contract, not an inferred
-//! schema.
+//! schema. With `[output] format = "delta"` they register the Delta tables instead, whose logs
+//! carry the schema and the comments: DuckDB views over `delta_scan`, Spark tables `USING
+//! DELTA`, Trino's `register_table` (a Delta Lake connector catalog) and Athena's Delta tables.
 
 use std::fmt::Write;
 
@@ -24,14 +26,46 @@ pub(crate) fn statements(d: &Described, dialect: Dialect, database: &str, catalo
     for t in &d.tables {
         out.push('\n');
         let name = format!("{db}.{}", dialect.ident(t.name()));
-        match dialect {
-            Dialect::Duckdb => duckdb(&mut out, t, &name),
-            Dialect::Spark => spark(&mut out, t, &name),
-            Dialect::Trino => trino(&mut out, t, &name, catalog, database),
-            Dialect::Athena => athena(&mut out, t, &name),
+        match (dialect, d.delta) {
+            (_, true) => delta(&mut out, t, &name, dialect, catalog, database),
+            (Dialect::Duckdb, _) => duckdb(&mut out, t, &name),
+            (Dialect::Spark, _) => spark(&mut out, t, &name),
+            (Dialect::Trino, _) => trino(&mut out, t, &name, catalog, database),
+            (Dialect::Athena, _) => athena(&mut out, t, &name),
         }
     }
     out
+}
+
+/// Registers the Delta table of `t` (its log holds the columns, their comments and `as_of`).
+fn delta(out: &mut String, t: &TableDef, name: &str, d: Dialect, catalog: &str, database: &str) {
+    let _ = match d {
+        Dialect::Duckdb => writeln!(
+            out,
+            "CREATE OR REPLACE VIEW {name} AS\nSELECT * FROM delta_scan({});\nCOMMENT ON VIEW {name} IS {};",
+            literal(&t.location),
+            literal(&t.description())
+        ),
+        Dialect::Spark => writeln!(
+            out,
+            "CREATE TABLE IF NOT EXISTS {name}\nUSING DELTA\nLOCATION {}\nCOMMENT {};",
+            escaped(&t.location),
+            escaped(&t.description())
+        ),
+        Dialect::Trino => writeln!(
+            out,
+            "CALL {}.system.register_table(schema_name => {}, table_name => {}, table_location => {});",
+            d.ident(catalog),
+            literal(database),
+            literal(t.name()),
+            literal(&t.location)
+        ),
+        Dialect::Athena => writeln!(
+            out,
+            "CREATE EXTERNAL TABLE IF NOT EXISTS {name}\nLOCATION {}\nTBLPROPERTIES ('table_type' = 'DELTA');",
+            escaped(&format!("{}/", t.location))
+        ),
+    };
 }
 
 fn header(d: &Described, dialect: Dialect) -> String {
@@ -52,6 +86,15 @@ fn header(d: &Described, dialect: Dialect) -> String {
         }
     );
     let remote = d.root.contains("://");
+    if d.delta {
+        h.push_str(match dialect {
+            Dialect::Duckdb => "-- Delta tables: INSTALL delta; LOAD delta; first (DuckDB's delta extension).\n",
+            Dialect::Spark => "-- Delta tables: the session needs Delta Lake (delta-spark, or Databricks); new runs are new table versions, nothing to repair.\n",
+            Dialect::Trino => "-- Delta tables: the catalog must use the Delta Lake connector (pass --catalog); new runs are new table versions, nothing to repair.\n",
+            Dialect::Athena => "-- Delta tables: Athena reads the Delta log (engine version 3); new runs are new table versions, nothing to repair.\n",
+        });
+        return h;
+    }
     match dialect {
         Dialect::Duckdb if remote => h.push_str("-- Object storage: LOAD httpfs (s3://, gs://) or azure (az://, abfss://) and CREATE SECRET first.\n"),
         Dialect::Spark => h.push_str("-- New as_of partitions are registered by the MSCK REPAIR TABLE statements: rerun them after each run.\n"),
@@ -178,6 +221,27 @@ mod tests {
             "[input]\npaths = [\"x.csv\"]\n[input.columns]\ncustomer_id = \"c\"\nts = \"t\"\namount = \"a\"\nsegments = [\"channel\"]\n[output]\npath = \"{path}\"\n"
         );
         super::super::describe(&Config::from_toml(&toml).unwrap().validate().unwrap())
+    }
+
+    #[test]
+    fn delta_tables_are_registered_not_declared() {
+        let mut d = described("s3://b/out");
+        d.delta = true;
+        let duck = statements(&d, Dialect::Duckdb, "cv", "hive");
+        assert!(duck.contains(
+            "CREATE OR REPLACE VIEW \"cv\".\"retention\" AS\nSELECT * FROM delta_scan('s3://b/out/retention');"
+        ));
+        assert!(!duck.contains("read_parquet"));
+        let spark = statements(&d, Dialect::Spark, "cv", "hive");
+        assert!(spark.contains("CREATE TABLE IF NOT EXISTS `cv`.`ltv`\nUSING DELTA\nLOCATION 's3://b/out/ltv'"));
+        assert!(!spark.contains("MSCK"));
+        let trino = statements(&d, Dialect::Trino, "cv", "delta");
+        assert!(trino.contains("CALL \"delta\".system.register_table(schema_name => 'cv', table_name => 'customers', table_location => 's3://b/out/customers');"));
+        let athena = statements(&d, Dialect::Athena, "cv", "hive");
+        assert!(athena.contains("LOCATION 's3://b/out/cohorts/'\nTBLPROPERTIES ('table_type' = 'DELTA');"));
+        assert!(!athena.contains("projection"));
+        // One statement per table after the database, none with column lists.
+        assert_eq!(spark.matches("USING DELTA").count(), d.tables.len());
     }
 
     #[test]

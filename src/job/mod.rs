@@ -139,7 +139,7 @@ pub(super) fn publish_options<'a>(
         run_id,
         zstd_level: cfg.config.output.zstd_level,
         row_group_rows: cfg.config.output.row_group_rows,
-        delta: sink::DeltaSettings::of(cfg),
+        delta: crate::sink::DeltaSettings::of(cfg),
     }
 }
 

@@ -3,6 +3,7 @@
 mod api;
 mod backfill;
 mod bad_input;
+mod delta;
 mod exports;
 mod faults;
 mod fixtures;

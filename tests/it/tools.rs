@@ -13,8 +13,15 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The Python modules the tests import.
-const MODULES: &str = "import duckdb, pyarrow, moto, flask, azure.storage.blob";
-const PACKAGES: &[&str] = &["duckdb", "pyarrow", "moto[server]", "azure-storage-blob"];
+const MODULES: &str = "import duckdb, pyarrow, moto, flask, azure.storage.blob, deltalake, polars";
+const PACKAGES: &[&str] = &[
+    "duckdb",
+    "pyarrow",
+    "moto[server]",
+    "azure-storage-blob",
+    "deltalake",
+    "polars",
+];
 
 fn cache() -> PathBuf {
     std::env::var_os("CUSTOMER_VALUE_CACHE")

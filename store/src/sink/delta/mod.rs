@@ -1,6 +1,6 @@
 //! Delta Lake commits for `[output] format = "delta"`: each table folder `{output}/{table}/` is
 //! also a Delta table, its `_delta_log/` next to the `as_of=D/` folders, partitioned by the
-//! string column `as_of` (not stored in the data files, as Delta partition columns never are).
+//! date column `as_of` (not stored in the data files, as Delta partition columns never are).
 //! Once the files of a date are in place, one commit per table replaces the partition
 //! (replaceWhere `as_of = 'D'`): a `remove` for every file of that partition in the current
 //! snapshot, an `add` for every new file, and `commitInfo` (WRITE, Overwrite, the predicate, and
@@ -152,7 +152,8 @@ pub fn removed_files(table_root: &Location, before_ms: i64) -> Result<Vec<String
 }
 
 /// The Delta table schema: the data columns (Arrow `description` metadata becomes the Delta
-/// column `comment`) and the partition column `as_of` (string) last.
+/// column `comment`) and the partition column `as_of` (a date, as the Hive layout's readers
+/// type it) last.
 pub fn delta_schema(schema: &ArrowSchema) -> Result<StructType, String> {
     let mut fields = Vec::with_capacity(schema.fields().len() + 1);
     for f in schema.fields() {
@@ -170,7 +171,7 @@ pub fn delta_schema(schema: &ArrowSchema) -> Result<StructType, String> {
         };
         fields.push(field);
     }
-    fields.push(StructField::new(PARTITION_COLUMN, DataType::STRING, false));
+    fields.push(StructField::new(PARTITION_COLUMN, DataType::DATE, false));
     StructType::try_new(fields).map_err(|e| e.to_string())
 }
 

@@ -178,7 +178,7 @@ fn delta_partitions_replace_and_read_back() {
         serde_json::from_str(metadata["schemaString"].as_str().unwrap()).unwrap();
     let fields = schema_string["fields"].as_array().unwrap();
     assert_eq!(fields.last().unwrap()["name"], "as_of");
-    assert_eq!(fields.last().unwrap()["type"], "string");
+    assert_eq!(fields.last().unwrap()["type"], "date");
     let types: HashMap<&str, &str> = fields
         .iter()
         .map(|f| (f["name"].as_str().unwrap(), f["type"].as_str().unwrap()))
