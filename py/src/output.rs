@@ -59,8 +59,8 @@ impl Output {
             ));
         }
         let (output, lock) = run(py, || {
-            let output = storage::open(&cfg.config.output.path, &cfg.config.storage)
-                .map_err(err)?;
+            let output =
+                storage::open(&cfg.config.output.path, &cfg.config.storage).map_err(err)?;
             let lock = sink::lock::acquire(&output, run_id, &cfg, force_unlock).map_err(err)?;
             Ok::<_, PyErr>((output, lock))
         })??;

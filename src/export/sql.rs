@@ -233,12 +233,15 @@ mod tests {
         ));
         assert!(!duck.contains("read_parquet"));
         let spark = statements(&d, Dialect::Spark, "cv", "hive");
-        assert!(spark.contains("CREATE TABLE IF NOT EXISTS `cv`.`ltv`\nUSING DELTA\nLOCATION 's3://b/out/ltv'"));
+        assert!(spark.contains(
+            "CREATE TABLE IF NOT EXISTS `cv`.`ltv`\nUSING DELTA\nLOCATION 's3://b/out/ltv'"
+        ));
         assert!(!spark.contains("MSCK"));
         let trino = statements(&d, Dialect::Trino, "cv", "delta");
         assert!(trino.contains("CALL \"delta\".system.register_table(schema_name => 'cv', table_name => 'customers', table_location => 's3://b/out/customers');"));
         let athena = statements(&d, Dialect::Athena, "cv", "hive");
-        assert!(athena.contains("LOCATION 's3://b/out/cohorts/'\nTBLPROPERTIES ('table_type' = 'DELTA');"));
+        assert!(athena
+            .contains("LOCATION 's3://b/out/cohorts/'\nTBLPROPERTIES ('table_type' = 'DELTA');"));
         assert!(!athena.contains("projection"));
         // One statement per table after the database, none with column lists.
         assert_eq!(spark.matches("USING DELTA").count(), d.tables.len());

@@ -29,7 +29,14 @@ fn read(python: &Path, root: &str, options: Option<&Value>) -> Value {
 
 /// Every table of every date: the deltalake and polars readers hold the manifest's rows.
 fn assert_readers_agree(view: &Value, dates: &[&str]) {
-    for table in ["customers", "retention", "cohorts", "ltv", "rejects", "models"] {
+    for table in [
+        "customers",
+        "retention",
+        "cohorts",
+        "ltv",
+        "rejects",
+        "models",
+    ] {
         let t = &view[table];
         for d in dates {
             let c = &t["dates"][d];
@@ -37,7 +44,13 @@ fn assert_readers_agree(view: &Value, dates: &[&str]) {
             assert_eq!(c["delta"], c["parquet"], "{table} {d}");
         }
     }
-    assert!(view["customers"]["dates"][dates[0]]["delta"].as_u64().unwrap() > 100, "{view}");
+    assert!(
+        view["customers"]["dates"][dates[0]]["delta"]
+            .as_u64()
+            .unwrap()
+            > 100,
+        "{view}"
+    );
     assert_eq!(view["rejects"]["dates"][dates[0]]["delta"], 1);
 }
 
@@ -49,14 +62,7 @@ fn manifest(ws: &Workspace, as_of: &str) -> Value {
 }
 
 fn run(ws: &Workspace, config: &str, as_of: &str) {
-    ok(&ws.run(&[
-        "run",
-        "--config",
-        config,
-        "--as-of",
-        as_of,
-        "--no-progress",
-    ]));
+    ok(&ws.run(&["run", "--config", config, "--as-of", as_of, "--no-progress"]));
 }
 
 fn data_files(dir: PathBuf) -> Vec<String> {
@@ -227,7 +233,12 @@ fn wait_for(reached: &Path, child: &mut Child) {
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
             use std::io::Read;
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("the run ended ({status}) before its hold: {err}");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

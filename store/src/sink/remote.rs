@@ -103,7 +103,10 @@ pub fn recover(remote: &Remote) -> Result<(), SinkError> {
             delete(remote, &meta.location)
                 .map_err(|e| SinkError::Storage(remote.op_err(&meta.location, "delete", e)))?;
         }
-        warn!(files = staged.len(), "Deleted the files staged by the tasks of a run that did not finish.");
+        warn!(
+            files = staged.len(),
+            "Deleted the files staged by the tasks of a run that did not finish."
+        );
     }
     Ok(())
 }

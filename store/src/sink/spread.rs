@@ -30,7 +30,11 @@ pub fn stage_part(
     batch: &RecordBatch,
     name: &str,
 ) -> Result<PartFile, SinkError> {
-    let rel = format!("{}/{table}/as_of={}/{name}", folder(opts.run_id), opts.as_of);
+    let rel = format!(
+        "{}/{table}/as_of={}/{name}",
+        folder(opts.run_id),
+        opts.as_of
+    );
     let meta = FileMeta::for_table(table, opts);
     let bytes = match output {
         Location::Local(root) => {

@@ -163,8 +163,7 @@ fn delta_partitions_replace_and_read_back() {
     assert_eq!(params["predicate"], "as_of = '2024-12-31'");
 
     // The first commit: protocol and metaData with the partition column.
-    let log0 =
-        std::fs::read_to_string(root.join("_delta_log/00000000000000000000.json")).unwrap();
+    let log0 = std::fs::read_to_string(root.join("_delta_log/00000000000000000000.json")).unwrap();
     let lines: Vec<serde_json::Value> = log0
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -187,8 +186,7 @@ fn delta_partitions_replace_and_read_back() {
     assert_eq!(types["first_purchase_at"], "timestamp");
     assert_eq!(types["region"], "string");
     // The second commit removes a, adds b.
-    let log1 =
-        std::fs::read_to_string(root.join("_delta_log/00000000000000000001.json")).unwrap();
+    let log1 = std::fs::read_to_string(root.join("_delta_log/00000000000000000001.json")).unwrap();
     assert!(
         log1.contains(r#""remove":{"path":"as_of=2024-12-31/part-a.parquet""#),
         "{log1}"
@@ -260,8 +258,7 @@ fn a_commit_that_loses_the_race_is_rebuilt() {
         active(&table),
         vec![(y.path.clone(), Some("2024-12-31".into()), Some(2))]
     );
-    let log2 =
-        std::fs::read_to_string(root.join("_delta_log/00000000000000000002.json")).unwrap();
+    let log2 = std::fs::read_to_string(root.join("_delta_log/00000000000000000002.json")).unwrap();
     assert!(log2.contains("part-x.parquet"), "x removed: {log2}");
 }
 
