@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 use crate::servers;
-use crate::util::{ok, script_json, Workspace};
+use crate::util::{ok, script_json, Held, Workspace};
 
 fn script() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/delta_read.py")
@@ -127,28 +127,20 @@ fn delta_tables_on_local_disk_hold_each_run_and_a_rerun_replaces_its_date_whole(
         .as_u64()
         .unwrap();
     let old_files = data_files(ws.path("out/customers/as_of=2024-06-30"));
-    let hold = ws.path("hold");
     let stop = ws.path("stop");
-    let mut rerun = Command::new(env!("CARGO_BIN_EXE_customer-value"))
-        .args([
+    let rerun = Held::start(
+        &ws,
+        &[
             "run",
             "--config",
             "more.toml",
             "--as-of",
             "2024-06-30",
             "--no-progress",
-        ])
-        .current_dir(ws.path(""))
-        .env("CUSTOMER_VALUE_LOG", "warn")
-        .env(
-            "CUSTOMER_VALUE_TEST_HOLD",
-            format!("publish:manifest={}", hold.display()),
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let reached = ws.path("hold.reached");
-    wait_for(&reached, &mut rerun);
+        ],
+        &[],
+        "publish:manifest",
+    );
     let poller: Child = Command::new(&python)
         .args([
             script(),
@@ -168,9 +160,7 @@ fn delta_tables_on_local_disk_hold_each_run_and_a_rerun_replaces_its_date_whole(
         during.len() > old_files.len(),
         "old and new files side by side"
     );
-    std::fs::write(&hold, "").unwrap();
-    let status = rerun.wait().unwrap();
-    assert!(status.success());
+    ok(&rerun.release());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     std::fs::write(&stop, "").unwrap();
     let polled: Value = serde_json::from_slice(&poller.wait_with_output().unwrap().stdout).unwrap();
@@ -222,28 +212,6 @@ fn delta_tables_on_local_disk_hold_each_run_and_a_rerun_replaces_its_date_whole(
     );
     let vacuumed = read(&python, &root, None);
     assert_readers_agree(&vacuumed, &["2024-06-30", "2024-12-31"]);
-}
-
-/// Waits until the held run reaches its point (or fails: then its stderr is the message).
-fn wait_for(reached: &Path, child: &mut Child) {
-    for _ in 0..1200 {
-        if reached.exists() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("the run ended ({status}) before its hold: {err}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the run did not reach its hold in 60 s");
 }
 
 #[test]
