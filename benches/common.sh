@@ -4,8 +4,14 @@ cache="${CUSTOMER_VALUE_CACHE:-$HOME/.cache/customer-value}"
 target="${CARGO_TARGET_DIR:-$cache/target}"  # the same build cache as .ci/run: no second polars build
 work="${CUSTOMER_VALUE_BENCH_DIR:-benches/work}"
 mkdir -p "$work"
-CARGO_TARGET_DIR="$target" cargo build --release --quiet
-bin="$target/release/customer-value"
+# CUSTOMER_VALUE_BENCH_BIN: a release binary built already (skips the build, e.g. while the
+# tree's dependencies are mid-change); default: build this tree in release.
+if [ -n "${CUSTOMER_VALUE_BENCH_BIN:-}" ]; then
+  bin="$CUSTOMER_VALUE_BENCH_BIN"
+else
+  CARGO_TARGET_DIR="$target" cargo build --release --quiet
+  bin="$target/release/customer-value"
+fi
 
 # The benchmark input of ROWS rows in FORMAT (ROWS/10 customers, 36 months from 2023-01, seed
 # 1), generated once into $work; prints its path.

@@ -530,6 +530,7 @@ def run(
     partitions: int | None = None,
     paths: Sequence[str] | None = None,
     force_unlock: bool = False,
+    persist: bool = False,
 ) -> list[str]:
     """A run (or, with ``dates``, a backfill) of the job on Spark, published to ``[output]
     path`` (local or an object store) exactly as the CLI publishes: every table staged and
@@ -537,7 +538,9 @@ def run(
     and manifests as they were. Returns the manifests' paths.
 
     It holds the output's lock from start to end and runs in two passes over the shuffled
-    rows, so the driver never holds customer rows: pass 1 folds each partition into its sums,
+    rows (Spark reads and shuffles the input again for the second; ``persist`` keeps the
+    shuffled rows instead, which cost more than it saved on one machine), so the driver never
+    holds customer rows: pass 1 folds each partition into its sums,
     rejects and census (the RFM measures counted by value, the model summaries); the driver
     merges them and plans (RFM cut points, fitted models); pass 2 folds each partition again,
     scores it against the plan, and writes its customers file into the output's staging
@@ -554,7 +557,9 @@ def run(
     stamp = started.strftime("%Y%m%dT%H%M%S") + f"{started.microsecond // 1000:03d}Z"
     run_id = f"{stamp}-{os.urandom(4).hex()}"
     output = _core.Output(toml, run_id, force_unlock)
-    shuffled = _shuffled(spark, toml, partitions, paths).persist(StorageLevel.MEMORY_AND_DISK)
+    shuffled = _shuffled(spark, toml, partitions, paths)
+    if persist:
+        shuffled = shuffled.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         merged, censuses, inputs, task_timings = _partials(toml, days, shuffled, paths, True)
         for d in days:
@@ -590,7 +595,8 @@ def run(
             timings,
         )
     finally:
-        shuffled.unpersist()
+        if persist:
+            shuffled.unpersist()
         output.close()
 
 
