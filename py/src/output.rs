@@ -101,7 +101,7 @@ impl Output {
                     for s in &sums {
                         let s = api::LtvSums::from_bytes(s).map_err(py_err)?;
                         match merged.as_mut() {
-                            Some(m) => m.merge(&s),
+                            Some(m) => m.merge(&s).map_err(py_err)?,
                             None => merged = Some(s),
                         }
                     }
@@ -146,14 +146,17 @@ impl Output {
     }
 
     /// Removes the files the run's tasks staged and releases the lock (also when the run
-    /// failed).
-    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        if self.lock.is_none() {
-            return Ok(());
-        }
-        let removed = run(py, || sink::spread::discard(&self.output, &self.run_id))?;
+    /// failed). Never raises: returns what could not be removed (a straggling task attempt may
+    /// still be writing), which the next run's lock removes; None when all went.
+    fn close(&mut self, py: Python<'_>) -> Option<String> {
+        self.lock.as_ref()?;
+        let removed = run(py, || sink::spread::discard(&self.output, &self.run_id));
         self.lock = None;
-        removed.map_err(err)
+        match removed {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e} (the next run removes it)")),
+            Err(e) => Some(e.to_string()),
+        }
     }
 }
 

@@ -63,7 +63,7 @@ def spark():
 TIES_AND_REJECTS = """customer_id,order_id,ts,amount,cost,channel,region
 tie1,t1,2024-03-01T10:00:00Z,10.00,1.00,web,eu
 tie1,t2,2024-03-01T10:00:00Z,20.00,2.00,app,us
-tie1,t3,2024-03-01T10:00:00Z,-5.00,0,web,eu
+  tie1 ,t3,2024-03-01T10:00:00Z,-5.00,0,web,eu
 tie2,t4,2024-05-02,7.00,1.00,store,
 tie2,t4,2024-05-02,3.00,1.00,store,
 bad1,x1,31/01/2024,1.00,0,web,eu

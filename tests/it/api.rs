@@ -238,7 +238,7 @@ fn a_spread_run_in_two_passes_equals_the_cli_and_holds_no_rows_on_the_driver() {
             customers.push(scored.customers);
             let s = api::LtvSums::from_bytes(&scored.sums.to_bytes()).unwrap();
             match sums.as_mut() {
-                Some(m) => m.merge(&s),
+                Some(m) => m.merge(&s).unwrap(),
                 None => sums = Some(s),
             }
         }

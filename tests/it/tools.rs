@@ -94,7 +94,10 @@ pub fn python() -> Option<PathBuf> {
     });
     match got {
         Ok(p) => Some(p.clone()),
-        Err(e) => unavailable("a Python venv with duckdb, pyarrow and moto", e),
+        Err(e) => unavailable(
+            "a Python venv with duckdb, pyarrow, moto, deltalake and polars",
+            e,
+        ),
     }
 }
 

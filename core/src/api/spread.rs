@@ -115,10 +115,16 @@ pub struct LtvSums {
 }
 
 impl LtvSums {
-    /// Adds another partition's sums (of the same plan).
-    pub fn merge(&mut self, other: &LtvSums) {
+    /// Adds another partition's sums (of the same plan: sums laid out for another refuse).
+    pub fn merge(&mut self, other: &LtvSums) -> Result<(), ApiError> {
+        if !self.sums.same_layout(&other.sums) {
+            return Err(ApiError::Mismatch(
+                "ltv sums of different plans cannot be merged".into(),
+            ));
+        }
         self.sums.merge(&other.sums);
         self.customers += other.customers;
+        Ok(())
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -302,6 +308,11 @@ impl Computation {
             )));
         }
         let (ing, ctx) = self.context(&plan.values, plan.earliest);
+        if !sums.sums.same_layout(&ltv::Sums::new(&ctx)) {
+            return Err(ApiError::Mismatch(
+                "finish: the ltv sums were scored against another plan".into(),
+            ));
+        }
         let acc = partial.acc(&ctx)?;
         let merged = compute::Merged {
             acc,

@@ -107,8 +107,14 @@ impl Sums {
         }
     }
 
-    /// Adds another set of sums (of other customers) into these.
+    /// Whether `other` is laid out as these (the same slots and periods).
+    pub fn same_layout(&self, other: &Sums) -> bool {
+        self.width == other.width && self.acc.len() == other.acc.len()
+    }
+
+    /// Adds another set of sums (of other customers, laid out alike) into these.
     pub fn merge(&mut self, other: &Sums) {
+        debug_assert!(self.same_layout(other));
         for (a, b) in self.acc.iter_mut().zip(&other.acc) {
             a.customers += b.customers;
             a.revenue += b.revenue;

@@ -264,10 +264,13 @@ pub fn publish(
 /// Hard-links (or copies) every file of the live partition `live` into the staged one, so the
 /// swap leaves them in place.
 fn link_previous(live: &Path, staged: &Path) -> Result<(), SinkError> {
-    let Ok(entries) = std::fs::read_dir(live) else {
-        return Ok(());
+    let entries = match std::fs::read_dir(live) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(super::io(live, e)),
     };
-    for e in entries.flatten() {
+    for e in entries {
+        let e = e.map_err(|err| super::io(live, err))?;
         let to = staged.join(e.file_name());
         if to.exists() {
             continue;

@@ -1,9 +1,10 @@
 //! A published date committed to the tables' Delta logs, once its manifest is written: for
 //! every table, one commit replacing the partition `as_of = D` with the files the manifest
 //! lists (a table the manifest does not list loses the partition), the run's id and row
-//! accounting in the commit info. Then each table's files that a commit removed more than
-//! `delta_retention_hours` ago are deleted (a vacuum), so readers of older versions find them
-//! until then.
+//! accounting in the commit info; then every date another manifest publishes that a table's
+//! log lacks (an output that was Parquet before). Then each table's files that a commit
+//! removed more than `delta_retention_hours` ago are deleted (a vacuum), so readers of older
+//! versions find them until then.
 //!
 //! Until the commits, Delta readers see the previous run of the date whole: its files stay in
 //! place (the local publish links them into the new partition folder, the object-store publish
@@ -23,7 +24,8 @@ use crate::sink::manifest::Manifest;
 use crate::sink::{DeltaSettings, SinkError};
 use crate::storage::{block_on, Location};
 
-/// Commits every table's partition of the manifest's date, then vacuums each table.
+/// Commits every table's partition of the manifest's date, then the dates other manifests
+/// publish that a table lacks (see [`heal`]), then vacuums each table.
 pub fn commit_date(
     output: &Location,
     settings: &DeltaSettings,
@@ -31,41 +33,124 @@ pub fn commit_date(
 ) -> Result<(), SinkError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     for table in Table::ALL {
-        let name = table.name();
-        let root = output.child(name);
-        let entry = manifest.tables.get(name);
-        let files: Vec<DeltaFile> = entry
-            .map(|e| {
-                e.files
-                    .iter()
-                    .map(|f| DeltaFile {
-                        path: f
-                            .path
-                            .strip_prefix(&format!("{name}/"))
-                            .unwrap_or(&f.path)
-                            .to_string(),
-                        size: f.bytes,
-                        rows: f.rows,
-                        modified_ms: now_ms,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // No table yet and nothing to put in it (models with predictions off).
-        if files.is_empty() && partition_files(&root, &manifest.as_of)?.is_none() {
-            continue;
-        }
-        let version = commit_partition(
-            &root,
-            &table.schema(&settings.segments),
-            &manifest.as_of,
-            &files,
-            app_metadata(manifest, entry.map_or(0, |e| e.rows)),
+        commit_table(output, settings, manifest, table, now_ms)?;
+    }
+    heal(output, settings, now_ms)?;
+    for table in Table::ALL {
+        vacuum(
+            &output.child(table.name()),
+            now_ms - settings.retention_hours as i64 * 3_600_000,
         )?;
-        info!(table = name, as_of = %manifest.as_of, version, "Delta table committed.");
-        vacuum(&root, now_ms - settings.retention_hours as i64 * 3_600_000)?;
     }
     Ok(())
+}
+
+/// One table's partition of the manifest's date: its files as the manifest lists them (none:
+/// the partition goes).
+fn commit_table(
+    output: &Location,
+    settings: &DeltaSettings,
+    manifest: &Manifest,
+    table: Table,
+    now_ms: i64,
+) -> Result<(), SinkError> {
+    let name = table.name();
+    let root = output.child(name);
+    let entry = manifest.tables.get(name);
+    let files: Vec<DeltaFile> = entry
+        .map(|e| {
+            e.files
+                .iter()
+                .map(|f| DeltaFile {
+                    path: f
+                        .path
+                        .strip_prefix(&format!("{name}/"))
+                        .unwrap_or(&f.path)
+                        .to_string(),
+                    size: f.bytes,
+                    rows: f.rows,
+                    modified_ms: now_ms,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // No table yet and nothing to put in it (models with predictions off).
+    if files.is_empty() && partition_files(&root, &manifest.as_of)?.is_none() {
+        return Ok(());
+    }
+    let version = commit_partition(
+        &root,
+        &table.schema(&settings.segments),
+        &manifest.as_of,
+        &files,
+        app_metadata(manifest, entry.map_or(0, |e| e.rows)),
+    )?;
+    info!(table = name, as_of = %manifest.as_of, version, "Delta table committed.");
+    Ok(())
+}
+
+/// Commits, from their manifests, the dates published before the output became Delta tables
+/// (or while a table was left out): every date with a manifest that lists a table whose Delta
+/// log has no file of that date. One listing of the manifests per publish; a manifest is read
+/// only for such a date.
+fn heal(output: &Location, settings: &DeltaSettings, now_ms: i64) -> Result<(), SinkError> {
+    let dates = manifest_dates(output)?;
+    let mut read: HashMap<String, Option<Manifest>> = HashMap::new();
+    for table in Table::ALL {
+        let root = output.child(table.name());
+        let present: std::collections::HashSet<String> = match snapshot_files(&root)? {
+            Some(s) => s
+                .active
+                .iter()
+                .filter_map(|p| p.split_once('/'))
+                .filter_map(|(dir, _)| dir.strip_prefix("as_of="))
+                .map(str::to_string)
+                .collect(),
+            None => Default::default(),
+        };
+        for d in dates.iter().filter(|d| !present.contains(*d)) {
+            if !read.contains_key(d) {
+                read.insert(d.clone(), super::super::read_manifest(output, d)?);
+            }
+            let Some(Some(m)) = read.get(d) else { continue };
+            if m.tables
+                .get(table.name())
+                .is_some_and(|e| !e.files.is_empty())
+            {
+                commit_table(output, settings, m, table, now_ms)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The dates of the manifests under `output` (`_manifests/as_of=D.json`).
+fn manifest_dates(output: &Location) -> Result<Vec<String>, SinkError> {
+    let date = |name: &str| {
+        name.strip_prefix("as_of=")
+            .and_then(|n| n.strip_suffix(".json"))
+            .map(str::to_string)
+    };
+    let mut dates: Vec<String> = match output {
+        Location::Local(root) => {
+            let dir = root.join(crate::sink::manifest::DIR);
+            match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter_map(|e| date(&e.file_name().to_string_lossy()))
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(crate::sink::io(&dir, e)),
+            }
+        }
+        Location::Remote(r) => r
+            .list(&r.child(crate::sink::manifest::DIR))?
+            .iter()
+            .filter_map(|m| m.location.filename().and_then(date))
+            .collect(),
+    };
+    dates.sort();
+    Ok(dates)
 }
 
 /// What the commit info says of the run (under `customer_value`).
@@ -90,23 +175,25 @@ fn app_metadata(m: &Manifest, rows: u64) -> Map<String, Value> {
     map
 }
 
-/// Deletes the table's data files that its current snapshot does not list and that left it
-/// before `before_ms` (by the commit that removed them; for a file with no such record left, a
-/// dead run's upload or a removal the log no longer keeps, by its own modification time).
-/// Returns how many were deleted.
+/// Deletes the table's data files that a commit removed before `before_ms` and its current
+/// snapshot does not list. Only files the log says it removed: a file no commit ever listed
+/// (a Parquet-era file of a date not yet committed, a dead run's upload, which its journal's
+/// recovery removes) is left alone, and so is one whose removal a checkpoint no longer keeps
+/// (a removal record stays for a week, `delta.deletedFileRetentionDuration`: any publish in
+/// that week deletes it). Returns how many were deleted.
 fn vacuum(root: &Location, before_ms: i64) -> Result<usize, SinkError> {
     let Some(snapshot) = snapshot_files(root)? else {
         return Ok(0);
     };
-    let gone = |rel: &str, modified_ms: i64| {
+    let gone = |rel: &str| {
         !snapshot.active.contains(rel)
-            && snapshot.removed.get(rel).copied().unwrap_or(modified_ms) < before_ms
+            && snapshot.removed.get(rel).is_some_and(|&at| at < before_ms)
     };
     let mut deleted = 0;
     match root {
         Location::Local(dir) => {
-            for (rel, modified_ms) in local_data_files(dir) {
-                if gone(&rel, modified_ms) {
+            for rel in local_data_files(dir) {
+                if gone(&rel) {
                     let path = dir.join(&rel);
                     match std::fs::remove_file(&path) {
                         Ok(()) => deleted += 1,
@@ -130,7 +217,7 @@ fn vacuum(root: &Location, before_ms: i64) -> Result<usize, SinkError> {
                 if rel.starts_with("_delta_log/") || !rel.ends_with(".parquet") {
                     continue;
                 }
-                if gone(&rel, meta.last_modified.timestamp_millis()) {
+                if gone(&rel) {
                     let store = Arc::clone(&r.store);
                     let key = meta.location.clone();
                     match block_on(async move { store.delete(&key).await }) {
@@ -149,10 +236,9 @@ fn vacuum(root: &Location, before_ms: i64) -> Result<usize, SinkError> {
     Ok(deleted)
 }
 
-/// The Parquet files in the `as_of=…` folders of a local table: path relative to the table
-/// root → modification time (ms).
-fn local_data_files(dir: &std::path::Path) -> HashMap<String, i64> {
-    let mut out = HashMap::new();
+/// The Parquet files in the `as_of=…` folders of a local table, relative to the table root.
+fn local_data_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
     let Ok(partitions) = std::fs::read_dir(dir) else {
         return out;
     };
@@ -166,16 +252,9 @@ fn local_data_files(dir: &std::path::Path) -> HashMap<String, i64> {
         };
         for f in files.flatten() {
             let file = f.file_name().to_string_lossy().to_string();
-            if !file.ends_with(".parquet") {
-                continue;
+            if file.ends_with(".parquet") {
+                out.push(format!("{name}/{file}"));
             }
-            let ms = f
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as i64);
-            out.insert(format!("{name}/{file}"), ms);
         }
     }
     out
