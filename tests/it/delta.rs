@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 use crate::servers;
-use crate::util::{ok, script_json, Held, Workspace};
+use crate::util::{ok, script_json, Held, Workspace, TABLES};
 
 fn script() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/delta_read.py")
@@ -29,14 +29,7 @@ fn read(python: &Path, root: &str, options: Option<&Value>) -> Value {
 
 /// Every table of every date: the deltalake and polars readers hold the manifest's rows.
 fn assert_readers_agree(view: &Value, dates: &[&str]) {
-    for table in [
-        "customers",
-        "retention",
-        "cohorts",
-        "ltv",
-        "rejects",
-        "models",
-    ] {
+    for table in TABLES {
         let t = &view[table];
         for d in dates {
             let c = &t["dates"][d];
