@@ -283,9 +283,33 @@ def test_the_driver_of_a_run_receives_no_customer_rows(spark, inputs):
     config, _ = inputs
     toml = config_toml(config)
     shuffled = cvs._shuffled(spark, toml, 3, None)
-    merged, censuses, _, _ = cvs._partials(toml, [AS_OF], shuffled, None, census=True)
+    merged, censuses, _, _, _ = cvs._partials(toml, [AS_OF], shuffled, None, census=True)
     assert merged[AS_OF].customers == 0
     assert 1 <= len(censuses[AS_OF]) <= 3
+
+
+def test_input_that_changes_between_the_passes_is_named():
+    """`run` reads the input twice; a file that grew, appeared or went in between fails the
+    run before anything is published (the comparison of the two scans' splits)."""
+    import pyarrow as pa
+
+    import customer_value.spark as cvs
+
+    def scan(files: dict[str, tuple[int, int]]) -> "cvs._Splits":
+        s = cvs._Splits()
+        s.add(pa.RecordBatch.from_pydict({
+            "f": list(files), "b": [0] * len(files), "size": [v[0] for v in files.values()],
+            "mtime": [1_700_000_000] * len(files), "min": [0] * len(files),
+            "n": [v[1] for v in files.values()],
+        }))
+        return s
+
+    first = scan({"a.csv": (100, 5), "b.csv": (50, 2)})
+    assert scan({"a.csv": (100, 5), "b.csv": (50, 2)}).changed_since(first) is None
+    assert scan({"a.csv": (120, 6), "b.csv": (50, 2)}).changed_since(first) == "changed: a.csv"
+    assert scan({"a.csv": (100, 5)}).changed_since(first) == "gone: b.csv"
+    assert scan({"a.csv": (100, 5), "b.csv": (50, 2), "c.csv": (9, 1)}).changed_since(first) == "new: c.csv"
+    assert scan({"a.csv": (100, 4), "b.csv": (50, 2)}).changed_since(first) == "rows per file split differ"
 
 
 def test_a_scoring_task_that_fails_after_staging_its_file_publishes_no_duplicate(

@@ -302,9 +302,12 @@ def _scorer(toml: str, plans: dict[str, bytes], run_id: str):
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
+        splits = table.group_by([FILE, BLOCK, SIZE, MTIME]).aggregate(
+            [(ROW_ID, "min"), (ROW_ID, "count")]
+        )
         rows = _prepared(table, csv_options)
         partition, attempt = (ctx.partitionId(), ctx.taskAttemptId()) if ctx else (0, 0)
-        out = []
+        out = [("", "splits", _ipc(splits.to_batches()))]
         for d, plan in plans.items():
             job = Computation(toml, d)
             customers, sums = job.score(plan, job.fold_rows(rows, source="spark"))
@@ -358,6 +361,20 @@ class _Splits:
             self.count[key] += n
             when = datetime.fromtimestamp(mtime, timezone.utc) if mtime is not None else None
             self.files[f] = (size, when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None)
+
+    def changed_since(self, first: "_Splits") -> str | None:
+        """How the input this scan read differs from ``first``'s (files, sizes, modification
+        times, rows per file split), or None when it is the same."""
+        if self.files != first.files:
+            gone = sorted(set(first.files) - set(self.files))
+            new = sorted(set(self.files) - set(first.files))
+            resized = sorted(f for f in self.files if f in first.files and self.files[f] != first.files[f])
+            parts = [f"{what}: {', '.join(fs[:3])}" for what, fs in
+                     (("gone", gone), ("new", new), ("changed", resized)) if fs]
+            return "; ".join(parts)
+        if dict(self.count) != dict(first.count):
+            return "rows per file split differ"
+        return None
 
     def offsets(self) -> dict[tuple[str, int], int]:
         """Rows of the file before each split."""
@@ -481,7 +498,7 @@ def _partials(toml: str, days: list[str], shuffled, paths, census: bool = False)
         ("spark_task_fold_ms_max", max((t["fold_ms"] for t in tasks), default=0)),
         ("spark_task_fold_ms_sum", sum(t["fold_ms"] for t in tasks)),
     ]
-    return merged, censuses, inputs, timings
+    return merged, censuses, inputs, timings, splits
 
 
 def _days(as_of, dates) -> list[str]:
@@ -516,7 +533,7 @@ def compute(
     """
     days = _days(as_of, dates)
     toml = config_toml(config)
-    merged, _, _, _ = _partials(toml, days, _shuffled(spark, toml, partitions, paths), paths)
+    merged, _, _, _, _ = _partials(toml, days, _shuffled(spark, toml, partitions, paths), paths)
     result = {}
     for d in days:
         job = Computation(toml, d)
@@ -567,7 +584,7 @@ def run(
         shuffled = _shuffled(spark, toml, partitions, paths)
         if persist:
             shuffled = shuffled.persist(StorageLevel.MEMORY_AND_DISK)
-        merged, censuses, inputs, task_timings = _partials(toml, days, shuffled, paths, True)
+        merged, censuses, inputs, task_timings, first = _partials(toml, days, shuffled, paths, True)
         for d in days:
             # The data checks before the second pass (the publish checks again).
             Computation(toml, d).check(merged[d])
@@ -578,13 +595,24 @@ def run(
         sums: dict[str, list[bytes]] = {d: [] for d in days}
         files: dict[str, list[tuple[str, int, int]]] = {d: [] for d in days}
         score_ms = []
+        second = _Splits()
         for r in scored:
-            if r["kind"] == "sums":
+            if r["kind"] == "splits":
+                for b in _batches(r["payload"]):
+                    second.add(b)
+            elif r["kind"] == "sums":
                 sums[r["as_of"]].append(bytes(r["payload"]))
             elif r["kind"] == "file":
                 files[r["as_of"]].append(tuple(json.loads(r["payload"])))
             elif r["kind"] == "stats":
                 score_ms.append(json.loads(r["payload"])["score_ms"])
+        # Pass 2 read the input again: it must have read the same rows.
+        changed = second.changed_since(first)
+        if changed:
+            raise _core.Error(
+                f"input: the files changed between the two passes of the run ({changed}); "
+                "nothing was published: rerun once they are complete"
+            )
         compute_ms = int((time.monotonic() - t0) * 1000)
         timings = [
             ("spark", compute_ms),
