@@ -122,6 +122,19 @@ fn assert_equal(got: &RecordBatch, want: &RecordBatch, what: &str) {
     }
 }
 
+/// `got` equals the CLI's non-empty partition of `table` as of 2024-11-30 under `out` (the
+/// customers table in customer order).
+fn assert_equals_cli(ws: &Workspace, out: &str, table: Table, got: RecordBatch, what: &str) {
+    let dir = ws.path(&format!("{out}/{table}/as_of=2024-11-30"));
+    let mut want = read_partition(&dir).0;
+    let mut got = got;
+    if table == Table::Customers {
+        (want, got) = (by_customer(want), by_customer(got));
+    }
+    assert!(want.num_rows() > 0, "{what}: {table}");
+    assert_equal(&got, &want, &format!("{what}: {table}"));
+}
+
 #[test]
 fn api_tables_equal_the_cli_in_any_partitioning_and_merge_order() {
     let ws = Workspace::new();
@@ -164,17 +177,12 @@ fn api_tables_equal_the_cli_in_any_partitioning_and_merge_order() {
                 Table::Cohorts,
                 Table::Ltv,
             ] {
-                let dir = ws.path(&format!("{out}/{table}/as_of=2024-11-30"));
-                let mut want = read_partition(&dir).0;
-                let mut got = tables.get(table).clone();
-                if table == Table::Customers {
-                    (want, got) = (by_customer(want), by_customer(got));
-                }
-                assert!(want.num_rows() > 0);
-                assert_equal(
-                    &got,
-                    &want,
-                    &format!("{assignment}, {n} partitions: {table}"),
+                assert_equals_cli(
+                    &ws,
+                    &out,
+                    table,
+                    tables.get(table).clone(),
+                    &format!("{assignment}, {n} partitions"),
                 );
             }
         }
@@ -256,17 +264,11 @@ fn a_spread_run_in_two_passes_equals_the_cli_and_holds_no_rows_on_the_driver() {
             Table::Ltv,
             Table::Models,
         ] {
-            let dir = ws.path(&format!("out/{table}/as_of=2024-11-30"));
-            let mut want = read_partition(&dir).0;
-            let mut got = match table {
+            let got = match table {
                 Table::Customers => got_customers.clone(),
                 t => tables.get(t).clone(),
             };
-            if table == Table::Customers {
-                (want, got) = (by_customer(want), by_customer(got));
-            }
-            assert!(want.num_rows() > 0, "{table}");
-            assert_equal(&got, &want, &format!("spread, {n} partitions: {table}"));
+            assert_equals_cli(&ws, "out", table, got, &format!("spread, {n} partitions"));
         }
         // A partition left out of pass 2 is refused, not published short.
         if n > 1 {

@@ -313,14 +313,7 @@ impl Computation {
             accounting,
             ..
         } = partial;
-        for r in rows.iter_mut() {
-            let id = &customer_ids[r.cust as usize];
-            let before = ing.customers.count();
-            r.cust = ing.customers.intern(id);
-            if ing.customers.count() == before {
-                return Err(ApiError::DuplicateCustomer(id.clone()));
-            }
-        }
+        intern_customers(&mut ing, &mut rows, &customer_ids)?;
         drop(customer_ids);
         let mut keys = rfm::Keys::with_capacity(rows.len());
         keys.add(&rows);
@@ -393,4 +386,22 @@ impl Computation {
             ],
         }
     }
+}
+
+/// Numbers `rows` (whose `cust` is a position in `ids`) by the customers of `ing`, refusing a
+/// customer seen twice (in two partitions).
+fn intern_customers(
+    ing: &mut Ingested,
+    rows: &mut [CustomerRow],
+    ids: &[String],
+) -> Result<(), ApiError> {
+    for r in rows.iter_mut() {
+        let id = &ids[r.cust as usize];
+        let before = ing.customers.count();
+        r.cust = ing.customers.intern(id);
+        if ing.customers.count() == before {
+            return Err(ApiError::DuplicateCustomer(id.clone()));
+        }
+    }
+    Ok(())
 }

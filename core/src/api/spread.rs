@@ -264,14 +264,7 @@ impl Computation {
         }
         let (mut ing, ctx) = self.context(&plan.values, plan.earliest);
         let mut rows = base.rows;
-        for r in rows.iter_mut() {
-            let id = &base.customer_ids[r.cust as usize];
-            let before = ing.customers.count();
-            r.cust = ing.customers.intern(id);
-            if ing.customers.count() == before {
-                return Err(ApiError::DuplicateCustomer(id.clone()));
-            }
-        }
+        super::intern_customers(&mut ing, &mut rows, &base.customer_ids)?;
         let fits = self.fits(plan, &ctx)?;
         let mut parts = vec![rows];
         let sums = metrics::score_and_sum(&mut parts, &plan.cuts.scorer(), fits.as_ref(), &ctx);

@@ -216,19 +216,31 @@ MORE_FIELDS = "csv: more fields than the header"
 FEWER_FIELDS = "csv: fewer fields than the header"
 
 
-def _task(hook: str):
+def _task():
     """This Spark task's context, with the core's threads sized to its cores (rayon starts in
-    this worker process, after the fork). ``hook``: the test environment variable that makes
-    the task of partition 0 fail once (a marker file remembers it failed)."""
+    this worker process, after the fork)."""
     from pyspark import TaskContext
 
     ctx = TaskContext.get()
     _core.set_threads(max(1, int(ctx.cpus())) if ctx is not None else 1)
-    marker = os.environ.get(hook) if hook else None
+    return ctx
+
+
+def _fail_once(ctx, hook: str) -> None:
+    """For the tests: the task of partition 0 fails once when the environment variable
+    ``hook`` names a marker file that does not exist yet (the file remembers it failed)."""
+    marker = os.environ.get(hook)
     if marker and ctx is not None and ctx.partitionId() == 0 and not os.path.exists(marker):
         open(marker, "w").close()
         raise RuntimeError("customer-value test: this task fails once")
-    return ctx
+
+
+def _split_counts(table: pa.Table) -> bytes:
+    """The file splits a task read: each split's first scan id and rows (see ``_Splits``)."""
+    splits = table.group_by([FILE, BLOCK, SIZE, MTIME]).aggregate(
+        [(ROW_ID, "min"), (ROW_ID, "count")]
+    )
+    return _ipc(splits.to_batches())
 
 
 def _prepared(table: pa.Table, csv_options: dict) -> pa.Table:
@@ -261,17 +273,14 @@ def _folder(toml: str, dates: list[str], census: bool):
     csv_options = json.loads(_core.config_json(toml))["input"]["csv"]
 
     def fold(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        _task("CUSTOMER_VALUE_SPARK_FAIL_ONCE")
+        _fail_once(_task(), "CUSTOMER_VALUE_SPARK_FAIL_ONCE")
         started = time.perf_counter()
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
         received = time.perf_counter()
-        splits = table.group_by([FILE, BLOCK, SIZE, MTIME]).aggregate(
-            [(ROW_ID, "min"), (ROW_ID, "count")]
-        )
         rows = _prepared(table, csv_options)
-        out = [("", "splits", _ipc(splits.to_batches()))]
+        out = [("", "splits", _split_counts(table))]
         for d in dates:
             job = Computation(toml, d)
             partial = job.fold_rows(rows, source="spark")
@@ -297,17 +306,14 @@ def _scorer(toml: str, plans: dict[str, bytes], run_id: str):
     csv_options = json.loads(_core.config_json(toml))["input"]["csv"]
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        ctx = _task("")
+        ctx = _task()
         started = time.perf_counter()
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
-        splits = table.group_by([FILE, BLOCK, SIZE, MTIME]).aggregate(
-            [(ROW_ID, "min"), (ROW_ID, "count")]
-        )
         rows = _prepared(table, csv_options)
         partition, attempt = (ctx.partitionId(), ctx.taskAttemptId()) if ctx else (0, 0)
-        out = [("", "splits", _ipc(splits.to_batches()))]
+        out = [("", "splits", _split_counts(table))]
         for d, plan in plans.items():
             job = Computation(toml, d)
             customers, sums = job.score(plan, job.fold_rows(rows, source="spark"))
@@ -317,7 +323,7 @@ def _scorer(toml: str, plans: dict[str, bytes], run_id: str):
                 path, n, size = _core.stage_part(toml, run_id, d, "customers", name, customers)
                 out.append((d, "file", json.dumps([path, n, size]).encode()))
         # A test: the attempt fails after staging its files (the retry stages others).
-        _task("CUSTOMER_VALUE_SPARK_FAIL_ONCE_SCORE_AFTER")
+        _fail_once(ctx, "CUSTOMER_VALUE_SPARK_FAIL_ONCE_SCORE_AFTER")
         stats = {"score_ms": round((time.perf_counter() - started) * 1000)}
         out.append(("", "stats", json.dumps(stats).encode()))
         yield _rows_out(out)
@@ -353,6 +359,16 @@ class _Splits:
         self.first: dict[tuple[str, int], int] = {}
         self.count: dict[tuple[str, int], int] = defaultdict(int)
         self.files: dict[str, tuple[int, str]] = {}
+
+    @classmethod
+    def collected(cls, rows) -> "_Splits":
+        """The splits the tasks of one scan reported (their ``splits`` rows)."""
+        splits = cls()
+        for r in rows:
+            if r["kind"] == "splits":
+                for b in _batches(r["payload"]):
+                    splits.add(b)
+        return splits
 
     def add(self, batch: pa.RecordBatch) -> None:
         for f, b, size, mtime, m, n in zip(*(c.to_pylist() for c in batch.columns)):
@@ -447,14 +463,8 @@ def _partials(toml: str, days: list[str], shuffled, paths, census: bool = False)
         if r["kind"] == "census":
             censuses[r["as_of"]].append(bytes(r["payload"]))
 
-    splits = _Splits()
-    tasks = []
-    for r in out:
-        if r["kind"] == "splits":
-            for b in _batches(r["payload"]):
-                splits.add(b)
-        elif r["kind"] == "stats":
-            tasks.append(json.loads(r["payload"]))
+    splits = _Splits.collected(out)
+    tasks = [json.loads(r["payload"]) for r in out if r["kind"] == "stats"]
     offsets = splits.offsets()
     name = _namer(paths)
     merged: dict[str, Partial] = {}
@@ -595,12 +605,9 @@ def run(
         sums: dict[str, list[bytes]] = {d: [] for d in days}
         files: dict[str, list[tuple[str, int, int]]] = {d: [] for d in days}
         score_ms = []
-        second = _Splits()
+        second = _Splits.collected(scored)
         for r in scored:
-            if r["kind"] == "splits":
-                for b in _batches(r["payload"]):
-                    second.add(b)
-            elif r["kind"] == "sums":
+            if r["kind"] == "sums":
                 sums[r["as_of"]].append(bytes(r["payload"]))
             elif r["kind"] == "file":
                 files[r["as_of"]].append(tuple(json.loads(r["payload"])))

@@ -135,20 +135,27 @@ pub fn snapshot_files(table_root: &Location) -> Result<Option<SnapshotFiles>, Si
     .map_err(err)
 }
 
-/// The files removed from the table (its tombstones) before `before_ms` (milliseconds since the
-/// epoch) that no current file shares a path with. Empty when there is no table.
+impl SnapshotFiles {
+    /// The files removed from the table (its tombstones) before `before_ms` (milliseconds
+    /// since the epoch) that no current file shares a path with: what a vacuum deletes.
+    pub fn removed_before(&self, before_ms: i64) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .removed
+            .iter()
+            .filter(|(p, &at)| at < before_ms && !self.active.contains(*p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        paths.sort();
+        paths
+    }
+}
+
+/// The files removed from the table before `before_ms` that it no longer lists
+/// ([`SnapshotFiles::removed_before`]). Empty when there is no table.
 pub fn removed_files(table_root: &Location, before_ms: i64) -> Result<Vec<String>, SinkError> {
-    let Some(files) = snapshot_files(table_root)? else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<String> = files
-        .removed
-        .into_iter()
-        .filter(|(p, at)| *at < before_ms && !files.active.contains(p))
-        .map(|(p, _)| p)
-        .collect();
-    paths.sort();
-    Ok(paths)
+    Ok(snapshot_files(table_root)?
+        .map(|s| s.removed_before(before_ms))
+        .unwrap_or_default())
 }
 
 /// The Delta table schema: the data columns (Arrow `description` metadata becomes the Delta

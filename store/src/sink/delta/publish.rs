@@ -11,21 +11,21 @@
 //! leaves them), and the new files are in no commit yet. A run killed between its manifest and
 //! its commits leaves the Delta tables at the previous run until the date is published again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
-use super::{commit_partition, partition_files, snapshot_files, DeltaFile};
+use super::{commit_partition, partition_files, snapshot_files, DeltaFile, SnapshotFiles};
 use crate::schema::Table;
 use crate::sink::manifest::Manifest;
 use crate::sink::{DeltaSettings, SinkError};
 use crate::storage::{block_on, Location};
 
-/// Commits every table's partition of the manifest's date, then the dates other manifests
-/// publish that a table lacks (see [`heal`]), then vacuums each table.
+/// Commits every table's partition of the manifest's date, then per table the dates other
+/// manifests publish that its log lacks (see [`heal`]) and the vacuum, both from one snapshot.
 pub fn commit_date(
     output: &Location,
     settings: &DeltaSettings,
@@ -35,12 +35,22 @@ pub fn commit_date(
     for table in Table::ALL {
         commit_table(output, settings, manifest, table, now_ms)?;
     }
-    heal(output, settings, now_ms)?;
+    let dates = manifest_dates(output)?;
+    let mut manifests = HashMap::new();
     for table in Table::ALL {
-        vacuum(
-            &output.child(table.name()),
-            now_ms - settings.retention_hours as i64 * 3_600_000,
+        let root = output.child(table.name());
+        let snapshot = snapshot_files(&root)?.unwrap_or_default();
+        let healed = heal(
+            output,
+            settings,
+            table,
+            &snapshot,
+            &dates,
+            &mut manifests,
+            now_ms,
         )?;
+        let before_ms = now_ms - settings.retention_hours as i64 * 3_600_000;
+        vacuum(&root, &snapshot, &healed, before_ms);
     }
     Ok(())
 }
@@ -62,11 +72,7 @@ fn commit_table(
             e.files
                 .iter()
                 .map(|f| DeltaFile {
-                    path: f
-                        .path
-                        .strip_prefix(&format!("{name}/"))
-                        .unwrap_or(&f.path)
-                        .to_string(),
+                    path: relative(table, &f.path),
                     size: f.bytes,
                     rows: f.rows,
                     modified_ms: now_ms,
@@ -90,38 +96,45 @@ fn commit_table(
 }
 
 /// Commits, from their manifests, the dates published before the output became Delta tables
-/// (or while a table was left out): every date with a manifest that lists a table whose Delta
-/// log has no file of that date. One listing of the manifests per publish; a manifest is read
-/// only for such a date.
-fn heal(output: &Location, settings: &DeltaSettings, now_ms: i64) -> Result<(), SinkError> {
-    let dates = manifest_dates(output)?;
-    let mut read: HashMap<String, Option<Manifest>> = HashMap::new();
-    for table in Table::ALL {
-        let root = output.child(table.name());
-        let present: std::collections::HashSet<String> = match snapshot_files(&root)? {
-            Some(s) => s
-                .active
-                .iter()
-                .filter_map(|p| p.split_once('/'))
-                .filter_map(|(dir, _)| dir.strip_prefix("as_of="))
-                .map(str::to_string)
-                .collect(),
-            None => Default::default(),
-        };
-        for d in dates.iter().filter(|d| !present.contains(*d)) {
-            if !read.contains_key(d) {
-                read.insert(d.clone(), super::super::read_manifest(output, d)?);
-            }
-            let Some(Some(m)) = read.get(d) else { continue };
-            if m.tables
-                .get(table.name())
-                .is_some_and(|e| !e.files.is_empty())
-            {
-                commit_table(output, settings, m, table, now_ms)?;
-            }
+/// (or while the table was left out): every date in `dates` with a manifest that lists `table`
+/// and no file of that date in `snapshot`. A manifest is read only for such a date (once per
+/// publish: `manifests` keeps them). Returns the files it added (relative to the table root).
+fn heal(
+    output: &Location,
+    settings: &DeltaSettings,
+    table: Table,
+    snapshot: &SnapshotFiles,
+    dates: &[String],
+    manifests: &mut HashMap<String, Option<Manifest>>,
+    now_ms: i64,
+) -> Result<HashSet<String>, SinkError> {
+    let present: HashSet<&str> = snapshot
+        .active
+        .iter()
+        .filter_map(|p| p.split_once('/'))
+        .filter_map(|(dir, _)| dir.strip_prefix("as_of="))
+        .collect();
+    let mut added = HashSet::new();
+    for d in dates.iter().filter(|d| !present.contains(d.as_str())) {
+        if !manifests.contains_key(d) {
+            manifests.insert(d.clone(), crate::sink::read_manifest(output, d)?);
         }
+        let Some(Some(m)) = manifests.get(d) else {
+            continue;
+        };
+        let Some(entry) = m.tables.get(table.name()).filter(|e| !e.files.is_empty()) else {
+            continue;
+        };
+        commit_table(output, settings, m, table, now_ms)?;
+        added.extend(entry.files.iter().map(|f| relative(table, &f.path)));
     }
-    Ok(())
+    Ok(added)
+}
+
+/// A manifest's file path (relative to the output root) relative to `table`'s root.
+fn relative(table: Table, path: &str) -> String {
+    let prefix = format!("{}/", table.name());
+    path.strip_prefix(&prefix).unwrap_or(path).to_string()
 }
 
 /// The dates of the manifests under `output` (`_manifests/as_of=D.json`).
@@ -175,87 +188,46 @@ fn app_metadata(m: &Manifest, rows: u64) -> Map<String, Value> {
     map
 }
 
-/// Deletes the table's data files that a commit removed before `before_ms` and its current
-/// snapshot does not list. Only files the log says it removed: a file no commit ever listed
-/// (a Parquet-era file of a date not yet committed, a dead run's upload, which its journal's
-/// recovery removes) is left alone, and so is one whose removal a checkpoint no longer keeps
-/// (a removal record stays for a week, `delta.deletedFileRetentionDuration`: any publish in
-/// that week deletes it). Returns how many were deleted.
-fn vacuum(root: &Location, before_ms: i64) -> Result<usize, SinkError> {
-    let Some(snapshot) = snapshot_files(root)? else {
-        return Ok(0);
-    };
-    let gone = |rel: &str| {
-        !snapshot.active.contains(rel)
-            && snapshot.removed.get(rel).is_some_and(|&at| at < before_ms)
-    };
+/// Deletes the table's data files that a commit removed before `before_ms` and `snapshot` does
+/// not list ([`SnapshotFiles::removed_before`]), but for `keep` (files just committed again).
+/// Only files the log says it removed: a file no commit ever listed (a Parquet-era file of a
+/// date not yet committed, a dead run's upload, which its journal's recovery removes) is left
+/// alone, and so is one whose removal a checkpoint no longer keeps (a removal record stays for
+/// a week, `delta.deletedFileRetentionDuration`: any publish in that week deletes it). A file
+/// that cannot be deleted is logged; the next publish tries again.
+fn vacuum(root: &Location, snapshot: &SnapshotFiles, keep: &HashSet<String>, before_ms: i64) {
     let mut deleted = 0;
-    match root {
-        Location::Local(dir) => {
-            for rel in local_data_files(dir) {
-                if gone(&rel) {
-                    let path = dir.join(&rel);
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => deleted += 1,
-                        Err(e) => {
-                            warn!(path = %path.display(), error = %e, "Could not delete a file the Delta table no longer lists.")
-                        }
-                    }
+    for rel in snapshot.removed_before(before_ms) {
+        if keep.contains(&rel) {
+            continue;
+        }
+        let result = match root {
+            Location::Local(dir) => std::fs::remove_file(dir.join(&rel)).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    None
+                } else {
+                    Some(e.to_string())
+                }
+            }),
+            Location::Remote(r) => {
+                let store = Arc::clone(&r.store);
+                let key = r.child(&rel);
+                match block_on(async move { store.delete(&key).await }) {
+                    Ok(()) => Ok(()),
+                    Err(object_store::Error::NotFound { .. }) => Err(None),
+                    Err(e) => Err(Some(crate::storage::store_message(&e))),
                 }
             }
-        }
-        Location::Remote(r) => {
-            for meta in r.list(&r.path)? {
-                let Some(rel) = meta
-                    .location
-                    .as_ref()
-                    .strip_prefix(r.path.as_ref())
-                    .map(|p| p.trim_start_matches('/').to_string())
-                else {
-                    continue;
-                };
-                if rel.starts_with("_delta_log/") || !rel.ends_with(".parquet") {
-                    continue;
-                }
-                if gone(&rel) {
-                    let store = Arc::clone(&r.store);
-                    let key = meta.location.clone();
-                    match block_on(async move { store.delete(&key).await }) {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                        Err(e) => {
-                            warn!(url = %r.url(&meta.location), error = %crate::storage::store_message(&e), "Could not delete a file the Delta table no longer lists.")
-                        }
-                    }
-                }
+        };
+        match result {
+            Ok(()) => deleted += 1,
+            Err(None) => {} // deleted by an earlier publish
+            Err(Some(error)) => {
+                warn!(table = %root.shown(), file = %rel, %error, "Could not delete a file the Delta table no longer lists.")
             }
         }
     }
     if deleted > 0 {
         info!(table = %root.shown(), files = deleted, "Deleted files the Delta table removed before the retention.");
     }
-    Ok(deleted)
-}
-
-/// The Parquet files in the `as_of=…` folders of a local table, relative to the table root.
-fn local_data_files(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(partitions) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for p in partitions.flatten() {
-        let name = p.file_name().to_string_lossy().to_string();
-        if !name.starts_with("as_of=") {
-            continue;
-        }
-        let Ok(files) = std::fs::read_dir(p.path()) else {
-            continue;
-        };
-        for f in files.flatten() {
-            let file = f.file_name().to_string_lossy().to_string();
-            if file.ends_with(".parquet") {
-                out.push(format!("{name}/{file}"));
-            }
-        }
-    }
-    out
 }
